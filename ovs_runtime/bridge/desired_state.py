@@ -1,0 +1,102 @@
+"""Reading the configuration database into plain, typed bridge/port/interface specs."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from ovs_runtime.db.datum import Datum, Row
+
+
+def scalar(datum: Datum, default: Any = None) -> Any:
+    if not datum.values:
+        return default
+    return next(iter(datum.values)).value
+
+
+def as_list(datum: Datum) -> list[Any]:
+    return sorted(atom.value for atom in datum.values)
+
+
+def as_map(datum: Datum) -> dict[Any, Any]:
+    return {k.value: v.value for k, v in datum.values.items()}
+
+
+@dataclass(frozen=True)
+class InterfaceSpec:
+    uuid: uuid.UUID
+    name: str
+    type: str
+    options: dict[str, str]
+    ofport_request: int | None
+
+
+@dataclass(frozen=True)
+class PortSpec:
+    uuid: uuid.UUID
+    name: str
+    tag: int | None
+    trunks: tuple[int, ...]
+    vlan_mode: str | None
+    interfaces: tuple[InterfaceSpec, ...]
+    other_config: dict[str, str] = field(hash=False, default_factory=dict)
+
+
+@dataclass(frozen=True)
+class BridgeSpec:
+    uuid: uuid.UUID
+    name: str
+    fail_mode: str
+    ports: tuple[PortSpec, ...]
+    other_config: dict[str, str] = field(hash=False, default_factory=dict)
+
+
+def _interface(row: Row) -> InterfaceSpec:
+    return InterfaceSpec(
+        uuid=scalar(row["_uuid"]),
+        name=scalar(row["name"]),
+        type=scalar(row["type"], ""),
+        options=as_map(row["options"]),
+        ofport_request=scalar(row["ofport_request"]),
+    )
+
+
+def read_bridges(tables: dict[str, dict[uuid.UUID, Row]]) -> dict[str, BridgeSpec]:
+    """Every bridge reachable from the Open_vSwitch row, keyed by name."""
+    bridges: dict[str, BridgeSpec] = {}
+    for root in tables["Open_vSwitch"].values():
+        for bridge_uuid in as_list(root["bridges"]):
+            bridge_row = tables["Bridge"].get(bridge_uuid)
+            if bridge_row is None:
+                continue
+            ports = []
+            for port_uuid in as_list(bridge_row["ports"]):
+                port_row = tables["Port"].get(port_uuid)
+                if port_row is None:
+                    continue
+                interfaces = tuple(
+                    _interface(tables["Interface"][u])
+                    for u in as_list(port_row["interfaces"])
+                    if u in tables["Interface"]
+                )
+                ports.append(
+                    PortSpec(
+                        uuid=port_uuid,
+                        name=scalar(port_row["name"]),
+                        tag=scalar(port_row["tag"]),
+                        trunks=tuple(as_list(port_row["trunks"])),
+                        vlan_mode=scalar(port_row["vlan_mode"]),
+                        interfaces=interfaces,
+                        other_config=as_map(port_row["other_config"]),
+                    )
+                )
+            name = scalar(bridge_row["name"])
+            bridges[name] = BridgeSpec(
+                uuid=bridge_uuid,
+                name=name,
+                fail_mode=scalar(bridge_row["fail_mode"], "standalone"),
+                ports=tuple(sorted(ports, key=lambda p: p.name)),
+                other_config=as_map(bridge_row["other_config"]),
+            )
+    return bridges

@@ -1,0 +1,354 @@
+"""``ovsr apply FILE``: declarative desired state, diffed and applied in one transaction.
+
+The file (YAML or JSON) names bridges and their ports::
+
+    bridges:
+      br0:
+        fail_mode: standalone
+        other_config: {mac-aging-time: 300}
+        ports:
+          vm1: {tag: 10}
+          uplink: {trunks: [10, 20], vlan_mode: trunk}
+          patch-a: {type: patch, options: {peer: patch-b}}
+
+(``bridges`` and ``ports`` may also be lists of objects with a ``name``.) Values are
+normalised by the column's type before comparing, so ``tag: "10"`` equals ``tag: 10``
+and ``trunks: [20, 10]`` equals ``[10, 20]``.
+
+``--state`` says how far the file reaches, as Ansible resource modules do:
+
+- ``merged`` (default): create what is missing, set what is given, touch nothing else;
+- ``replaced``: the listed bridges become exactly as described (unlisted ports removed,
+  unset managed columns reset);
+- ``overridden``: ``replaced`` for the whole switch: unlisted bridges are removed too;
+- ``deleted``: remove the listed bridges, or only the listed ports of a bridge.
+
+``--check`` shows the difference without applying it. Exit status: 0 no change,
+2 changed (or would change, with ``--check``), 1 error.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import yaml
+
+from ovs_runtime.cli import value_syntax as vs
+from ovs_runtime.cli.model import Model
+from ovs_runtime.cli.vsctl_commands import (
+    CommandContext,
+    _bridge,
+    _bridge_of_port,
+    _delete_port,
+    _port,
+    cmd_add_br,
+    cmd_add_port,
+    cmd_del_br,
+    command,
+)
+from ovs_runtime.db.schema import DbSchema, load_schema
+
+STATES = ("merged", "replaced", "overridden", "deleted")
+BRIDGE_COLUMNS = ("fail_mode", "datapath_type", "protocols", "flood_vlans", "other_config",
+                  "external_ids")
+PORT_COLUMNS = ("tag", "trunks", "vlan_mode", "other_config", "external_ids")
+IFACE_SHORTCUTS = ("type", "options", "ofport_request", "mtu_request", "mac")
+IFACE_COLUMNS = ("type", "options", "ofport_request", "mtu_request", "mac", "external_ids",
+                 "other_config", "ingress_policing_rate", "ingress_policing_burst")
+EXIT_CHANGED = 2
+
+
+class ApplyError(Exception):
+    """The desired-state file is not acceptable; nothing was changed."""
+
+
+# -- reading and normalising the file -----------------------------------------------------
+
+
+def _atom(base: vs.BaseType, value: Any, what: str) -> Any:
+    kind = base.type
+    if isinstance(value, (dict, list)) or value is None:
+        raise ApplyError(f"{what}: expected a single {kind.to_string()}, got {value!r}")
+    if kind == vs.ovs.db.types.StringType:
+        text = ("true" if value else "false") if isinstance(value, bool) else str(value)
+        atom: Any = text
+    elif kind == vs.ovs.db.types.IntegerType:
+        if isinstance(value, bool) or not isinstance(value, (int, str)):
+            raise ApplyError(f"{what}: expected an integer, got {value!r}")
+        try:
+            atom = int(value)
+        except ValueError:
+            raise ApplyError(f"{what}: expected an integer, got {value!r}") from None
+    elif kind == vs.ovs.db.types.RealType:
+        try:
+            atom = float(value)
+        except (TypeError, ValueError):
+            raise ApplyError(f"{what}: expected a number, got {value!r}") from None
+    elif kind == vs.ovs.db.types.BooleanType:
+        if not isinstance(value, bool):
+            raise ApplyError(f"{what}: expected true or false, got {value!r}")
+        atom = value
+    else:
+        raise ApplyError(f"{what}: UUID columns cannot be set from a desired-state file")
+    try:
+        vs._check_constraints(base, atom, what)
+    except vs.ValueError_ as exc:
+        raise ApplyError(str(exc)) from None
+    return atom
+
+
+def normalise(type_: vs.Type, value: Any, what: str) -> Any:
+    """A value from YAML/JSON, in the CLI's plain form for a column of ``type_``."""
+    if type_.is_map():
+        if value is None:
+            return {}
+        if not isinstance(value, dict):
+            raise ApplyError(f"{what}: expected a mapping, got {value!r}")
+        return {_atom(type_.key, k, what): _atom(type_.value, v, f"{what}.{k}")
+                for k, v in value.items()}
+    items = [] if value is None else value if isinstance(value, list) else [value]
+    atoms = sorted({_atom(type_.key, v, what) for v in items}, key=vs._sort_key)
+    if not type_.n_min <= len(atoms) <= type_.n_max:
+        raise ApplyError(f"{what}: {len(atoms)} value(s) given; {type_.n_min} to "
+                         f"{type_.n_max} accepted")
+    return atoms[0] if vs.is_scalar(type_) else atoms
+
+
+def _named(section: Any, what: str) -> dict[str, Any]:
+    if section is None:
+        return {}
+    if isinstance(section, dict):
+        for name, body in section.items():
+            if body is not None and not isinstance(body, dict):
+                raise ApplyError(f"{what} {name}: expected a mapping of settings, got {body!r}")
+        return {str(name): dict(body or {}) for name, body in section.items()}
+    if isinstance(section, list):
+        out: dict[str, Any] = {}
+        for item in section:
+            if not isinstance(item, dict) or not isinstance(item.get("name"), (str, int)):
+                raise ApplyError(f"each entry of {what}s needs a 'name', got {item!r}")
+            body = dict(item)
+            name = str(body.pop("name"))
+            if name in out:
+                raise ApplyError(f"{what} {name} is listed twice")
+            out[name] = body
+        return out
+    raise ApplyError(f"{what}s: expected a mapping or a list, got {section!r}")
+
+
+def _columns(schema: DbSchema, table: str, body: dict[str, Any], allowed: tuple[str, ...],
+             what: str) -> dict[str, Any]:
+    out = {}
+    for key, value in body.items():
+        if key not in allowed:
+            raise ApplyError(f"{what}: unknown setting {key!r}; accepted: {', '.join(allowed)}")
+        out[key] = normalise(schema.tables[table].columns[key].type, value, f"{what}.{key}")
+    return out
+
+
+def parse_desired(doc: Any, schema: DbSchema) -> dict[str, Any]:
+    if not isinstance(doc, dict):
+        raise ApplyError("the desired state must be a mapping with a 'bridges' key")
+    unknown = set(doc) - {"bridges"}
+    if unknown:
+        raise ApplyError(f"unknown top-level key(s) {', '.join(sorted(map(str, unknown)))}; "
+                         "accepted: bridges")
+    bridges: dict[str, Any] = {}
+    for bname, body in _named(doc.get("bridges"), "bridge").items():
+        ports_section = body.pop("ports", None)
+        bridge = {"columns": _columns(schema, "Bridge", body, BRIDGE_COLUMNS, f"bridge {bname}"),
+                  "ports": {}}
+        for pname, pbody in _named(ports_section, f"bridge {bname} port").items():
+            what = f"bridge {bname} port {pname}"
+            iface_body = pbody.pop("interface", None) or {}
+            if not isinstance(iface_body, dict):
+                raise ApplyError(f"{what}.interface: expected a mapping")
+            for key in IFACE_SHORTCUTS:
+                if key in pbody:
+                    if key in iface_body:
+                        raise ApplyError(f"{what}: {key} given twice (also under interface)")
+                    iface_body[key] = pbody.pop(key)
+            bridge["ports"][pname] = {
+                "columns": _columns(schema, "Port", pbody, PORT_COLUMNS + IFACE_SHORTCUTS, what),
+                "interface": _columns(schema, "Interface", iface_body, IFACE_COLUMNS,
+                                      f"{what}.interface"),
+            }
+        bridges[bname] = bridge
+    return bridges
+
+
+def load_request(inv: Any) -> dict[str, Any]:
+    if "_desired" in inv.opts:
+        return dict(inv.opts["_desired"])
+    state = inv.opts.get("state", "merged")
+    if state not in STATES:
+        raise ApplyError(f"--state={state}: expected one of {', '.join(STATES)}")
+    path = inv.args[0]
+    try:
+        with open(path, encoding="utf-8") if path != "-" else _stdin() as f:
+            doc = yaml.safe_load(f)
+    except OSError as exc:
+        raise ApplyError(f"cannot read {path}: {exc.strerror}") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ApplyError(f"{path}{where}: not valid YAML/JSON: "
+                         f"{getattr(exc, 'problem', None) or exc}") from None
+    try:
+        desired = parse_desired(doc, load_schema())
+    except ApplyError as exc:
+        raise ApplyError(f"{path}: {exc}") from None
+    inv.opts["_desired"] = desired
+    inv.opts["state"] = state
+    return desired
+
+
+def _stdin() -> Any:
+    import sys
+
+    return sys.stdin
+
+
+# -- current state, in the same shape -----------------------------------------------------
+
+
+def current_state(m: Model, names: list[str] | None) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for bkey, b in sorted(m.rows["Bridge"].items(), key=lambda kv: str(kv[1]["name"])):
+        name = str(b["name"])
+        if names is not None and name not in names:
+            continue
+        bridge: dict[str, Any] = {c: vs.to_plain(b[c]) for c in BRIDGE_COLUMNS}
+        ports = {}
+        for pref in b["ports"]:
+            p = m.rows["Port"].get(m.key_of(pref))
+            if p is None or p["name"] == name:
+                continue
+            port = {c: vs.to_plain(p[c]) for c in PORT_COLUMNS}
+            if p["interfaces"]:
+                i = m.rows["Interface"][m.key_of(p["interfaces"][0])]
+                port["interface"] = {c: vs.to_plain(i[c]) for c in IFACE_COLUMNS}
+            ports[str(p["name"])] = port
+        bridge["ports"] = dict(sorted(ports.items()))
+        out[name] = bridge
+    return out
+
+
+# -- applying -------------------------------------------------------------------------
+
+
+def _set_columns(m: Model, table: str, key: str, wanted: dict[str, Any], managed: tuple[str, ...],
+                 replace: bool) -> None:
+    for column in managed:
+        if column in wanted:
+            value = wanted[column]
+        elif replace:
+            value = vs.default_value(m.column_type(table, column))
+        else:
+            continue
+        if m.rows[table][key][column] != value:
+            m.set(table, key, column, value)
+
+
+def _apply_bridge(ctx: CommandContext, name: str, spec: dict[str, Any], replace: bool) -> None:
+    m = ctx.model
+    if _bridge(m, name, must_exist=False) is None:
+        cmd_add_br(CommandContext(m), [name])
+    bkey = _bridge(m, name)
+    assert bkey is not None
+    _set_columns(m, "Bridge", bkey, spec["columns"], BRIDGE_COLUMNS, replace)
+    wanted_ports = spec["ports"]
+    if replace:
+        for pref in list(m.rows["Bridge"][bkey]["ports"]):
+            pname = str(m.rows["Port"][m.key_of(pref)]["name"])
+            if pname != name and pname not in wanted_ports:
+                _delete_port(m, m.key_of(pref))
+    for pname, pspec in wanted_ports.items():
+        pkey = _port(m, pname, must_exist=False)
+        if pkey is not None and _bridge_of_port(m, pkey) != bkey:
+            _delete_port(m, pkey)  # moving a port between bridges, as ovs-vsctl would refuse
+            pkey = None
+        if pkey is None:
+            cmd_add_port(CommandContext(m), [name, pname])
+            pkey = _port(m, pname)
+            assert pkey is not None
+        port_cols = {k: v for k, v in pspec["columns"].items() if k in PORT_COLUMNS}
+        _set_columns(m, "Port", pkey, port_cols, PORT_COLUMNS, replace)
+        ikey = m.key_of(m.rows["Port"][pkey]["interfaces"][0])
+        _set_columns(m, "Interface", ikey, pspec["interface"], IFACE_COLUMNS, replace)
+
+
+@command("apply", 1, 1, "apply FILE [--check] [--state=merged|replaced|overridden|deleted]",
+         ("check", "state", "confirm-timeout", "_desired"))
+def cmd_apply(ctx: CommandContext, args: list[str]) -> None:
+    m = ctx.model
+    desired: dict[str, Any] = ctx.opts["_desired"]
+    state = ctx.opts.get("state", "merged")
+    scope = None if state == "overridden" else list(desired)
+    before = current_state(m, scope)
+    if state == "deleted":
+        for name, spec in desired.items():
+            if _bridge(m, name, must_exist=False) is None:
+                continue
+            if spec["ports"]:
+                for pname in spec["ports"]:
+                    pkey = _port(m, pname, must_exist=False)
+                    if pkey is not None:
+                        _delete_port(m, pkey)
+            else:
+                cmd_del_br(CommandContext(m), [name])
+    else:
+        if state == "overridden":
+            for name in list(before):
+                if name not in desired:
+                    cmd_del_br(CommandContext(m), [name])
+        for name, spec in desired.items():
+            _apply_bridge(ctx, name, spec, replace=state in ("replaced", "overridden"))
+    after = current_state(m, scope)
+    changes = diff_lines(before, after)
+    ctx.out.extend(changes or ["no change"])
+    ctx.data.append({"changed": bool(changes), "state": state, "check": bool(ctx.opts.get("check")),
+                     "before": before, "after": after, "diff": changes})
+
+
+def diff_lines(before: dict[str, Any], after: dict[str, Any]) -> list[str]:
+    lines: list[str] = []
+    for name in sorted(set(before) | set(after)):
+        b, a = before.get(name), after.get(name)
+        if b is None:
+            lines.append(f"+ bridge {name}")
+            b = {"ports": {}}
+        elif a is None:
+            lines.append(f"- bridge {name}")
+            continue
+        for column in BRIDGE_COLUMNS:
+            if b.get(column) != a.get(column) and not (b.get(column) is None and not a.get(column)):
+                lines.append(f"~ bridge {name} {column}: {b.get(column)!r} -> {a[column]!r}")
+        for pname in sorted(set(b["ports"]) | set(a["ports"])):
+            pb, pa = b["ports"].get(pname), a["ports"].get(pname)
+            if pb is None:
+                lines.append(f"+ port {name}/{pname}")
+                pb = {}
+            elif pa is None:
+                lines.append(f"- port {name}/{pname}")
+                continue
+            for column in PORT_COLUMNS:
+                if pb and pb.get(column) != pa.get(column):
+                    lines.append(f"~ port {name}/{pname} {column}: {pb.get(column)!r} -> "
+                                 f"{pa.get(column)!r}")
+                elif not pb and pa.get(column):
+                    lines.append(f"  port {name}/{pname} {column}: {pa[column]!r}")
+            ib, ia = pb.get("interface", {}), pa.get("interface", {})
+            for column in IFACE_COLUMNS:
+                if ib.get(column) != ia.get(column) and (ib or ia.get(column)):
+                    lines.append(f"~ port {name}/{pname} interface {column}: "
+                                 f"{ib.get(column)!r} -> {ia.get(column)!r}")
+    return lines
+
+
+def exit_code(contexts: list[CommandContext]) -> int:
+    for ctx in contexts:
+        for data in ctx.data:
+            if isinstance(data, dict) and data.get("changed"):
+                return EXIT_CHANGED
+    return 0

@@ -1,0 +1,324 @@
+"""``ovsr``: the command line.
+
+    ovsr [--db unix:PATH] [--timeout SECS] [--no-wait] [--format table|json]
+         COMMAND [ARG...] [-- [OPTION...] COMMAND [ARG...]]...
+
+Commands chained with ``--`` run as one atomic transaction, as with ovs-vsctl. Unless
+``--no-wait`` is given, ``ovsr`` waits until the daemon reports the change live
+(``Open_vSwitch.cur_cfg``). Every wait is bounded by ``--timeout``; a daemon that is down
+or wedged gives a one-line error and a non-zero exit, never a hang.
+
+Exit status: 0 success; 1 error; for ``apply``, 0 means no change and 2 means changed;
+``br-exists`` exits 2 when the bridge does not exist.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass, field
+from typing import Any
+
+from ovs_runtime import __version__
+from ovs_runtime.cli import apply as apply_cmd
+from ovs_runtime.cli import show as show_cmd
+from ovs_runtime.cli import value_syntax as vs
+from ovs_runtime.cli.client import ClientError, OvsdbClient, default_target
+from ovs_runtime.cli.model import Model, ModelError
+from ovs_runtime.cli.vsctl_commands import COMMANDS, CommandContext, ExitStatus, command
+from ovs_runtime.db.errors import OvsdbError
+from ovs_runtime.db.schema import DbSchema, parse_schema
+
+DB_NAME = "Open_vSwitch"
+TABLE_COMMANDS = {"set", "get", "list", "find", "clear", "add", "remove", "create", "destroy"}
+DEFAULT_TIMEOUT = 30.0
+MAX_RETRIES = 10
+EXIT_ERROR = 1
+
+
+class UsageError(Exception):
+    pass
+
+
+@dataclass
+class Invocation:
+    name: str
+    args: list[str]
+    opts: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class GlobalOptions:
+    db: str = field(default_factory=default_target)
+    timeout: float = DEFAULT_TIMEOUT
+    wait: bool = True
+    format: str = "table"
+
+
+@command("show", 0, 0, "show", writes=False)
+def cmd_show(ctx: CommandContext, args: list[str]) -> None:
+    ctx.out.extend(show_cmd.show_text(ctx.model))
+    ctx.data.append(show_cmd.show_data(ctx.model))
+
+
+GLOBAL_WITH_VALUE = {"--db", "--timeout", "-t", "--format", "-f"}
+COMMAND_OPTIONS = {"--may-exist", "--if-exists", "--columns", "--id", "--all", "--check",
+                   "--state", "--confirm-timeout"}
+
+
+def _split_option(token: str) -> tuple[str, str | None]:
+    if token.startswith("--") and "=" in token:
+        name, value = token.split("=", 1)
+        return name, value
+    return token, None
+
+
+def parse_argv(argv: list[str]) -> tuple[GlobalOptions, list[Invocation]]:
+    opts = GlobalOptions()
+    segments: list[list[str]] = [[]]
+    for token in argv:
+        if token == "--":
+            segments.append([])
+        else:
+            segments[-1].append(token)
+    invocations = []
+    for index, segment in enumerate(segments):
+        inv_opts: dict[str, Any] = {}
+        i = 0
+        while i < len(segment) and segment[i].startswith("-") and segment[i] != "-":
+            name, value = _split_option(segment[i])
+            if name in GLOBAL_WITH_VALUE or name == "--no-wait":
+                if index != 0:
+                    raise UsageError(f"{name} is a global option; put it before the first command")
+                if name == "--no-wait":
+                    opts.wait = False
+                else:
+                    if value is None:
+                        i += 1
+                        if i >= len(segment):
+                            raise UsageError(f"{name} needs a value")
+                        value = segment[i]
+                    _set_global(opts, name, value)
+            elif name in COMMAND_OPTIONS:
+                key = name[2:]
+                if key in ("columns",):
+                    if not value:
+                        raise UsageError("--columns needs a value: --columns=COL[,COL]...")
+                    inv_opts[key] = value.split(",")
+                elif key in ("id", "state", "confirm-timeout"):
+                    if not value:
+                        raise UsageError(f"{name} needs a value: {name}=VALUE")
+                    inv_opts[key] = value
+                else:
+                    if value is not None:
+                        raise UsageError(f"{name} takes no value")
+                    inv_opts[key] = True
+            elif name in ("-h", "--help"):
+                raise UsageError("help")
+            elif name == "--version":
+                raise UsageError("version")
+            else:
+                raise UsageError(f"unknown option {segment[i]!r}")
+            i += 1
+        rest = segment[i:]
+        if not rest:
+            if len(segments) == 1 and index == 0:
+                raise UsageError("missing command; try 'ovsr --help'")
+            raise UsageError("empty command between '--' separators")
+        name, args = rest[0], rest[1:]
+        cmd = COMMANDS.get(name)
+        if cmd is None:
+            raise UsageError(f"unknown command {name!r}; try 'ovsr --help'")
+        if not cmd.min_args <= len(args) <= cmd.max_args:
+            raise UsageError(f"'{name}' takes {_arity(cmd.min_args, cmd.max_args)}; usage: "
+                             f"ovsr {cmd.usage}")
+        for key in inv_opts:
+            if key not in cmd.options:
+                raise UsageError(f"'{name}' does not accept --{key}")
+        invocations.append(Invocation(name, args, inv_opts))
+    return opts, invocations
+
+
+def _arity(low: int, high: int) -> str:
+    if low == high:
+        return f"{low} argument(s)"
+    if high >= 1000:
+        return f"at least {low} argument(s)"
+    return f"{low} to {high} arguments"
+
+
+def _set_global(opts: GlobalOptions, name: str, value: str) -> None:
+    if name == "--db":
+        if not value.startswith("unix:"):
+            raise UsageError(f"--db {value!r}: expected unix:PATH")
+        opts.db = value
+    elif name in ("--timeout", "-t"):
+        try:
+            opts.timeout = float(value)
+        except ValueError:
+            raise UsageError(f"--timeout {value!r}: expected a number of seconds") from None
+        if opts.timeout <= 0:
+            raise UsageError("--timeout must be greater than 0 (ovsr never waits forever)")
+    else:
+        if value not in ("table", "json"):
+            raise UsageError(f"--format {value!r}: expected table or json")
+        opts.format = value
+
+
+# -- running ----------------------------------------------------------------------------
+
+
+def _snapshot(client: OvsdbClient, schema: DbSchema) -> dict[str, list[dict[str, Any]]]:
+    tables = sorted(schema.tables)
+    ops = [{"op": "select", "table": t, "where": []} for t in tables]
+    results = client.call("transact", [DB_NAME, *ops])
+    return {t: r["rows"] for t, r in zip(tables, results)}
+
+
+def _first_error(results: list[Any]) -> dict[str, Any] | None:
+    for result in results:
+        if isinstance(result, dict) and "error" in result:
+            return result
+    return None
+
+
+@dataclass
+class RunResult:
+    contexts: list[CommandContext]
+    committed: bool
+    exit_code: int = 0
+
+
+def run_commands(client: OvsdbClient, opts: GlobalOptions, invocations: list[Invocation]) -> RunResult:
+    schema = parse_schema(client.call("get_schema", [DB_NAME]))
+    for _attempt in range(MAX_RETRIES):
+        model = Model(schema, _snapshot(client, schema))
+        contexts = []
+        exit_code = 0
+        for inv in invocations:
+            ctx = CommandContext(model, inv.opts)
+            args = inv.args
+            if inv.name in TABLE_COMMANDS:
+                args = [model.table_name(args[0]), *args[1:]]
+            try:
+                COMMANDS[inv.name].func(ctx, args)
+            except ExitStatus as status:
+                exit_code = status.code
+            contexts.append(ctx)
+        dry_run = any(inv.opts.get("check") for inv in invocations)
+        ops = model.operations()
+        if dry_run or not model.changed():
+            return RunResult(contexts, False, exit_code)
+        if opts.wait:
+            root = model.root()
+            ops.append({"op": "mutate", "table": "Open_vSwitch",
+                        "where": [["_uuid", "==", list(model.ref("Open_vSwitch", root))]],
+                        "mutations": [["next_cfg", "+=", 1]]})
+            ops.append({"op": "select", "table": "Open_vSwitch",
+                        "where": [["_uuid", "==", list(model.ref("Open_vSwitch", root))]],
+                        "columns": ["next_cfg"]})
+        ops.append({"op": "comment", "comment": "ovsr: " + " -- ".join(
+            " ".join([inv.name, *inv.args]) for inv in invocations)})
+        results = client.call("transact", [DB_NAME, *ops])
+        error = _first_error(results)
+        if error is not None:
+            failed_op = ops[results.index(error)] if results.index(error) < len(ops) else None
+            if error.get("error") == "timed out" and failed_op and failed_op["op"] == "wait":
+                continue  # someone else changed what we read: start again on fresh data
+            raise OvsdbError(error["error"], error.get("details", ""))
+        _resolve_created(contexts, model, ops, results)
+        if opts.wait:
+            target = results[-2]["rows"][0]["next_cfg"]
+            wait_for_cur_cfg(client, target)
+        return RunResult(contexts, True, exit_code)
+    raise ClientError(f"gave up after {MAX_RETRIES} attempts: the database kept changing under us")
+
+
+def _resolve_created(contexts: list[CommandContext], model: Model, ops: list[Any],
+                     results: list[Any]) -> None:
+    named = {
+        op["uuid-name"]: results[i]["uuid"][1]
+        for i, op in enumerate(ops) if op["op"] == "insert"
+    }
+    for ctx in contexts:
+        ctx.out = [named.get(line[1:], line) if line.startswith("@") else line for line in ctx.out]
+        ctx.data = [named.get(d, d) if isinstance(d, str) else d for d in ctx.data]
+
+
+def wait_for_cur_cfg(client: OvsdbClient, target: int) -> None:
+    """Block (within the client's deadline) until the daemon has applied ``target``."""
+    initial = client.call("monitor", [DB_NAME, "cur_cfg", {"Open_vSwitch": {"columns": ["cur_cfg"]}}])
+    if _cur_cfg(initial) >= target:
+        return
+    while True:
+        message = client.receive()
+        if isinstance(message, dict) and message.get("method") == "update":
+            if _cur_cfg(message["params"][1]) >= target:
+                return
+
+
+def _cur_cfg(updates: dict[str, Any]) -> int:
+    best = -1
+    for row in updates.get("Open_vSwitch", {}).values():
+        new = row.get("new")
+        if new and "cur_cfg" in new:
+            best = max(best, int(new["cur_cfg"]))
+    return best
+
+
+def render(opts: GlobalOptions, result: RunResult) -> None:
+    if opts.format == "json":
+        data = [ctx.data[0] if len(ctx.data) == 1 else ctx.data for ctx in result.contexts
+                if ctx.data]
+        if data:
+            print(json.dumps(data[0] if len(data) == 1 else data, indent=2, sort_keys=True))
+        return
+    for ctx in result.contexts:
+        for line in ctx.out:
+            print(line)
+
+
+def usage() -> str:
+    lines = [__doc__.strip(), "", "Commands:"]
+    lines += [f"  {COMMANDS[name].usage}" for name in sorted(COMMANDS)]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    try:
+        opts, invocations = parse_argv(argv)
+    except UsageError as exc:
+        if str(exc) == "help":
+            print(usage())
+            return 0
+        if str(exc) == "version":
+            print(f"ovsr {__version__}")
+            return 0
+        print(f"ovsr: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    try:
+        for inv in invocations:
+            if inv.name == "apply":
+                apply_cmd.load_request(inv)  # validate the file before touching the daemon
+        client = OvsdbClient(opts.db, opts.timeout)
+        try:
+            result = run_commands(client, opts, invocations)
+        finally:
+            client.close()
+    except (ClientError, ModelError, vs.ValueError_, apply_cmd.ApplyError) as exc:
+        print(f"ovsr: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except OvsdbError as exc:
+        print(f"ovsr: transaction failed: {exc.tag}: {exc.details}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        return 130
+    render(opts, result)
+    if any(inv.name == "apply" for inv in invocations):
+        return apply_cmd.exit_code(result.contexts)
+    return result.exit_code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,170 @@
+"""``ovs-runtimed``: the switch daemon.
+
+    ovs-runtimed [--state-dir DIR] [--run-dir DIR] [--log-level LEVEL] [--config FILE]
+
+Several instances run side by side with different ``--state-dir``/``--run-dir``. Logs
+go to stderr, one line per event. SIGTERM/SIGINT stop cleanly, SIGHUP reloads the
+config file and re-runs the reconciler.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import sys
+
+from ovs_runtime import __version__
+from ovs_runtime.bridge.reconciler import Reconciler
+from ovs_runtime.daemon import config as daemon_config
+from ovs_runtime.daemon import run_lock, systemd_notify
+from ovs_runtime.db.database import Database, open_database
+from ovs_runtime.db.migrate import NewerSchemaError
+from ovs_runtime.db.schema import load_schema
+from ovs_runtime.db.server import OvsdbServer
+from ovs_runtime.db.storage import StorageError
+
+log = logging.getLogger("ovs-runtimed")
+
+SOCKET_NAME = "db.sock"
+IFACE_TYPES = ["", "system", "internal", "tap", "patch"]
+DATAPATH_TYPES = ["netdev"]
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="ovs-runtimed", description=__doc__.split("\n")[1])
+    parser.add_argument("--state-dir", default="/var/lib/ovs-runtime",
+                        help="database directory (default: %(default)s)")
+    parser.add_argument("--run-dir", default="/run/ovs-runtime",
+                        help="socket and pid directory (default: %(default)s)")
+    parser.add_argument("--log-level", choices=daemon_config.LOG_LEVELS,
+                        help="log verbosity (default: from the config file, else info)")
+    parser.add_argument("--config", default=daemon_config.DEFAULT_CONFIG,
+                        help="config file; a missing file means defaults (default: %(default)s)")
+    parser.add_argument("--max-message-bytes", type=int,
+                        help="largest JSON-RPC message accepted (default: 64 MiB)")
+    parser.add_argument("--version", action="version", version=f"ovs-runtimed {__version__}")
+    return parser.parse_args(argv)
+
+
+def setup_logging(level: str) -> None:
+    # journald adds its own timestamps; by hand, a timestamp helps.
+    fmt = "%(levelname)s %(name)s: %(message)s"
+    if not os.environ.get("JOURNAL_STREAM"):
+        fmt = "%(asctime)s " + fmt
+    logging.basicConfig(stream=sys.stderr, format=fmt, level=level.upper(), force=True)
+
+
+def ensure_root_row(db: Database) -> None:
+    """The Open_vSwitch row exists, and says which versions and types it serves."""
+    info = {
+        "ovs_version": __version__,
+        "db_version": db.schema.version,
+        "datapath_types": ["set", DATAPATH_TYPES],
+        "iface_types": ["set", IFACE_TYPES],
+    }
+    if db.tables["Open_vSwitch"]:
+        ops = [{"op": "update", "table": "Open_vSwitch", "where": [], "row": info}]
+    else:
+        ops = [{"op": "insert", "table": "Open_vSwitch", "row": info}]
+    result = db.transact(ops)
+    if any(isinstance(r, dict) and "error" in r for r in result):
+        raise StorageError(f"cannot initialise the Open_vSwitch row: {result}")
+
+
+class Daemon:
+    def __init__(self, args: argparse.Namespace, config: daemon_config.DaemonConfig) -> None:
+        self.args = args
+        self.config = config
+        self.stop_event = asyncio.Event()
+        self.db: Database | None = None
+        self.server: OvsdbServer | None = None
+        self.reconciler: Reconciler | None = None
+
+    async def run(self) -> int:
+        os.makedirs(self.args.state_dir, exist_ok=True)
+        os.makedirs(self.args.run_dir, exist_ok=True)
+        run_lock.acquire(self.args.run_dir)
+        self.db = open_database(load_schema(), self.args.state_dir)
+        ensure_root_row(self.db)
+        self.reconciler = Reconciler(self.db)
+        self.reconciler.reconcile()
+        max_bytes = self.args.max_message_bytes or self.config.max_message_bytes
+        self.server = OvsdbServer(self.db, max_bytes)
+        socket_path = os.path.join(self.args.run_dir, SOCKET_NAME)
+        await self.server.listen_unix(socket_path, 0o660, self.config.socket_group)
+
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGTERM, self._request_stop, "SIGTERM")
+        loop.add_signal_handler(signal.SIGINT, self._request_stop, "SIGINT")
+        loop.add_signal_handler(signal.SIGHUP, self._reload)
+        watchdog = systemd_notify.watchdog_interval()
+        if watchdog:
+            loop.create_task(self._watchdog(watchdog))
+
+        systemd_notify.notify(f"READY=1\nSTATUS={self._status()}\nMAINPID={os.getpid()}")
+        log.info("ovs-runtimed %s ready, pid %d, serving unix:%s",
+                 __version__, os.getpid(), socket_path)
+        await self.stop_event.wait()
+        systemd_notify.notify("STOPPING=1\nSTATUS=stopping")
+        await self.server.close()
+        self.db.close()
+        log.info("stopped cleanly")
+        return 0
+
+    def _status(self) -> str:
+        bridges = len(self.reconciler.running) if self.reconciler else 0
+        clients = len(self.server.sessions) if self.server else 0
+        return f"{bridges} bridge(s), {clients} client(s)"
+
+    def _request_stop(self, signame: str) -> None:
+        log.info("%s received, stopping", signame)
+        self.stop_event.set()
+
+    def _reload(self) -> None:
+        systemd_notify.notify("RELOADING=1\nSTATUS=reloading")
+        try:
+            self.config = daemon_config.load_config(self.args.config)
+            if not self.args.log_level:
+                daemon_config.apply_log_level(self.config.log_level)
+            log.info("SIGHUP: reloaded %s", self.args.config)
+        except daemon_config.ConfigError as exc:
+            log.error("SIGHUP: keeping the previous configuration: %s", exc)
+        if self.reconciler:
+            self.reconciler.reconcile()
+        systemd_notify.notify(f"READY=1\nSTATUS={self._status()}")
+
+    async def _watchdog(self, interval: float) -> None:
+        # Pinged from the event loop itself, so a wedged loop stops the pings and
+        # systemd restarts us.
+        while True:
+            systemd_notify.notify(f"WATCHDOG=1\nSTATUS={self._status()}")
+            await asyncio.sleep(interval)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    setup_logging(args.log_level or "info")
+    try:
+        config = daemon_config.load_config(args.config)
+    except daemon_config.ConfigError as exc:
+        log.error("refusing to start: %s", exc)
+        return 1
+    if not args.log_level:
+        daemon_config.apply_log_level(config.log_level)
+    try:
+        return asyncio.run(Daemon(args, config).run())
+    except run_lock.AlreadyRunning as exc:
+        log.error("refusing to start: %s", exc)
+    except (StorageError, NewerSchemaError) as exc:
+        log.error("refusing to start: %s", exc)
+    except OSError as exc:
+        log.error("refusing to start: %s", exc)
+    systemd_notify.notify(f"STATUS=failed to start\nERRNO=1")
+    return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

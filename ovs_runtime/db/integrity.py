@@ -1,0 +1,153 @@
+"""Commit-time checks of a transaction (RFC 7047 sections 3.2 and 4.1.3).
+
+Run in this order on a ``TxnView`` whose operations all succeeded:
+
+1. garbage collection: rows of non-root tables that no strong reference reaches any
+   more are deleted, cascading (as ovsdb-server's ``collect_garbage`` does);
+2. weak references to rows that no longer exist are removed, then the column's
+   minimum size is checked again;
+3. every remaining strong reference must point at an existing row;
+4. ``indexes`` must stay unique, and ``maxRows`` must hold.
+
+Any failure raises ``OvsdbError`` and the transaction is dropped whole.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+
+from ovs_runtime.db.datum import Datum, Row, referenced_uuids
+from ovs_runtime.db.errors import OvsdbError, constraint_violation
+from ovs_runtime.db.schema import ColumnSchema, DbSchema
+from ovs_runtime.db.txn_view import TxnView
+
+RowKey = tuple[str, uuid.UUID]
+
+
+def _ref_columns(schema: DbSchema, table: str, strong: bool) -> list[ColumnSchema]:
+    columns = []
+    for col in schema.tables[table].columns.values():
+        for base in (col.type.key, col.type.value):
+            if base is not None and base.ref_table_name and base.is_strong_ref() == strong:
+                columns.append(col)
+                break
+    return columns
+
+
+def _strong_refs(schema: DbSchema, table: str, row: Row) -> Iterator[RowKey]:
+    for col in _ref_columns(schema, table, strong=True):
+        yield from referenced_uuids(col, row[col.name], strong=True)
+
+
+def collect_garbage(schema: DbSchema, view: TxnView) -> None:
+    non_root = {name for name, table in schema.tables.items() if not table.is_root}
+    if not non_root:
+        return
+    inbound: Counter[RowKey] = Counter()
+    for table in schema.tables:
+        for _, row in view.rows(table):
+            for target in _strong_refs(schema, table, row):
+                if target[0] in non_root:
+                    inbound[target] += 1
+    pending = [
+        (table, row_uuid)
+        for table in non_root
+        for row_uuid, _ in view.rows(table)
+        if inbound[(table, row_uuid)] == 0
+    ]
+    while pending:
+        table, row_uuid = pending.pop()
+        row = view.get(table, row_uuid)
+        if row is None:
+            continue
+        view.delete(table, row_uuid)
+        for target in _strong_refs(schema, table, row):
+            if target[0] in non_root:
+                inbound[target] -= 1
+                if inbound[target] == 0:
+                    pending.append(target)
+
+
+def remove_dangling_weak_refs(schema: DbSchema, view: TxnView) -> None:
+    for table_name, table in schema.tables.items():
+        weak_columns = _ref_columns(schema, table_name, strong=False)
+        if not weak_columns:
+            continue
+        for row_uuid, row in list(view.rows(table_name)):
+            for col in weak_columns:
+                datum = row[col.name]
+                dangling = [
+                    key
+                    for key, value in datum.values.items()
+                    if _dangles(view, col, key, value)
+                ]
+                if not dangling:
+                    continue
+                writable = view.writable(table_name, row_uuid)
+                values = dict(datum.values)
+                for key in dangling:
+                    del values[key]
+                writable[col.name] = Datum(col.type, values)
+                if len(values) < col.type.n_min:
+                    raise constraint_violation(
+                        f'removing weak references leaves column "{col.name}" of '
+                        f"{table_name} row {row_uuid} with {len(values)} elements; "
+                        f"it needs at least {col.type.n_min}"
+                    )
+            del row
+
+
+def _dangles(view: TxnView, col: ColumnSchema, key: object, value: object) -> bool:
+    for base, atom in ((col.type.key, key), (col.type.value, value)):
+        if base is not None and base.is_weak_ref() and atom is not None:
+            if not view.exists(base.ref_table_name, atom.value):  # type: ignore[attr-defined]
+                return True
+    return False
+
+
+def check_strong_refs(schema: DbSchema, view: TxnView) -> None:
+    for table in schema.tables:
+        if not _ref_columns(schema, table, strong=True):
+            continue
+        for row_uuid, row in view.rows(table):
+            for col in _ref_columns(schema, table, strong=True):
+                for target_table, target in referenced_uuids(col, row[col.name], strong=True):
+                    if not view.exists(target_table, target):
+                        raise OvsdbError(
+                            "referential integrity violation",
+                            f'table {table} column {col.name} row {row_uuid} references '
+                            f"nonexistent or deleted row {target} in table {target_table}",
+                        )
+
+
+def check_indexes_and_limits(schema: DbSchema, view: TxnView) -> None:
+    for table_name in view.changed_tables():
+        table = schema.tables[table_name]
+        if table.max_rows is not None and view.count(table_name) > table.max_rows:
+            raise constraint_violation(
+                f'table "{table_name}" may hold at most {table.max_rows} row(s)'
+            )
+        for index in table.indexes:
+            names = [col.name for col in index]
+            seen: dict[str, uuid.UUID] = {}
+            for row_uuid, row in view.rows(table_name):
+                key = repr([row[name].to_json() for name in names])
+                if key in seen:
+                    values = ", ".join(str(row[name].to_json()) for name in names)
+                    raise constraint_violation(
+                        f'transaction causes rows {seen[key]} and {row_uuid} in table '
+                        f'"{table_name}" to have identical values ({values}) for the index '
+                        f"on column(s) {', '.join(names)}"
+                    )
+                seen[key] = row_uuid
+
+
+def run_commit_checks(schema: DbSchema, view: TxnView) -> None:
+    if not view.changed_tables():
+        return
+    collect_garbage(schema, view)
+    remove_dangling_weak_refs(schema, view)
+    check_strong_refs(schema, view)
+    check_indexes_and_limits(schema, view)

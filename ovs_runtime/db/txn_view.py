@@ -1,0 +1,67 @@
+"""A transaction's private view of the database: committed rows plus its own changes.
+
+Rows are copied on first write, so the committed state is untouched until the commit
+succeeds; an aborted or failed transaction simply drops its view (all-or-nothing).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+
+from ovs_runtime.db.datum import Row
+
+Tables = dict[str, dict[uuid.UUID, Row]]
+
+
+class TxnView:
+    def __init__(self, committed: Tables) -> None:
+        self.committed = committed
+        # table -> uuid -> new row, or None for a deleted row
+        self.changes: dict[str, dict[uuid.UUID, Row | None]] = {name: {} for name in committed}
+        self.inserted: set[tuple[str, uuid.UUID]] = set()
+
+    def get(self, table: str, row_uuid: uuid.UUID) -> Row | None:
+        changed = self.changes[table]
+        if row_uuid in changed:
+            return changed[row_uuid]
+        return self.committed[table].get(row_uuid)
+
+    def exists(self, table: str, row_uuid: uuid.UUID) -> bool:
+        return self.get(table, row_uuid) is not None
+
+    def rows(self, table: str) -> Iterator[tuple[uuid.UUID, Row]]:
+        changed = self.changes[table]
+        for row_uuid, row in self.committed[table].items():
+            if row_uuid not in changed:
+                yield row_uuid, row
+        for row_uuid, maybe_row in changed.items():
+            if maybe_row is not None:
+                yield row_uuid, maybe_row
+
+    def count(self, table: str) -> int:
+        return sum(1 for _ in self.rows(table))
+
+    def writable(self, table: str, row_uuid: uuid.UUID) -> Row:
+        """The row, copied into this view so it may be modified in place."""
+        changed = self.changes[table]
+        row = changed.get(row_uuid)
+        if row is None:
+            base = self.committed[table][row_uuid]
+            row = {name: datum.copy() for name, datum in base.items()}
+            changed[row_uuid] = row
+        return row
+
+    def insert(self, table: str, row_uuid: uuid.UUID, row: Row) -> None:
+        self.changes[table][row_uuid] = row
+        self.inserted.add((table, row_uuid))
+
+    def delete(self, table: str, row_uuid: uuid.UUID) -> None:
+        if (table, row_uuid) in self.inserted:
+            del self.changes[table][row_uuid]
+            self.inserted.discard((table, row_uuid))
+        else:
+            self.changes[table][row_uuid] = None
+
+    def changed_tables(self) -> list[str]:
+        return [name for name, changed in self.changes.items() if changed]
