@@ -14,6 +14,7 @@ import logging
 from collections.abc import Callable
 from typing import Protocol
 
+from ovs_runtime.bridge import ofport_allocator
 from ovs_runtime.bridge.desired_state import BridgeSpec, PortSpec, read_bridges, scalar
 from ovs_runtime.db.database import Database, RowChange
 
@@ -88,30 +89,65 @@ class Reconciler:
                         self.backend.update_port(name, pspec)
             self.running[name] = spec
 
+    def _status_ops(self) -> list[dict[str, object]]:
+        """Interface.ofport for every interface of every running bridge."""
+        ops: list[dict[str, object]] = []
+        interfaces = self.db.tables["Interface"]
+        for bridge in self.running.values():
+            members = [(i, p) for p in bridge.ports for i in p.interfaces]
+            current = {
+                i.name: scalar(interfaces[i.uuid]["ofport"]) if i.uuid in interfaces else None
+                for i, _ in members
+            }
+            numbers = ofport_allocator.allocate(
+                bridge.name, [(i.name, i.ofport_request, current[i.name]) for i, _ in members]
+            )
+            for iface, _ in members:
+                if current[iface.name] != numbers[iface.name]:
+                    ops.append({
+                        "op": "update", "table": "Interface",
+                        "where": [["_uuid", "==", ["uuid", str(iface.uuid)]]],
+                        "row": {"ofport": numbers[iface.name]},
+                    })
+        return ops
+
     def _ack_cfg(self) -> None:
+        ops = self._status_ops()
+        acked = None
         for root_uuid, root in self.db.tables["Open_vSwitch"].items():
             next_cfg = scalar(root["next_cfg"], 0)
-            if scalar(root["cur_cfg"], 0) == next_cfg:
-                continue
-            self.db.transact(
-                [
-                    {
-                        "op": "update",
-                        "table": "Open_vSwitch",
-                        "where": [["_uuid", "==", ["uuid", str(root_uuid)]]],
-                        "row": {"cur_cfg": next_cfg},
-                    }
-                ]
-            )
+            if scalar(root["cur_cfg"], 0) != next_cfg:
+                acked = next_cfg
+                ops.append({
+                    "op": "update", "table": "Open_vSwitch",
+                    "where": [["_uuid", "==", ["uuid", str(root_uuid)]]],
+                    "row": {"cur_cfg": next_cfg},
+                })
+        if not ops:
+            return
+        results = self.db.transact(ops)
+        failed = [r for r in results if isinstance(r, dict) and "error" in r]
+        if failed:
+            log.error("cannot write bridge status: %s", failed[0])
+            return
+        if acked is not None:
             for callback in self.on_applied:
-                callback(next_cfg)
+                callback(acked)
+
+
+STATUS_COLUMNS = frozenset({
+    "_version", "cur_cfg", "statistics", "status", "ofport", "link_state", "admin_state",
+    "link_speed", "link_resets", "duplex", "mtu", "error", "ifindex", "mac_in_use",
+    "datapath_id",
+})
 
 
 def _only_status(change: RowChange) -> bool:
-    if change.table != "Open_vSwitch" or change.old is None or change.new is None:
+    """True for a change the daemon itself writes back (status), which needs no pass."""
+    if change.old is None or change.new is None:
         return False
     differing = {c for c in change.new if change.old[c].values != change.new[c].values}
-    return differing <= {"cur_cfg", "_version", "statistics"}
+    return differing <= STATUS_COLUMNS
 
 
 def _vlan_text(spec: PortSpec) -> str:

@@ -50,7 +50,10 @@ def load_config(path: str | None) -> DaemonConfig:
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: cannot read: {exc}") from exc
     except configparser.Error as exc:
-        raise ConfigError(f"{path}: {exc.message}".replace("\n", " ")) from exc
+        line = getattr(exc, "lineno", None)
+        first = str(getattr(exc, "message", exc)).split("\n")[0].split(" file:")[0]
+        where = f"{path}:{line}" if line else path
+        raise ConfigError(f"{where}: {first}; expected INI syntax with a [daemon] section") from exc
     for section in parser.sections():
         if section != "daemon":
             raise ConfigError(f"{path}: unknown section [{section}]; accepted: [daemon]")

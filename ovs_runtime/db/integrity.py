@@ -2,6 +2,7 @@
 
 Run in this order on a ``TxnView`` whose operations all succeeded:
 
+0. rows written by the transaction may not reference missing rows;
 1. garbage collection: rows of non-root tables that no strong reference reaches any
    more are deleted, cascading (as ovsdb-server's ``collect_garbage`` does);
 2. weak references to rows that no longer exist are removed, then the column's
@@ -96,7 +97,6 @@ def remove_dangling_weak_refs(schema: DbSchema, view: TxnView) -> None:
                         f"{table_name} row {row_uuid} with {len(values)} elements; "
                         f"it needs at least {col.type.n_min}"
                     )
-            del row
 
 
 def _dangles(view: TxnView, col: ColumnSchema, key: object, value: object) -> bool:
@@ -107,19 +107,35 @@ def _dangles(view: TxnView, col: ColumnSchema, key: object, value: object) -> bo
     return False
 
 
+def _check_row_refs(schema: DbSchema, view: TxnView, table: str, row_uuid: uuid.UUID,
+                    row: Row) -> None:
+    for col in _ref_columns(schema, table, strong=True):
+        for target_table, target in referenced_uuids(col, row[col.name], strong=True):
+            if not view.exists(target_table, target):
+                raise OvsdbError(
+                    "referential integrity violation",
+                    f"table {table} column {col.name} row {row_uuid} references "
+                    f"nonexistent or deleted row {target} in table {target_table}",
+                )
+
+
+def check_changed_rows_refs(schema: DbSchema, view: TxnView) -> None:
+    """Rows this transaction wrote may not point at missing rows (checked before GC,
+    as ovsdb-server's ``update_ref_counts`` does, so even a row about to be collected
+    cannot carry a dangling reference)."""
+    for table, changed in view.changes.items():
+        for row_uuid, row in changed.items():
+            if row is not None:
+                _check_row_refs(schema, view, table, row_uuid, row)
+
+
 def check_strong_refs(schema: DbSchema, view: TxnView) -> None:
+    """After GC, no remaining row may point at a deleted row."""
     for table in schema.tables:
         if not _ref_columns(schema, table, strong=True):
             continue
         for row_uuid, row in view.rows(table):
-            for col in _ref_columns(schema, table, strong=True):
-                for target_table, target in referenced_uuids(col, row[col.name], strong=True):
-                    if not view.exists(target_table, target):
-                        raise OvsdbError(
-                            "referential integrity violation",
-                            f'table {table} column {col.name} row {row_uuid} references '
-                            f"nonexistent or deleted row {target} in table {target_table}",
-                        )
+            _check_row_refs(schema, view, table, row_uuid, row)
 
 
 def check_indexes_and_limits(schema: DbSchema, view: TxnView) -> None:
@@ -147,6 +163,7 @@ def check_indexes_and_limits(schema: DbSchema, view: TxnView) -> None:
 def run_commit_checks(schema: DbSchema, view: TxnView) -> None:
     if not view.changed_tables():
         return
+    check_changed_rows_refs(schema, view)
     collect_garbage(schema, view)
     remove_dangling_weak_refs(schema, view)
     check_strong_refs(schema, view)

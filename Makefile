@@ -1,0 +1,41 @@
+# ovs-runtime: `make demo` and `make test` are the two commands; each installs what it
+# needs (Debian packages, then a venv from pinned requirements) and is safe to re-run.
+
+SHELL := /bin/bash
+PYTHON := /usr/bin/python3
+VENV := .venv
+VPY := $(VENV)/bin/python
+STAMP_DEPS := $(VENV)/.deps-installed
+
+.PHONY: demo test deps venv lint unit integration clean
+
+deps:
+	@bash scripts/install-deps.sh
+
+$(VPY):
+	$(PYTHON) -m venv --system-site-packages $(VENV)
+
+$(STAMP_DEPS): requirements-dev.txt pyproject.toml | $(VPY)
+	$(VPY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	$(VPY) -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
+	touch $@
+
+venv: deps $(STAMP_DEPS)
+
+demo: venv
+	@bash scripts/demo.sh
+
+lint: venv
+	@bash scripts/run-stage.sh lint bash scripts/lint.sh
+
+unit: venv
+	@bash scripts/run-stage.sh unit $(VPY) -m pytest -q -m "not integration" tests/unit
+
+integration: venv
+	@bash scripts/run-stage.sh integration $(VPY) -m pytest -q -m integration tests/integration
+
+test: venv
+	@bash scripts/test.sh
+
+clean:
+	rm -rf $(VENV) dist build *.egg-info .mypy_cache .ruff_cache .pytest_cache
