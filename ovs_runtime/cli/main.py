@@ -100,19 +100,7 @@ def parse_argv(argv: list[str]) -> tuple[GlobalOptions, list[Invocation]]:
                         value = segment[i]
                     _set_global(opts, name, value)
             elif name in COMMAND_OPTIONS:
-                key = name[2:]
-                if key in ("columns",):
-                    if not value:
-                        raise UsageError("--columns needs a value: --columns=COL[,COL]...")
-                    inv_opts[key] = value.split(",")
-                elif key in ("id", "state", "confirm-timeout"):
-                    if not value:
-                        raise UsageError(f"{name} needs a value: {name}=VALUE")
-                    inv_opts[key] = value
-                else:
-                    if value is not None:
-                        raise UsageError(f"{name} takes no value")
-                    inv_opts[key] = True
+                _set_command_option(inv_opts, name, value)
             elif name in ("-h", "--help"):
                 raise UsageError("help")
             elif name == "--version":
@@ -125,7 +113,13 @@ def parse_argv(argv: list[str]) -> tuple[GlobalOptions, list[Invocation]]:
             if len(segments) == 1 and index == 0:
                 raise UsageError("missing command; try 'ovsr --help'")
             raise UsageError("empty command between '--' separators")
-        name, args = rest[0], rest[1:]
+        name, args = rest[0], []
+        for token in rest[1:]:  # command options may also follow the command name
+            opt_name, value = _split_option(token)
+            if opt_name in COMMAND_OPTIONS:
+                _set_command_option(inv_opts, opt_name, value)
+            else:
+                args.append(token)
         cmd = COMMANDS.get(name)
         if cmd is None:
             raise UsageError(f"unknown command {name!r}; try 'ovsr --help'")
@@ -137,6 +131,22 @@ def parse_argv(argv: list[str]) -> tuple[GlobalOptions, list[Invocation]]:
                 raise UsageError(f"'{name}' does not accept --{key}")
         invocations.append(Invocation(name, args, inv_opts))
     return opts, invocations
+
+
+def _set_command_option(inv_opts: dict[str, Any], name: str, value: str | None) -> None:
+    key = name[2:]
+    if key == "columns":
+        if not value:
+            raise UsageError("--columns needs a value: --columns=COL[,COL]...")
+        inv_opts[key] = value.split(",")
+    elif key in ("id", "state", "confirm-timeout"):
+        if not value:
+            raise UsageError(f"{name} needs a value: {name}=VALUE")
+        inv_opts[key] = value
+    else:
+        if value is not None:
+            raise UsageError(f"{name} takes no value")
+        inv_opts[key] = True
 
 
 def _arity(low: int, high: int) -> str:

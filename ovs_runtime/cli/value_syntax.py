@@ -246,6 +246,8 @@ def format_value(type_: Type, value: Any) -> str:
         return "{" + ", ".join(f"{format_atom(k)}={format_atom(v)}" for k, v in sorted(value.items(), key=lambda kv: _sort_key(kv[0]))) + "}"
     if is_scalar(type_):
         return format_atom(value)
+    if type_.n_max == 1 and len(value) == 1:
+        return format_atom(value[0])  # an optional value prints bare, as in ovs-vsctl
     return "[" + ", ".join(format_atom(a) for a in value) + "]"
 
 

@@ -390,6 +390,7 @@ def _print_rows(ctx: CommandContext, table: str, keys: list[str]) -> None:
     m = ctx.model
     columns = _row_columns(ctx, table)
     width = max(len(c) for c in columns)
+    records: list[dict[str, Any]] = []
     for i, key in enumerate(keys):
         if i:
             ctx.out.append("")
@@ -403,7 +404,8 @@ def _print_rows(ctx: CommandContext, table: str, keys: list[str]) -> None:
                 text, plain = vs.format_value(type_, value), vs.to_plain(value)
             ctx.out.append(f"{col:<{width}} : {text}")
             record[col] = plain
-        ctx.data.append(record)
+        records.append(record)
+    ctx.data.append(records)
 
 
 @command("list", 1, 1000, "list TABLE [RECORD]...", ("columns", "if-exists"), writes=False)

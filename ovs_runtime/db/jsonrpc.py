@@ -37,6 +37,8 @@ class MessageFramer:
             end = self._find_end()
             if end is None:
                 break
+            if end > self.max_message_bytes:
+                raise FramingError(f"message exceeds the limit of {self.max_message_bytes} bytes")
             raw = bytes(self.buffer[:end])
             del self.buffer[:end]
             self.scan_pos = 0

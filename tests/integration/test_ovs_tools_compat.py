@@ -1,0 +1,126 @@
+"""The real Open vSwitch tools work against our daemon: ``ovs-vsctl`` (Debian's
+openvswitch-switch) for the everyday commands, and the ``ovs`` Python IDL monitoring
+changes made by ``ovsr``. Results are read back with ``ovsr``."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import time
+from typing import Any
+
+import pytest
+
+from tests.daemon_process import DaemonProcess
+
+pytestmark = pytest.mark.skipif(shutil.which("ovs-vsctl") is None,
+                                reason="ovs-vsctl missing: run `make deps` (openvswitch-switch)")
+
+
+def vsctl(daemon: DaemonProcess, *args: str, wait: bool = True) -> str:
+    cmd = ["ovs-vsctl", f"--db={daemon.db}", "--timeout=20"]
+    if not wait:
+        cmd.append("--no-wait")
+    proc = subprocess.run([*cmd, *args], capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 0, f"ovs-vsctl {' '.join(args)}: {proc.stderr}"
+    assert "Error detected" not in proc.stderr, proc.stderr
+    return proc.stdout
+
+
+def ovsr_json(daemon: DaemonProcess, *args: str) -> Any:
+    proc = daemon.ovsr("--format", "json", *args)
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout)
+
+
+@pytest.mark.parametrize("wait", [True, False], ids=["wait", "no-wait"])
+def test_ovs_vsctl_everyday_commands(daemon: DaemonProcess, wait: bool) -> None:
+    vsctl(daemon, "init", wait=wait)
+    vsctl(daemon, "add-br", "br0", wait=wait)
+    vsctl(daemon, "add-br", "br1", wait=wait)
+    assert vsctl(daemon, "list-br", wait=wait).split() == ["br0", "br1"]
+    vsctl(daemon, "add-port", "br0", "p1", wait=wait)
+    vsctl(daemon, "--may-exist", "add-port", "br0", "p1", wait=wait)
+    vsctl(daemon, "add-port", "br0", "p2", "--", "set", "Interface", "p2", "type=internal",
+          "--", "set", "Port", "p2", "tag=20", wait=wait)
+    assert vsctl(daemon, "list-ports", "br0", wait=wait).split() == ["p1", "p2"]
+    vsctl(daemon, "set", "Port", "p1", "tag=10", "trunks=[10,20]", "other_config:k=v",
+          wait=wait)
+    vsctl(daemon, "set-fail-mode", "br0", "secure", wait=wait)
+    assert vsctl(daemon, "get", "Port", "p1", "tag", wait=wait).strip() == "10"
+    assert vsctl(daemon, "get", "Bridge", "br0", "fail_mode", wait=wait).strip() == "secure"
+    vsctl(daemon, "add", "Port", "p1", "trunks", "30", wait=wait)
+    vsctl(daemon, "remove", "Port", "p1", "trunks", "10", wait=wait)
+    vsctl(daemon, "clear", "Port", "p1", "other_config", wait=wait)
+    found = vsctl(daemon, "--columns=name", "find", "Port", "tag=20", wait=wait)
+    assert '"p2"' in found or "p2" in found
+    listed = vsctl(daemon, "list", "Interface", "p2", wait=wait)
+    assert "internal" in listed
+    show = vsctl(daemon, "show", wait=wait)
+    assert "Bridge br0" in show and "Port p2" in show and "tag: 20" in show
+    vsctl(daemon, "del-port", "br0", "p2", wait=wait)
+    vsctl(daemon, "del-br", "br1", wait=wait)
+
+    # Read everything back with ovsr.
+    assert ovsr_json(daemon, "list-br") == ["br0"]
+    assert ovsr_json(daemon, "list-ports", "br0") == ["p1"]
+    (port,) = ovsr_json(daemon, "list", "Port", "p1")
+    assert port["tag"] == [10] and port["trunks"] == [20, 30] and port["other_config"] == {}
+    assert ovsr_json(daemon, "get", "Bridge", "br0", "fail_mode") == ["secure"]
+    interfaces = {row["name"] for row in ovsr_json(daemon, "list", "Interface")}
+    assert interfaces == {"br0", "p1"}  # p2 and br1's interfaces were collected
+
+
+def test_ovs_vsctl_chain_is_one_transaction(daemon: DaemonProcess) -> None:
+    vsctl(daemon, "add-br", "br0")
+    proc = subprocess.run(
+        ["ovs-vsctl", f"--db={daemon.db}", "--timeout=20", "add-port", "br0", "c1", "--",
+         "set", "Port", "c1", "tag=5000"],
+        capture_output=True, text=True, timeout=30)
+    assert proc.returncode != 0
+    assert ovsr_json(daemon, "list-ports", "br0") == []  # the add-port was rolled back
+    vsctl(daemon, "add-port", "br0", "c1", "--", "set", "Port", "c1", "tag=5", "--",
+          "add-port", "br0", "c2", "--", "set", "Port", "c2", "tag=6")
+    assert ovsr_json(daemon, "list-ports", "br0") == ["c1", "c2"]
+
+
+def test_ovs_python_idl_sees_ovsr_changes(daemon: DaemonProcess) -> None:
+    import ovs.db.idl
+    import ovs.poller
+
+    from ovs_runtime.db.schema import SCHEMA_RESOURCE
+
+    from importlib import resources
+
+    schema_file = str(resources.files("ovs_runtime.db").joinpath(SCHEMA_RESOURCE))
+    helper = ovs.db.idl.SchemaHelper(location=schema_file)
+    helper.register_all()
+    idl = ovs.db.idl.Idl(daemon.db, helper)
+
+    def run_until(predicate: Any, timeout: float = 15.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            idl.run()
+            if predicate():
+                return
+            poller = ovs.poller.Poller()
+            idl.wait(poller)
+            poller.timer_wait(100)
+            poller.block()
+        raise AssertionError("the IDL did not see the change in time")
+
+    try:
+        run_until(lambda: idl.has_ever_connected() and len(idl.tables["Open_vSwitch"].rows) == 1)
+        assert daemon.ovsr("add-br", "br9", "--", "add-port", "br9", "v1", "tag=42").returncode == 0
+        run_until(lambda: any(p.name == "v1" for p in idl.tables["Port"].rows.values()))
+        port = next(p for p in idl.tables["Port"].rows.values() if p.name == "v1")
+        assert port.tag == [42]
+        bridge = next(b for b in idl.tables["Bridge"].rows.values() if b.name == "br9")
+        assert {p.name for p in bridge.ports} == {"br9", "v1"}
+        assert daemon.ovsr("set", "Port", "v1", "tag=43").returncode == 0
+        run_until(lambda: port.tag == [43])
+        assert daemon.ovsr("del-port", "v1").returncode == 0
+        run_until(lambda: not any(p.name == "v1" for p in idl.tables["Port"].rows.values()))
+    finally:
+        idl.close()

@@ -1,0 +1,149 @@
+"""``ovsr`` against a real daemon: chaining, waiting, timeouts, JSON output, ``apply``."""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+from pathlib import Path
+
+from tests.daemon_process import DaemonProcess, run_ovsr
+
+DESIRED = """
+bridges:
+  br0:
+    fail_mode: standalone
+    other_config: {mac-aging-time: 300}
+    ports:
+      vm1: {tag: "10"}
+      vm2: {tag: 10}
+      uplink: {trunks: [20, 10], vlan_mode: trunk}
+      patch-a: {type: patch, options: {peer: patch-b}}
+  br1:
+    ports:
+      patch-b: {type: patch, options: {peer: patch-a}}
+"""
+
+
+def test_chain_is_atomic_and_waits_for_cur_cfg(daemon: DaemonProcess) -> None:
+    ok = daemon.ovsr("add-br", "br0", "--", "add-port", "br0", "p1", "tag=10", "--",
+                     "set", "Port", "p1", "vlan_mode=access")
+    assert ok.returncode == 0, ok.stderr
+    root = json.loads(daemon.ovsr("--format", "json", "list", "Open_vSwitch").stdout)[0]
+    assert root["cur_cfg"] == root["next_cfg"] >= 1  # the daemon acknowledged the change
+    bad = daemon.ovsr("add-port", "br0", "p2", "--", "set", "Port", "p2", "tag=99999")
+    assert bad.returncode == 1
+    assert "out of range" in bad.stderr and "Traceback" not in bad.stderr
+    assert daemon.ovsr("list-ports", "br0").stdout.split() == ["p1"]
+
+
+def test_may_exist_if_exists_and_errors(daemon: DaemonProcess) -> None:
+    assert daemon.ovsr("add-br", "br0").returncode == 0
+    dup = daemon.ovsr("add-br", "br0")
+    assert dup.returncode == 1 and "already exists" in dup.stderr
+    assert daemon.ovsr("--may-exist", "add-br", "br0").returncode == 0
+    assert daemon.ovsr("--if-exists", "del-port", "nope").returncode == 0
+    missing = daemon.ovsr("del-port", "nope")
+    assert missing.returncode == 1 and missing.stderr.strip() == "ovsr: no port named nope"
+    assert daemon.ovsr("br-exists", "br0").returncode == 0
+    assert daemon.ovsr("br-exists", "zz").returncode == 2
+    for argv, needle in ((["set", "Port", "br0", "colour=red"], 'no column "colour"'),
+                         (["get", "Brdge", "br0", "name"], 'unknown table "Brdge"'),
+                         (["set", "Port", "br0", "tag"], "COLUMN[:KEY]=VALUE")):
+        proc = daemon.ovsr(*argv)
+        assert proc.returncode == 1 and needle in proc.stderr and len(proc.stderr.splitlines()) == 1
+
+
+def test_show_text_and_json(daemon: DaemonProcess) -> None:
+    daemon.ovsr("add-br", "br0", "--", "add-port", "br0", "p1", "tag=10", "--",
+                "add-port", "br0", "pa", "type=patch", "options:peer=pb")
+    text = daemon.ovsr("show").stdout
+    for line in ("    Bridge br0", "        Port p1", "            tag: 10",
+                 "                type: patch", "                options: {peer=pb}"):
+        assert line in text.splitlines()
+    data = json.loads(daemon.ovsr("--format", "json", "show").stdout)
+    assert data["bridges"][0]["name"] == "br0"
+    assert {p["name"] for p in data["bridges"][0]["ports"]} == {"br0", "p1", "pa"}
+
+
+def test_create_with_id_and_find(daemon: DaemonProcess) -> None:
+    daemon.ovsr("add-br", "br0")
+    created = daemon.ovsr("create", "Manager", "target=ptcp:6640")
+    assert created.returncode == 0
+    uuid = created.stdout.strip()
+    assert len(uuid) == 36
+    found = json.loads(daemon.ovsr("--format", "json", "find", "Manager",
+                                   "target=ptcp:6640").stdout)
+    # Not referenced from the root, so the Manager row was garbage-collected.
+    assert found == [] or found[0]["_uuid"] == uuid
+
+
+def test_apply_is_idempotent_with_check_and_json(daemon: DaemonProcess, tmp_path: Path) -> None:
+    desired = tmp_path / "desired.yaml"
+    desired.write_text(DESIRED)
+    check = daemon.ovsr("apply", "--check", str(desired))
+    assert check.returncode == 2 and "+ bridge br0" in check.stdout
+    assert daemon.ovsr("list-br").stdout.strip() == ""  # --check changed nothing
+    first = daemon.ovsr("--format", "json", "apply", str(desired))
+    assert first.returncode == 2, first.stderr
+    report = json.loads(first.stdout)
+    assert report["changed"] and report["before"] == {}
+    assert report["after"]["br0"]["ports"]["vm1"]["tag"] == [10]
+    second = daemon.ovsr("apply", str(desired))
+    assert second.returncode == 0 and second.stdout.strip() == "no change", second.stdout
+    assert daemon.ovsr("get", "Port", "uplink", "trunks").stdout.strip() == "[10, 20]"
+    assert daemon.ovsr("get", "Interface", "patch-a", "options:peer").stdout.strip() == "patch-b"
+
+
+def test_apply_states(daemon: DaemonProcess, tmp_path: Path) -> None:
+    desired = tmp_path / "d.yaml"
+    desired.write_text(DESIRED)
+    assert daemon.ovsr("apply", str(desired)).returncode == 2
+    daemon.ovsr("add-port", "br0", "manual", "--", "add-br", "brx")
+    merged = tmp_path / "m.yaml"
+    merged.write_text("bridges:\n  br0:\n    ports:\n      vm1: {tag: 11}\n")
+    assert daemon.ovsr("apply", str(merged)).returncode == 2
+    assert "manual" in daemon.ovsr("list-ports", "br0").stdout.split()  # merged touches no more
+    assert daemon.ovsr("apply", "--state=replaced", str(merged)).returncode == 2
+    assert daemon.ovsr("list-ports", "br0").stdout.split() == ["vm1"]
+    assert "brx" in daemon.ovsr("list-br").stdout.split()  # replaced: other bridges kept
+    assert daemon.ovsr("apply", "--state=overridden", str(merged)).returncode == 2
+    assert daemon.ovsr("list-br").stdout.split() == ["br0"]
+    assert daemon.ovsr("apply", "--state=overridden", str(merged)).returncode == 0
+    deleted = tmp_path / "x.yaml"
+    deleted.write_text("bridges:\n  br0: {}\n")
+    assert daemon.ovsr("apply", "--state=deleted", str(deleted)).returncode == 2
+    assert daemon.ovsr("list-br").stdout.strip() == ""
+
+
+def test_apply_bad_file_changes_nothing(daemon: DaemonProcess, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    for content, needle in (("bridges: [", "not valid YAML"),
+                            ("bridges:\n  br0:\n    ports:\n      p: {tag: 9000}\n", "out of range"),
+                            ("bridges:\n  br0:\n    ports:\n      p: {colour: 1}\n", "unknown setting")):
+        bad.write_text(content)
+        proc = daemon.ovsr("apply", str(bad))
+        assert proc.returncode == 1 and needle in proc.stderr, proc.stderr
+        assert str(bad) in proc.stderr
+    assert daemon.ovsr("list-br").stdout.strip() == ""
+
+
+def test_daemon_down_gives_clear_error(tmp_path: Path) -> None:
+    start = time.monotonic()
+    proc = run_ovsr("--db", f"unix:{tmp_path}/nothing.sock", "show")
+    assert proc.returncode == 1
+    assert "is ovs-runtimed running" in proc.stderr
+    assert time.monotonic() - start < 10
+
+
+def test_wedged_daemon_times_out(daemon: DaemonProcess) -> None:
+    daemon.signal(signal.SIGSTOP)
+    try:
+        start = time.monotonic()
+        proc = daemon.ovsr("--timeout", "2", "add-br", "brw")
+        elapsed = time.monotonic() - start
+    finally:
+        daemon.signal(signal.SIGCONT)
+    assert proc.returncode == 1
+    assert "timed out after 2 s" in proc.stderr
+    assert elapsed < 8
