@@ -40,16 +40,26 @@ class DaemonProcess:
 
     def command(self) -> list[str]:
         return [
-            sys.executable, "-m", "ovs_runtime.daemon.main",
-            "--state-dir", str(self.state_dir), "--run-dir", str(self.run_dir),
-            "--config", str(self.config), *self.extra_args,
+            sys.executable,
+            "-m",
+            "ovs_runtime.daemon.main",
+            "--state-dir",
+            str(self.state_dir),
+            "--run-dir",
+            str(self.run_dir),
+            "--config",
+            str(self.config),
+            *self.extra_args,
         ]
 
     def start(self, env: dict[str, str] | None = None, wait: bool = True) -> DaemonProcess:
         self.base.mkdir(parents=True, exist_ok=True)
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
-            self.command(), stdout=log, stderr=log, env=env or python_env(),
+            self.command(),
+            stdout=log,
+            stderr=log,
+            env=env or python_env(),
             start_new_session=True,
         )
         log.close()
@@ -107,14 +117,20 @@ class DaemonProcess:
         finally:
             client.close()
 
-    def ovsr(self, *args: str, timeout: float = 30.0,
-             input_text: str | None = None) -> subprocess.CompletedProcess[str]:
+    def ovsr(
+        self, *args: str, timeout: float = 30.0, input_text: str | None = None
+    ) -> subprocess.CompletedProcess[str]:
         return run_ovsr("--db", self.db, *args, timeout=timeout, input_text=input_text)
 
 
-def run_ovsr(*args: str, timeout: float = 30.0,
-             input_text: str | None = None) -> subprocess.CompletedProcess[str]:
+def run_ovsr(
+    *args: str, timeout: float = 30.0, input_text: str | None = None
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "ovs_runtime.cli.main", *args],
-        capture_output=True, text=True, timeout=timeout, env=python_env(), input=input_text,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=python_env(),
+        input=input_text,
     )

@@ -104,11 +104,14 @@ class Reconciler:
             )
             for iface, _ in members:
                 if current[iface.name] != numbers[iface.name]:
-                    ops.append({
-                        "op": "update", "table": "Interface",
-                        "where": [["_uuid", "==", ["uuid", str(iface.uuid)]]],
-                        "row": {"ofport": numbers[iface.name]},
-                    })
+                    ops.append(
+                        {
+                            "op": "update",
+                            "table": "Interface",
+                            "where": [["_uuid", "==", ["uuid", str(iface.uuid)]]],
+                            "row": {"ofport": numbers[iface.name]},
+                        }
+                    )
         return ops
 
     def _ack_cfg(self) -> None:
@@ -118,11 +121,14 @@ class Reconciler:
             next_cfg = scalar(root["next_cfg"], 0)
             if scalar(root["cur_cfg"], 0) != next_cfg:
                 acked = next_cfg
-                ops.append({
-                    "op": "update", "table": "Open_vSwitch",
-                    "where": [["_uuid", "==", ["uuid", str(root_uuid)]]],
-                    "row": {"cur_cfg": next_cfg},
-                })
+                ops.append(
+                    {
+                        "op": "update",
+                        "table": "Open_vSwitch",
+                        "where": [["_uuid", "==", ["uuid", str(root_uuid)]]],
+                        "row": {"cur_cfg": next_cfg},
+                    }
+                )
         if not ops:
             return
         results = self.db.transact(ops)
@@ -135,11 +141,25 @@ class Reconciler:
                 callback(acked)
 
 
-STATUS_COLUMNS = frozenset({
-    "_version", "cur_cfg", "statistics", "status", "ofport", "link_state", "admin_state",
-    "link_speed", "link_resets", "duplex", "mtu", "error", "ifindex", "mac_in_use",
-    "datapath_id",
-})
+STATUS_COLUMNS = frozenset(
+    {
+        "_version",
+        "cur_cfg",
+        "statistics",
+        "status",
+        "ofport",
+        "link_state",
+        "admin_state",
+        "link_speed",
+        "link_resets",
+        "duplex",
+        "mtu",
+        "error",
+        "ifindex",
+        "mac_in_use",
+        "datapath_id",
+    }
+)
 
 
 def _only_status(change: RowChange) -> bool:

@@ -49,12 +49,27 @@ from ovs_runtime.cli.vsctl_commands import (
 from ovs_runtime.db.schema import DbSchema, load_schema
 
 STATES = ("merged", "replaced", "overridden", "deleted")
-BRIDGE_COLUMNS = ("fail_mode", "datapath_type", "protocols", "flood_vlans", "other_config",
-                  "external_ids")
+BRIDGE_COLUMNS = (
+    "fail_mode",
+    "datapath_type",
+    "protocols",
+    "flood_vlans",
+    "other_config",
+    "external_ids",
+)
 PORT_COLUMNS = ("tag", "trunks", "vlan_mode", "other_config", "external_ids")
 IFACE_SHORTCUTS = ("type", "options", "ofport_request", "mtu_request", "mac")
-IFACE_COLUMNS = ("type", "options", "ofport_request", "mtu_request", "mac", "external_ids",
-                 "other_config", "ingress_policing_rate", "ingress_policing_burst")
+IFACE_COLUMNS = (
+    "type",
+    "options",
+    "ofport_request",
+    "mtu_request",
+    "mac",
+    "external_ids",
+    "other_config",
+    "ingress_policing_rate",
+    "ingress_policing_burst",
+)
 EXIT_CHANGED = 2
 
 
@@ -69,22 +84,22 @@ def _atom(base: vs.BaseType, value: Any, what: str) -> Any:
     kind = base.type
     if isinstance(value, (dict, list)) or value is None:
         raise ApplyError(f"{what}: expected a single {kind.to_string()}, got {value!r}")
-    if kind == vs.ovs.db.types.StringType:
+    if kind == vs.StringType:
         text = ("true" if value else "false") if isinstance(value, bool) else str(value)
         atom: Any = text
-    elif kind == vs.ovs.db.types.IntegerType:
+    elif kind == vs.IntegerType:
         if isinstance(value, bool) or not isinstance(value, (int, str)):
             raise ApplyError(f"{what}: expected an integer, got {value!r}")
         try:
             atom = int(value)
         except ValueError:
             raise ApplyError(f"{what}: expected an integer, got {value!r}") from None
-    elif kind == vs.ovs.db.types.RealType:
+    elif kind == vs.RealType:
         try:
             atom = float(value)
         except (TypeError, ValueError):
             raise ApplyError(f"{what}: expected a number, got {value!r}") from None
-    elif kind == vs.ovs.db.types.BooleanType:
+    elif kind == vs.BooleanType:
         if not isinstance(value, bool):
             raise ApplyError(f"{what}: expected true or false, got {value!r}")
         atom = value
@@ -104,13 +119,16 @@ def normalise(type_: vs.Type, value: Any, what: str) -> Any:
             return {}
         if not isinstance(value, dict):
             raise ApplyError(f"{what}: expected a mapping, got {value!r}")
-        return {_atom(type_.key, k, what): _atom(type_.value, v, f"{what}.{k}")
-                for k, v in value.items()}
+        return {
+            _atom(type_.key, k, what): _atom(type_.value, v, f"{what}.{k}")
+            for k, v in value.items()
+        }
     items = [] if value is None else value if isinstance(value, list) else [value]
     atoms = sorted({_atom(type_.key, v, what) for v in items}, key=vs._sort_key)
     if not type_.n_min <= len(atoms) <= type_.n_max:
-        raise ApplyError(f"{what}: {len(atoms)} value(s) given; {type_.n_min} to "
-                         f"{type_.n_max} accepted")
+        raise ApplyError(
+            f"{what}: {len(atoms)} value(s) given; {type_.n_min} to {type_.n_max} accepted"
+        )
     return atoms[0] if vs.is_scalar(type_) else atoms
 
 
@@ -136,8 +154,9 @@ def _named(section: Any, what: str) -> dict[str, Any]:
     raise ApplyError(f"{what}s: expected a mapping or a list, got {section!r}")
 
 
-def _columns(schema: DbSchema, table: str, body: dict[str, Any], allowed: tuple[str, ...],
-             what: str) -> dict[str, Any]:
+def _columns(
+    schema: DbSchema, table: str, body: dict[str, Any], allowed: tuple[str, ...], what: str
+) -> dict[str, Any]:
     out = {}
     for key, value in body.items():
         if key not in allowed:
@@ -151,13 +170,16 @@ def parse_desired(doc: Any, schema: DbSchema) -> dict[str, Any]:
         raise ApplyError("the desired state must be a mapping with a 'bridges' key")
     unknown = set(doc) - {"bridges"}
     if unknown:
-        raise ApplyError(f"unknown top-level key(s) {', '.join(sorted(map(str, unknown)))}; "
-                         "accepted: bridges")
+        raise ApplyError(
+            f"unknown top-level key(s) {', '.join(sorted(map(str, unknown)))}; accepted: bridges"
+        )
     bridges: dict[str, Any] = {}
     for bname, body in _named(doc.get("bridges"), "bridge").items():
         ports_section = body.pop("ports", None)
-        bridge = {"columns": _columns(schema, "Bridge", body, BRIDGE_COLUMNS, f"bridge {bname}"),
-                  "ports": {}}
+        bridge = {
+            "columns": _columns(schema, "Bridge", body, BRIDGE_COLUMNS, f"bridge {bname}"),
+            "ports": {},
+        }
         for pname, pbody in _named(ports_section, f"bridge {bname} port").items():
             what = f"bridge {bname} port {pname}"
             iface_body = pbody.pop("interface", None) or {}
@@ -170,8 +192,9 @@ def parse_desired(doc: Any, schema: DbSchema) -> dict[str, Any]:
                     iface_body[key] = pbody.pop(key)
             bridge["ports"][pname] = {
                 "columns": _columns(schema, "Port", pbody, PORT_COLUMNS + IFACE_SHORTCUTS, what),
-                "interface": _columns(schema, "Interface", iface_body, IFACE_COLUMNS,
-                                      f"{what}.interface"),
+                "interface": _columns(
+                    schema, "Interface", iface_body, IFACE_COLUMNS, f"{what}.interface"
+                ),
             }
         bridges[bname] = bridge
     return bridges
@@ -192,8 +215,9 @@ def load_request(inv: Any) -> dict[str, Any]:
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise ApplyError(f"{path}{where}: not valid YAML/JSON: "
-                         f"{getattr(exc, 'problem', None) or exc}") from None
+        raise ApplyError(
+            f"{path}{where}: not valid YAML/JSON: {getattr(exc, 'problem', None) or exc}"
+        ) from None
     try:
         desired = parse_desired(doc, load_schema())
     except ApplyError as exc:
@@ -214,7 +238,7 @@ def _stdin() -> Any:
 
 def current_state(m: Model, names: list[str] | None) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    for bkey, b in sorted(m.rows["Bridge"].items(), key=lambda kv: str(kv[1]["name"])):
+    for _bkey, b in sorted(m.rows["Bridge"].items(), key=lambda kv: str(kv[1]["name"])):
         name = str(b["name"])
         if names is not None and name not in names:
             continue
@@ -237,8 +261,9 @@ def current_state(m: Model, names: list[str] | None) -> dict[str, Any]:
 # -- applying -------------------------------------------------------------------------
 
 
-def _set_columns(m: Model, table: str, key: str, wanted: dict[str, Any], managed: tuple[str, ...],
-                 replace: bool) -> None:
+def _set_columns(
+    m: Model, table: str, key: str, wanted: dict[str, Any], managed: tuple[str, ...], replace: bool
+) -> None:
     for column in managed:
         if column in wanted:
             value = wanted[column]
@@ -278,8 +303,13 @@ def _apply_bridge(ctx: CommandContext, name: str, spec: dict[str, Any], replace:
         _set_columns(m, "Interface", ikey, pspec["interface"], IFACE_COLUMNS, replace)
 
 
-@command("apply", 1, 1, "apply FILE [--check] [--state=merged|replaced|overridden|deleted]",
-         ("check", "state", "confirm-timeout", "_desired"))
+@command(
+    "apply",
+    1,
+    1,
+    "apply FILE [--check] [--state=merged|replaced|overridden|deleted]",
+    ("check", "state", "confirm-timeout", "_desired"),
+)
 def cmd_apply(ctx: CommandContext, args: list[str]) -> None:
     m = ctx.model
     desired: dict[str, Any] = ctx.opts["_desired"]
@@ -307,8 +337,16 @@ def cmd_apply(ctx: CommandContext, args: list[str]) -> None:
     after = current_state(m, scope)
     changes = diff_lines(before, after)
     ctx.out.extend(changes or ["no change"])
-    ctx.data.append({"changed": bool(changes), "state": state, "check": bool(ctx.opts.get("check")),
-                     "before": before, "after": after, "diff": changes})
+    ctx.data.append(
+        {
+            "changed": bool(changes),
+            "state": state,
+            "check": bool(ctx.opts.get("check")),
+            "before": before,
+            "after": after,
+            "diff": changes,
+        }
+    )
 
 
 def diff_lines(before: dict[str, Any], after: dict[str, Any]) -> list[str]:
@@ -321,6 +359,7 @@ def diff_lines(before: dict[str, Any], after: dict[str, Any]) -> list[str]:
         elif a is None:
             lines.append(f"- bridge {name}")
             continue
+        assert a is not None
         for column in BRIDGE_COLUMNS:
             if b.get(column) != a.get(column) and not (b.get(column) is None and not a.get(column)):
                 lines.append(f"~ bridge {name} {column}: {b.get(column)!r} -> {a[column]!r}")
@@ -334,15 +373,18 @@ def diff_lines(before: dict[str, Any], after: dict[str, Any]) -> list[str]:
                 continue
             for column in PORT_COLUMNS:
                 if pb and pb.get(column) != pa.get(column):
-                    lines.append(f"~ port {name}/{pname} {column}: {pb.get(column)!r} -> "
-                                 f"{pa.get(column)!r}")
+                    lines.append(
+                        f"~ port {name}/{pname} {column}: {pb.get(column)!r} -> {pa.get(column)!r}"
+                    )
                 elif not pb and pa.get(column):
                     lines.append(f"  port {name}/{pname} {column}: {pa[column]!r}")
             ib, ia = pb.get("interface", {}), pa.get("interface", {})
             for column in IFACE_COLUMNS:
                 if ib.get(column) != ia.get(column) and (ib or ia.get(column)):
-                    lines.append(f"~ port {name}/{pname} interface {column}: "
-                                 f"{ib.get(column)!r} -> {ia.get(column)!r}")
+                    lines.append(
+                        f"~ port {name}/{pname} interface {column}: "
+                        f"{ib.get(column)!r} -> {ia.get(column)!r}"
+                    )
     return lines
 
 

@@ -26,7 +26,7 @@ class ClientError(Exception):
 def socket_path(target: str) -> str:
     if not target.startswith("unix:"):
         raise ClientError(f"unsupported database address {target!r}; use unix:PATH")
-    return target[len("unix:"):]
+    return target[len("unix:") :]
 
 
 class OvsdbClient:
@@ -79,7 +79,7 @@ class OvsdbClient:
         self.sock.settimeout(self._remaining())
         try:
             self.sock.sendall(data)
-        except (TimeoutError, socket.timeout):
+        except TimeoutError:
             self._remaining()
             raise ClientError(f"timed out sending to {self.target}") from None
         except OSError as exc:
@@ -91,7 +91,7 @@ class OvsdbClient:
             self.sock.settimeout(self._remaining())
             try:
                 data = self.sock.recv(1 << 20)
-            except (TimeoutError, socket.timeout):
+            except TimeoutError:
                 self._remaining()
                 continue
             except OSError as exc:
@@ -111,15 +111,22 @@ class OvsdbClient:
         try:
             while True:
                 message = self.receive()
-                if isinstance(message, dict) and message.get("id") == msg_id and "method" not in message:
+                if (
+                    isinstance(message, dict)
+                    and message.get("id") == msg_id
+                    and "method" not in message
+                ):
                     if message.get("error") is not None:
                         err = message["error"]
-                        text = err.get("details") or err.get("error") if isinstance(err, dict) else err
+                        text = (
+                            err.get("details") or err.get("error") if isinstance(err, dict) else err
+                        )
                         raise ClientError(f"{method} failed: {text}")
                     return message.get("result")
                 if isinstance(message, dict) and message.get("method") == "echo":
-                    self.send({"result": message.get("params"), "error": None,
-                               "id": message.get("id")})
+                    self.send(
+                        {"result": message.get("params"), "error": None, "id": message.get("id")}
+                    )
                     continue
                 held.append(message)
         finally:

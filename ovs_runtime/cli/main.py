@@ -62,8 +62,16 @@ def cmd_show(ctx: CommandContext, args: list[str]) -> None:
 
 
 GLOBAL_WITH_VALUE = {"--db", "--timeout", "-t", "--format", "-f"}
-COMMAND_OPTIONS = {"--may-exist", "--if-exists", "--columns", "--id", "--all", "--check",
-                   "--state", "--confirm-timeout"}
+COMMAND_OPTIONS = {
+    "--may-exist",
+    "--if-exists",
+    "--columns",
+    "--id",
+    "--all",
+    "--check",
+    "--state",
+    "--confirm-timeout",
+}
 
 
 def _split_option(token: str) -> tuple[str, str | None]:
@@ -124,8 +132,9 @@ def parse_argv(argv: list[str]) -> tuple[GlobalOptions, list[Invocation]]:
         if cmd is None:
             raise UsageError(f"unknown command {name!r}; try 'ovsr --help'")
         if not cmd.min_args <= len(args) <= cmd.max_args:
-            raise UsageError(f"'{name}' takes {_arity(cmd.min_args, cmd.max_args)}; usage: "
-                             f"ovsr {cmd.usage}")
+            raise UsageError(
+                f"'{name}' takes {_arity(cmd.min_args, cmd.max_args)}; usage: ovsr {cmd.usage}"
+            )
         for key in inv_opts:
             if key not in cmd.options:
                 raise UsageError(f"'{name}' does not accept --{key}")
@@ -182,7 +191,7 @@ def _snapshot(client: OvsdbClient, schema: DbSchema) -> dict[str, list[dict[str,
     tables = sorted(schema.tables)
     ops = [{"op": "select", "table": t, "where": []} for t in tables]
     results = client.call("transact", [DB_NAME, *ops])
-    return {t: r["rows"] for t, r in zip(tables, results)}
+    return {t: r["rows"] for t, r in zip(tables, results, strict=False)}
 
 
 def _first_error(results: list[Any]) -> dict[str, Any] | None:
@@ -199,7 +208,9 @@ class RunResult:
     exit_code: int = 0
 
 
-def run_commands(client: OvsdbClient, opts: GlobalOptions, invocations: list[Invocation]) -> RunResult:
+def run_commands(
+    client: OvsdbClient, opts: GlobalOptions, invocations: list[Invocation]
+) -> RunResult:
     schema = parse_schema(client.call("get_schema", [DB_NAME]))
     for _attempt in range(MAX_RETRIES):
         model = Model(schema, _snapshot(client, schema))
@@ -221,14 +232,29 @@ def run_commands(client: OvsdbClient, opts: GlobalOptions, invocations: list[Inv
             return RunResult(contexts, False, exit_code)
         if opts.wait:
             root = model.root()
-            ops.append({"op": "mutate", "table": "Open_vSwitch",
-                        "where": [["_uuid", "==", list(model.ref("Open_vSwitch", root))]],
-                        "mutations": [["next_cfg", "+=", 1]]})
-            ops.append({"op": "select", "table": "Open_vSwitch",
-                        "where": [["_uuid", "==", list(model.ref("Open_vSwitch", root))]],
-                        "columns": ["next_cfg"]})
-        ops.append({"op": "comment", "comment": "ovsr: " + " -- ".join(
-            " ".join([inv.name, *inv.args]) for inv in invocations)})
+            ops.append(
+                {
+                    "op": "mutate",
+                    "table": "Open_vSwitch",
+                    "where": [["_uuid", "==", list(model.ref("Open_vSwitch", root))]],
+                    "mutations": [["next_cfg", "+=", 1]],
+                }
+            )
+            ops.append(
+                {
+                    "op": "select",
+                    "table": "Open_vSwitch",
+                    "where": [["_uuid", "==", list(model.ref("Open_vSwitch", root))]],
+                    "columns": ["next_cfg"],
+                }
+            )
+        ops.append(
+            {
+                "op": "comment",
+                "comment": "ovsr: "
+                + " -- ".join(" ".join([inv.name, *inv.args]) for inv in invocations),
+            }
+        )
         results = client.call("transact", [DB_NAME, *ops])
         error = _first_error(results)
         if error is not None:
@@ -244,11 +270,11 @@ def run_commands(client: OvsdbClient, opts: GlobalOptions, invocations: list[Inv
     raise ClientError(f"gave up after {MAX_RETRIES} attempts: the database kept changing under us")
 
 
-def _resolve_created(contexts: list[CommandContext], model: Model, ops: list[Any],
-                     results: list[Any]) -> None:
+def _resolve_created(
+    contexts: list[CommandContext], model: Model, ops: list[Any], results: list[Any]
+) -> None:
     named = {
-        op["uuid-name"]: results[i]["uuid"][1]
-        for i, op in enumerate(ops) if op["op"] == "insert"
+        op["uuid-name"]: results[i]["uuid"][1] for i, op in enumerate(ops) if op["op"] == "insert"
     }
     for ctx in contexts:
         ctx.out = [named.get(line[1:], line) if line.startswith("@") else line for line in ctx.out]
@@ -257,7 +283,9 @@ def _resolve_created(contexts: list[CommandContext], model: Model, ops: list[Any
 
 def wait_for_cur_cfg(client: OvsdbClient, target: int) -> None:
     """Block (within the client's deadline) until the daemon has applied ``target``."""
-    initial = client.call("monitor", [DB_NAME, "cur_cfg", {"Open_vSwitch": {"columns": ["cur_cfg"]}}])
+    initial = client.call(
+        "monitor", [DB_NAME, "cur_cfg", {"Open_vSwitch": {"columns": ["cur_cfg"]}}]
+    )
     if _cur_cfg(initial) >= target:
         return
     while True:
@@ -278,8 +306,9 @@ def _cur_cfg(updates: dict[str, Any]) -> int:
 
 def render(opts: GlobalOptions, result: RunResult) -> None:
     if opts.format == "json":
-        data = [ctx.data[0] if len(ctx.data) == 1 else ctx.data for ctx in result.contexts
-                if ctx.data]
+        data = [
+            ctx.data[0] if len(ctx.data) == 1 else ctx.data for ctx in result.contexts if ctx.data
+        ]
         if data:
             print(json.dumps(data[0] if len(data) == 1 else data, indent=2, sort_keys=True))
         return

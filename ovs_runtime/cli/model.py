@@ -57,7 +57,8 @@ class Model:
             return matches[0]
         raise ModelError(
             f'unknown table "{text}"; tables are: {", ".join(sorted(self.schema.tables))}'
-            if not matches else f'"{text}" matches several tables: {", ".join(sorted(matches))}'
+            if not matches
+            else f'"{text}" matches several tables: {", ".join(sorted(matches))}'
         )
 
     def column_type(self, table: str, column: str) -> vs.Type:
@@ -125,7 +126,7 @@ class Model:
     def insert(self, table: str, values: Row, name: str | None = None) -> str:
         key = name or f"row{next(self._names)}"
         if key in self.rows[table]:
-            raise ModelError(f'@{key} is defined twice')
+            raise ModelError(f"@{key} is defined twice")
         row = {
             col: vs.default_value(c.type) for col, c in self.schema.tables[table].columns.items()
         }
@@ -177,17 +178,28 @@ class Model:
                 if not diff:
                     continue
                 where = [["_uuid", "==", ["uuid", key]]]
-                ops.append({
-                    "op": "update", "table": table, "where": where,
-                    "row": {c: vs.to_json(tschema.columns[c].type, row[c]) for c in diff},
-                })
-                waits.append({
-                    "op": "wait", "table": table, "where": where, "timeout": 0,
-                    "columns": diff, "until": "==",
-                    "rows": [{c: vs.to_json(tschema.columns[c].type, before[c]) for c in diff}],
-                })
-        for table, keys in self.deleted.items():
-            for key in sorted(keys):
-                ops.append({"op": "delete", "table": table,
-                            "where": [["_uuid", "==", ["uuid", key]]]})
+                ops.append(
+                    {
+                        "op": "update",
+                        "table": table,
+                        "where": where,
+                        "row": {c: vs.to_json(tschema.columns[c].type, row[c]) for c in diff},
+                    }
+                )
+                waits.append(
+                    {
+                        "op": "wait",
+                        "table": table,
+                        "where": where,
+                        "timeout": 0,
+                        "columns": diff,
+                        "until": "==",
+                        "rows": [{c: vs.to_json(tschema.columns[c].type, before[c]) for c in diff}],
+                    }
+                )
+        for table, gone in self.deleted.items():
+            for key in sorted(gone):
+                ops.append(
+                    {"op": "delete", "table": table, "where": [["_uuid", "==", ["uuid", key]]]}
+                )
         return (waits + ops) if with_waits else ops

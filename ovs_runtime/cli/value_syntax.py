@@ -17,11 +17,16 @@ import uuid as uuidlib
 from typing import Any
 
 import ovs.db.types
+from ovs.db.types import BaseType as BaseType  # noqa: E402  (re-exported)
+from ovs.db.types import BooleanType as BooleanType
+from ovs.db.types import IntegerType as IntegerType
+from ovs.db.types import RealType as RealType
+from ovs.db.types import StringType as StringType
+from ovs.db.types import Type as Type  # noqa: E402
 
-Type = ovs.db.types.Type
-BaseType = ovs.db.types.BaseType
-
-UUID_RE = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+UUID_RE = re.compile(
+    r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+)
 BARE_STRING = re.compile(r"^[A-Za-z_][A-Za-z0-9_.:/-]*$")
 
 
@@ -37,7 +42,11 @@ def is_scalar(type_: Type) -> bool:
 
 
 def atom_from_json(json_atom: Any) -> Any:
-    if isinstance(json_atom, list) and len(json_atom) == 2 and json_atom[0] in ("uuid", "named-uuid"):
+    if (
+        isinstance(json_atom, list)
+        and len(json_atom) == 2
+        and json_atom[0] in ("uuid", "named-uuid")
+    ):
         return (json_atom[0], json_atom[1])
     return json_atom
 
@@ -67,7 +76,13 @@ def from_json(type_: Type, json_value: Any) -> Any:
 
 def to_json(type_: Type, value: Any) -> Any:
     if type_.is_map():
-        return ["map", [[atom_to_json(k), atom_to_json(v)] for k, v in sorted(value.items(), key=lambda kv: _sort_key(kv[0]))]]
+        return [
+            "map",
+            [
+                [atom_to_json(k), atom_to_json(v)]
+                for k, v in sorted(value.items(), key=lambda kv: _sort_key(kv[0]))
+            ],
+        ]
     if is_scalar(type_):
         return atom_to_json(value)
     return ["set", [atom_to_json(a) for a in value]]
@@ -181,7 +196,9 @@ def _check_constraints(base: BaseType, atom: Any, what: str) -> None:
         low = base.min
         high = base.max
         if (low is not None and atom < low) or (high is not None and atom > high):
-            bounds = f"{low if low is not None else '-inf'} to {high if high is not None else 'inf'}"
+            bounds = (
+                f"{low if low is not None else '-inf'} to {high if high is not None else 'inf'}"
+            )
             raise ValueError_(f"{what}: {atom} is out of range ({bounds})")
 
 
@@ -196,7 +213,9 @@ def parse_value(type_: Type, text: str, what: str = "value") -> Any:
             if not tokens.take("="):
                 raise ValueError_(f"{what}: expected key=value in {text!r}")
             val_text, vq = tokens.word()
-            value[parse_atom(type_.key, key_text, kq, what)] = parse_atom(type_.value, val_text, vq, what)
+            value[parse_atom(type_.key, key_text, kq, what)] = parse_atom(
+                type_.value, val_text, vq, what
+            )
             tokens.take(",")
         if braced and not tokens.take("}"):
             raise ValueError_(f"{what}: missing '}}' in {text!r}")
@@ -220,8 +239,7 @@ def parse_value(type_: Type, text: str, what: str = "value") -> Any:
         if is_scalar(type_):
             raise ValueError_(f"{what}: expected exactly one {type_.key.type.to_string()}")
         raise ValueError_(
-            f"{what}: {len(unique)} values given; the column takes "
-            f"{type_.n_min} to {type_.n_max}"
+            f"{what}: {len(unique)} values given; the column takes {type_.n_min} to {type_.n_max}"
         )
     return unique[0] if is_scalar(type_) else unique
 
@@ -243,7 +261,14 @@ def format_atom(atom: Any) -> str:
 
 def format_value(type_: Type, value: Any) -> str:
     if type_.is_map():
-        return "{" + ", ".join(f"{format_atom(k)}={format_atom(v)}" for k, v in sorted(value.items(), key=lambda kv: _sort_key(kv[0]))) + "}"
+        return (
+            "{"
+            + ", ".join(
+                f"{format_atom(k)}={format_atom(v)}"
+                for k, v in sorted(value.items(), key=lambda kv: _sort_key(kv[0]))
+            )
+            + "}"
+        )
     if is_scalar(type_):
         return format_atom(value)
     if type_.n_max == 1 and len(value) == 1:

@@ -40,11 +40,18 @@ class Command:
 COMMANDS: dict[str, Command] = {}
 
 
-def command(name: str, min_args: int, max_args: int, usage: str, options: tuple[str, ...] = (),
-            writes: bool = True) -> Callable[[Callable[[CommandContext, list[str]], None]], Any]:
+def command(
+    name: str,
+    min_args: int,
+    max_args: int,
+    usage: str,
+    options: tuple[str, ...] = (),
+    writes: bool = True,
+) -> Callable[[Callable[[CommandContext, list[str]], None]], Any]:
     def register(func: Callable[[CommandContext, list[str]], None]) -> Any:
         COMMANDS[name] = Command(func, min_args, max_args, usage, frozenset(options), writes)
         return func
+
     return register
 
 
@@ -154,8 +161,10 @@ def cmd_add_br(ctx: CommandContext, args: list[str]) -> None:
     if _bridge(m, name, must_exist=False) is not None:
         if ctx.opts.get("may-exist"):
             return
-        raise ModelError(f"cannot create a bridge named {name} because a bridge named {name} "
-                         "already exists (use --may-exist to ignore)")
+        raise ModelError(
+            f"cannot create a bridge named {name} because a bridge named {name} "
+            "already exists (use --may-exist to ignore)"
+        )
     if _port(m, name, must_exist=False) is not None:
         raise ModelError(f"cannot create a bridge named {name}: a port with that name exists")
     iface = m.insert("Interface", {"name": name, "type": "internal"})
@@ -257,11 +266,15 @@ def cmd_add_port(ctx: CommandContext, args: list[str]) -> None:
         if ctx.opts.get("may-exist"):
             if owner != bridge:
                 where = _bridge_name(m, owner) if owner else "no bridge"
-                raise ModelError(f"--may-exist add-port {bridge_name} {name}: port {name} "
-                                 f"already exists on {where}")
+                raise ModelError(
+                    f"--may-exist add-port {bridge_name} {name}: port {name} "
+                    f"already exists on {where}"
+                )
             return
-        raise ModelError(f"cannot create a port named {name} because a port named {name} "
-                         "already exists (use --may-exist to ignore)")
+        raise ModelError(
+            f"cannot create a port named {name} because a port named {name} "
+            "already exists (use --may-exist to ignore)"
+        )
     if m.lookup("Interface", name, must_exist=False) is not None:
         raise ModelError(f"cannot create a port named {name}: an interface of that name exists")
     iface = m.insert("Interface", {"name": name})
@@ -369,7 +382,9 @@ def cmd_get(ctx: CommandContext, args: list[str]) -> None:
             if k not in value:
                 if ctx.opts.get("if-exists"):
                     continue
-                raise ModelError(f'no key "{map_key}" in {table} record "{args[1]}" column {column}')
+                raise ModelError(
+                    f'no key "{map_key}" in {table} record "{args[1]}" column {column}'
+                )
             ctx.emit(vs.format_atom(value[k]), vs.to_plain(value[k]))
         else:
             ctx.emit(vs.format_value(type_, value), vs.to_plain(value))
@@ -445,11 +460,30 @@ def _find_matches(m: Model, table: str, condition: str, row: dict[str, Any]) -> 
         want = vs.parse_value(type_, rhs, what=what)
         as_set = True
     if op.startswith("{"):
-        h = set(have.items()) if isinstance(have, dict) else set(have if isinstance(have, list) else [have])
-        w = set(want.items()) if isinstance(want, dict) else set(want if isinstance(want, list) else [want])
-        return {"{=}": h == w, "{!=}": h != w, "{>=}": h >= w, "{<=}": h <= w,
-                "{>}": h > w, "{<}": h < w}[op]
-    if as_set and isinstance(have, list) and isinstance(want, list) and op in ("<", ">", "<=", ">="):
+        h = (
+            set(have.items())
+            if isinstance(have, dict)
+            else set(have if isinstance(have, list) else [have])
+        )
+        w = (
+            set(want.items())
+            if isinstance(want, dict)
+            else set(want if isinstance(want, list) else [want])
+        )
+        return {
+            "{=}": h == w,
+            "{!=}": h != w,
+            "{>=}": h >= w,
+            "{<=}": h <= w,
+            "{>}": h > w,
+            "{<}": h < w,
+        }[op]
+    if (
+        as_set
+        and isinstance(have, list)
+        and isinstance(want, list)
+        and op in ("<", ">", "<=", ">=")
+    ):
         if len(have) != 1 or len(want) != 1:
             return False
         have, want = have[0], want[0]
@@ -458,7 +492,9 @@ def _find_matches(m: Model, table: str, condition: str, row: dict[str, Any]) -> 
     if op == "!=":
         return bool(have != want)
     try:
-        return bool({"<": have < want, ">": have > want, "<=": have <= want, ">=": have >= want}[op])
+        return bool(
+            {"<": have < want, ">": have > want, "<=": have <= want, ">=": have >= want}[op]
+        )
     except TypeError:
         return False
 
@@ -468,7 +504,8 @@ def cmd_find(ctx: CommandContext, args: list[str]) -> None:
     m, table = ctx.model, args[0]
     rows = m.table_rows(table)
     keys = [
-        key for key, row in sorted(rows.items(), key=lambda kv: str(kv[1].get("name", kv[0])))
+        key
+        for key, row in sorted(rows.items(), key=lambda kv: str(kv[1].get("name", kv[0])))
         if all(_find_matches(m, table, cond, row) for cond in args[1:])
     ]
     _print_rows(ctx, table, keys)
@@ -561,9 +598,11 @@ def cmd_create(ctx: CommandContext, args: list[str]) -> None:
 @command("destroy", 1, 1000, "destroy TABLE RECORD...", ("if-exists", "all"))
 def cmd_destroy(ctx: CommandContext, args: list[str]) -> None:
     m, table = ctx.model, args[0]
-    keys = list(m.table_rows(table)) if ctx.opts.get("all") else [
-        k for k in (_record(ctx, table, r) for r in args[1:]) if k is not None
-    ]
+    keys = (
+        list(m.table_rows(table))
+        if ctx.opts.get("all")
+        else [k for k in (_record(ctx, table, r) for r in args[1:]) if k is not None]
+    )
     for key in keys:
         m.delete(table, key)
 

@@ -35,16 +35,29 @@ DATAPATH_TYPES = ["netdev"]
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="ovs-runtimed", description=__doc__.split("\n")[1])
-    parser.add_argument("--state-dir", default="/var/lib/ovs-runtime",
-                        help="database directory (default: %(default)s)")
-    parser.add_argument("--run-dir", default="/run/ovs-runtime",
-                        help="socket and pid directory (default: %(default)s)")
-    parser.add_argument("--log-level", choices=daemon_config.LOG_LEVELS,
-                        help="log verbosity (default: from the config file, else info)")
-    parser.add_argument("--config", default=daemon_config.DEFAULT_CONFIG,
-                        help="config file; a missing file means defaults (default: %(default)s)")
-    parser.add_argument("--max-message-bytes", type=int,
-                        help="largest JSON-RPC message accepted (default: 64 MiB)")
+    parser.add_argument(
+        "--state-dir",
+        default="/var/lib/ovs-runtime",
+        help="database directory (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--run-dir",
+        default="/run/ovs-runtime",
+        help="socket and pid directory (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--log-level",
+        choices=daemon_config.LOG_LEVELS,
+        help="log verbosity (default: from the config file, else info)",
+    )
+    parser.add_argument(
+        "--config",
+        default=daemon_config.DEFAULT_CONFIG,
+        help="config file; a missing file means defaults (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--max-message-bytes", type=int, help="largest JSON-RPC message accepted (default: 64 MiB)"
+    )
     parser.add_argument("--version", action="version", version=f"ovs-runtimed {__version__}")
     return parser.parse_args(argv)
 
@@ -105,8 +118,9 @@ class Daemon:
             loop.create_task(self._watchdog(watchdog))
 
         systemd_notify.notify(f"READY=1\nSTATUS={self._status()}\nMAINPID={os.getpid()}")
-        log.info("ovs-runtimed %s ready, pid %d, serving unix:%s",
-                 __version__, os.getpid(), socket_path)
+        log.info(
+            "ovs-runtimed %s ready, pid %d, serving unix:%s", __version__, os.getpid(), socket_path
+        )
         await self.stop_event.wait()
         systemd_notify.notify("STOPPING=1\nSTATUS=stopping")
         await self.server.close()
@@ -162,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
         log.error("refusing to start: %s", exc)
     except OSError as exc:
         log.error("refusing to start: %s", exc)
-    systemd_notify.notify(f"STATUS=failed to start\nERRNO=1")
+    systemd_notify.notify("STATUS=failed to start\nERRNO=1")
     return 1
 
 

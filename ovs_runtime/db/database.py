@@ -63,7 +63,8 @@ def _stored_form(table: TableSchema, row: Row) -> dict[str, Any]:
     data = {
         name: datum.to_json()
         for name, datum in row.items()
-        if name in table.columns and table.columns[name].persistent
+        if name in table.columns
+        and table.columns[name].persistent
         and datum.values != default_datum(table.columns[name].type).values
     }
     data["_version"] = row["_version"].to_json()
@@ -100,7 +101,9 @@ class Database:
             self.storage.backup_to(backup)
             rows, losses = migrate.convert_rows(rows, self.schema)
             for loss in losses:
-                log.warning("schema conversion %s -> %s: %s", old_version, self.schema.version, loss)
+                log.warning(
+                    "schema conversion %s -> %s: %s", old_version, self.schema.version, loss
+                )
             writes: list[RowWrite] = [
                 (table, uuid.UUID(row_uuid), data)
                 for table, table_rows in rows.items()
@@ -110,7 +113,11 @@ class Database:
             log.info(
                 "converted database %s from schema %s to %s (%d rows; copy of the original "
                 "kept as %s)",
-                self.storage.path, old_version, self.schema.version, len(writes), backup,
+                self.storage.path,
+                old_version,
+                self.schema.version,
+                len(writes),
+                backup,
             )
         for table_name, table_rows in rows.items():
             table = self.schema.tables[table_name]

@@ -13,14 +13,14 @@ from typing import Any
 import ovs.db.data
 import ovs.db.error
 import ovs.db.types
+from ovs.db.data import Atom as Atom  # noqa: E402  (re-exported)
+from ovs.db.data import Datum as Datum  # noqa: E402
+from ovs.db.types import BaseType as BaseType  # noqa: E402
+from ovs.db.types import Type as Type  # noqa: E402
 
 from ovs_runtime.db.errors import OvsdbError
 from ovs_runtime.db.schema import ColumnSchema, TableSchema
 
-Datum = ovs.db.data.Datum
-Atom = ovs.db.data.Atom
-Type = ovs.db.types.Type
-BaseType = ovs.db.types.BaseType
 Row = dict[str, Datum]
 
 UUID_TYPE = Type(BaseType(ovs.db.types.UuidType))
@@ -67,9 +67,7 @@ def datum_from_json(
     except ovs.db.data.ConstraintViolation as exc:
         raise OvsdbError("constraint violation", f"{what}: {exc}") from exc
     except ovs.db.error.Error as exc:
-        raise OvsdbError(
-            "syntax error", f"{what}: {exc} (expected {type_.toEnglish()})"
-        ) from exc
+        raise OvsdbError("syntax error", f"{what}: {exc} (expected {type_.toEnglish()})") from exc
     except (TypeError, ValueError, AttributeError) as exc:
         raise OvsdbError("syntax error", f"{what}: malformed {type_.toEnglish()}: {exc}") from exc
     return datum

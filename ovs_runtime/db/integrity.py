@@ -60,11 +60,11 @@ def collect_garbage(schema: DbSchema, view: TxnView) -> None:
     ]
     while pending:
         table, row_uuid = pending.pop()
-        row = view.get(table, row_uuid)
-        if row is None:
+        victim = view.get(table, row_uuid)
+        if victim is None:
             continue
         view.delete(table, row_uuid)
-        for target in _strong_refs(schema, table, row):
+        for target in _strong_refs(schema, table, victim):
             if target[0] in non_root:
                 inbound[target] -= 1
                 if inbound[target] == 0:
@@ -72,7 +72,7 @@ def collect_garbage(schema: DbSchema, view: TxnView) -> None:
 
 
 def remove_dangling_weak_refs(schema: DbSchema, view: TxnView) -> None:
-    for table_name, table in schema.tables.items():
+    for table_name, _table in schema.tables.items():
         weak_columns = _ref_columns(schema, table_name, strong=False)
         if not weak_columns:
             continue
@@ -80,9 +80,7 @@ def remove_dangling_weak_refs(schema: DbSchema, view: TxnView) -> None:
             for col in weak_columns:
                 datum = row[col.name]
                 dangling = [
-                    key
-                    for key, value in datum.values.items()
-                    if _dangles(view, col, key, value)
+                    key for key, value in datum.values.items() if _dangles(view, col, key, value)
                 ]
                 if not dangling:
                     continue
@@ -107,8 +105,9 @@ def _dangles(view: TxnView, col: ColumnSchema, key: object, value: object) -> bo
     return False
 
 
-def _check_row_refs(schema: DbSchema, view: TxnView, table: str, row_uuid: uuid.UUID,
-                    row: Row) -> None:
+def _check_row_refs(
+    schema: DbSchema, view: TxnView, table: str, row_uuid: uuid.UUID, row: Row
+) -> None:
     for col in _ref_columns(schema, table, strong=True):
         for target_table, target in referenced_uuids(col, row[col.name], strong=True):
             if not view.exists(target_table, target):
@@ -153,7 +152,7 @@ def check_indexes_and_limits(schema: DbSchema, view: TxnView) -> None:
                 if key in seen:
                     values = ", ".join(str(row[name].to_json()) for name in names)
                     raise constraint_violation(
-                        f'transaction causes rows {seen[key]} and {row_uuid} in table '
+                        f"transaction causes rows {seen[key]} and {row_uuid} in table "
                         f'"{table_name}" to have identical values ({values}) for the index '
                         f"on column(s) {', '.join(names)}"
                     )

@@ -61,7 +61,7 @@ class MessageFramer:
             self.scan_pos = 0
             return False
         if buf[pos] not in b"{[":
-            raise FramingError(f"expected a JSON object, got {bytes(buf[pos:pos + 20])!r}")
+            raise FramingError(f"expected a JSON object, got {bytes(buf[pos : pos + 20])!r}")
         del self.buffer[:pos]
         self.scan_pos = 0
         return True

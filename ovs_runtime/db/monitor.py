@@ -90,9 +90,7 @@ def _column_diff(old: Datum, new: Datum) -> Any:
 
 
 class Monitor:
-    def __init__(
-        self, monitor_id: Any, version: int, tables: dict[str, TableMonitor]
-    ) -> None:
+    def __init__(self, monitor_id: Any, version: int, tables: dict[str, TableMonitor]) -> None:
         self.monitor_id = monitor_id
         self.version = version  # 1 = monitor, 2 = monitor_cond, 3 = monitor_cond_since
         self.tables = tables
@@ -105,9 +103,9 @@ class Monitor:
             for row_uuid, row in db_tables[name].items():
                 if not tm.matches(row):
                     continue
-                entry = {"new": tm.project(row)} if self.version == 1 else {
-                    "initial": tm.project(row)
-                }
+                entry = (
+                    {"new": tm.project(row)} if self.version == 1 else {"initial": tm.project(row)}
+                )
                 updates.setdefault(name, {})[str(row_uuid)] = entry
         return updates
 

@@ -43,9 +43,7 @@ def _set_type(type_: Type, keys_only: bool = False) -> Type:
     return relaxed
 
 
-def parse_mutation(
-    table: TableSchema, json: Any, symtab: dict[str, uuid.UUID] | None
-) -> Mutation:
+def parse_mutation(table: TableSchema, json: Any, symtab: dict[str, uuid.UUID] | None) -> Mutation:
     if not (isinstance(json, list) and len(json) == 3 and isinstance(json[0], str)):
         raise syntax_error(f"mutation must be [column, mutator, value], got {json!r}")
     column, mutator, value = json

@@ -18,9 +18,9 @@ from ovs_runtime.db.errors import OvsdbError
 
 SCHEMA_RESOURCE = "Open_vSwitch.ovsschema"
 
-DbSchema = ovs.db.schema.DbSchema
-TableSchema = ovs.db.schema.TableSchema
-ColumnSchema = ovs.db.schema.ColumnSchema
+from ovs.db.schema import ColumnSchema as ColumnSchema  # noqa: E402  (re-exported)
+from ovs.db.schema import DbSchema as DbSchema  # noqa: E402
+from ovs.db.schema import TableSchema as TableSchema  # noqa: E402
 
 
 def schema_json() -> dict[str, Any]:

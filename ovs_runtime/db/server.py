@@ -186,8 +186,10 @@ class OvsdbServer:
         if len(params) <= position or not isinstance(params[position], str):
             raise RpcError("syntax error", "the first parameter must be a database name")
         if params[position] != self.db.name:
-            raise RpcError("unknown database", f'no database "{params[position]}"; '
-                           f'this server has "{self.db.name}"')
+            raise RpcError(
+                "unknown database",
+                f'no database "{params[position]}"; this server has "{self.db.name}"',
+            )
 
     # -- RFC 7047 methods ------------------------------------------------------------
 

@@ -55,7 +55,10 @@ class Storage:
                 "database %s: the write-ahead log ends in a torn tail (%d uncommitted frame(s), "
                 "%d stray byte(s)) from an interrupted write; dropping it and keeping the "
                 "%d committed frame(s)",
-                self.path, report.dropped_frames, report.dropped_bytes, report.committed_frames,
+                self.path,
+                report.dropped_frames,
+                report.dropped_bytes,
+                report.committed_frames,
             )
         try:
             conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)

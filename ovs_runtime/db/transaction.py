@@ -54,7 +54,9 @@ class Outcome:
     durable: bool = False
 
 
-def _member(op: dict[str, Any], name: str, kind: type | tuple[type, ...], required: bool = True) -> Any:
+def _member(
+    op: dict[str, Any], name: str, kind: type | tuple[type, ...], required: bool = True
+) -> Any:
     if name not in op:
         if required:
             raise syntax_error(f'"{op.get("op")}" operation needs a "{name}" member')
@@ -255,8 +257,18 @@ def _projection(row: Row, columns: list[str]) -> tuple[str, ...]:
     return tuple(json.dumps(row[name].to_json(), sort_keys=True) for name in columns)
 
 
-OPERATIONS = ("insert", "select", "update", "mutate", "delete", "wait", "commit", "abort",
-              "comment", "assert")
+OPERATIONS = (
+    "insert",
+    "select",
+    "update",
+    "mutate",
+    "delete",
+    "wait",
+    "commit",
+    "abort",
+    "comment",
+    "assert",
+)
 
 
 def execute_operations(
@@ -273,7 +285,7 @@ def execute_operations(
     for op in ops:
         try:
             if not isinstance(op, dict) or not isinstance(op.get("op"), str):
-                raise syntax_error(f"each operation must be an object with an \"op\", got {op!r}")
+                raise syntax_error(f'each operation must be an object with an "op", got {op!r}')
             if op["op"] not in OPERATIONS:
                 raise syntax_error(
                     f'unknown operation "{op["op"]}"; accepted: {", ".join(OPERATIONS)}'

@@ -27,18 +27,40 @@ def _writer(daemon: DaemonProcess, start: int, acked: list[int], stop: threading
     try:
         while not stop.is_set():
             client.deadline = time.monotonic() + 5.0
-            ops = [{"op": "mutate", "table": "Open_vSwitch", "where": [],
-                    "mutations": [["external_ids", "insert", ["map", [[f"t{n}", str(n)]]]]]}]
+            ops = [
+                {
+                    "op": "mutate",
+                    "table": "Open_vSwitch",
+                    "where": [],
+                    "mutations": [["external_ids", "insert", ["map", [[f"t{n}", str(n)]]]]],
+                }
+            ]
             if n % 10 == 0:  # a multi-row transaction now and then
                 ops += [
-                    {"op": "insert", "table": "Interface", "uuid-name": "i",
-                     "row": {"name": f"if{n}"}},
-                    {"op": "insert", "table": "Port", "uuid-name": "p",
-                     "row": {"name": f"if{n}", "interfaces": ["named-uuid", "i"]}},
-                    {"op": "insert", "table": "Bridge", "uuid-name": "b",
-                     "row": {"name": f"br{n}", "ports": ["named-uuid", "p"]}},
-                    {"op": "mutate", "table": "Open_vSwitch", "where": [],
-                     "mutations": [["bridges", "insert", ["named-uuid", "b"]]]},
+                    {
+                        "op": "insert",
+                        "table": "Interface",
+                        "uuid-name": "i",
+                        "row": {"name": f"if{n}"},
+                    },
+                    {
+                        "op": "insert",
+                        "table": "Port",
+                        "uuid-name": "p",
+                        "row": {"name": f"if{n}", "interfaces": ["named-uuid", "i"]},
+                    },
+                    {
+                        "op": "insert",
+                        "table": "Bridge",
+                        "uuid-name": "b",
+                        "row": {"name": f"br{n}", "ports": ["named-uuid", "p"]},
+                    },
+                    {
+                        "op": "mutate",
+                        "table": "Open_vSwitch",
+                        "where": [],
+                        "mutations": [["bridges", "insert", ["named-uuid", "b"]]],
+                    },
                 ]
             result = client.call("transact", ["Open_vSwitch", *ops])
             assert all(not (isinstance(r, dict) and "error" in r) for r in result), result
@@ -67,11 +89,13 @@ def test_kill9_loop_loses_no_acknowledged_transaction(tmp_path: Path) -> None:
             writer.join(10)
             next_n = (max(acked) + 1 if acked else 0) + 1000  # fresh keys after each crash
         daemon.start()
-        rows = daemon.transact({"op": "select", "table": "Open_vSwitch", "where": [],
-                                "columns": ["external_ids"]})[0]["rows"]
+        rows = daemon.transact(
+            {"op": "select", "table": "Open_vSwitch", "where": [], "columns": ["external_ids"]}
+        )[0]["rows"]
         present = {int(v) for _, v in rows[0]["external_ids"][1]}
-        bridges = daemon.transact({"op": "select", "table": "Bridge", "where": [],
-                                   "columns": ["name"]})[0]["rows"]
+        bridges = daemon.transact(
+            {"op": "select", "table": "Bridge", "where": [], "columns": ["name"]}
+        )[0]["rows"]
         bridge_names = {b["name"] for b in bridges}
     finally:
         daemon.stop()

@@ -85,8 +85,10 @@ def test_newer_database_refused_and_untouched(tmp_path: Path) -> None:
     d.stop()
     db_file = d.state_dir / "conf.db"
     conn = sqlite3.connect(db_file)
-    conn.execute("UPDATE meta SET value = ? WHERE key = 'schema'",
-                 (json.dumps(dict(schema_json(), version="42.0.0")),))
+    conn.execute(
+        "UPDATE meta SET value = ? WHERE key = 'schema'",
+        (json.dumps(dict(schema_json(), version="42.0.0")),),
+    )
     conn.commit()
     conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     conn.close()

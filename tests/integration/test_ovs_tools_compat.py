@@ -14,8 +14,10 @@ import pytest
 
 from tests.daemon_process import DaemonProcess
 
-pytestmark = pytest.mark.skipif(shutil.which("ovs-vsctl") is None,
-                                reason="ovs-vsctl missing: run `make deps` (openvswitch-switch)")
+pytestmark = pytest.mark.skipif(
+    shutil.which("ovs-vsctl") is None,
+    reason="ovs-vsctl missing: run `make deps` (openvswitch-switch)",
+)
 
 
 def vsctl(daemon: DaemonProcess, *args: str, wait: bool = True) -> str:
@@ -42,11 +44,25 @@ def test_ovs_vsctl_everyday_commands(daemon: DaemonProcess, wait: bool) -> None:
     assert vsctl(daemon, "list-br", wait=wait).split() == ["br0", "br1"]
     vsctl(daemon, "add-port", "br0", "p1", wait=wait)
     vsctl(daemon, "--may-exist", "add-port", "br0", "p1", wait=wait)
-    vsctl(daemon, "add-port", "br0", "p2", "--", "set", "Interface", "p2", "type=internal",
-          "--", "set", "Port", "p2", "tag=20", wait=wait)
+    vsctl(
+        daemon,
+        "add-port",
+        "br0",
+        "p2",
+        "--",
+        "set",
+        "Interface",
+        "p2",
+        "type=internal",
+        "--",
+        "set",
+        "Port",
+        "p2",
+        "tag=20",
+        wait=wait,
+    )
     assert vsctl(daemon, "list-ports", "br0", wait=wait).split() == ["p1", "p2"]
-    vsctl(daemon, "set", "Port", "p1", "tag=10", "trunks=[10,20]", "other_config:k=v",
-          wait=wait)
+    vsctl(daemon, "set", "Port", "p1", "tag=10", "trunks=[10,20]", "other_config:k=v", wait=wait)
     vsctl(daemon, "set-fail-mode", "br0", "secure", wait=wait)
     assert vsctl(daemon, "get", "Port", "p1", "tag", wait=wait).strip() == "10"
     assert vsctl(daemon, "get", "Bridge", "br0", "fail_mode", wait=wait).strip() == "secure"
@@ -75,23 +91,55 @@ def test_ovs_vsctl_everyday_commands(daemon: DaemonProcess, wait: bool) -> None:
 def test_ovs_vsctl_chain_is_one_transaction(daemon: DaemonProcess) -> None:
     vsctl(daemon, "add-br", "br0")
     proc = subprocess.run(
-        ["ovs-vsctl", f"--db={daemon.db}", "--timeout=20", "add-port", "br0", "c1", "--",
-         "set", "Port", "c1", "tag=5000"],
-        capture_output=True, text=True, timeout=30)
+        [
+            "ovs-vsctl",
+            f"--db={daemon.db}",
+            "--timeout=20",
+            "add-port",
+            "br0",
+            "c1",
+            "--",
+            "set",
+            "Port",
+            "c1",
+            "tag=5000",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert proc.returncode != 0
     assert ovsr_json(daemon, "list-ports", "br0") == []  # the add-port was rolled back
-    vsctl(daemon, "add-port", "br0", "c1", "--", "set", "Port", "c1", "tag=5", "--",
-          "add-port", "br0", "c2", "--", "set", "Port", "c2", "tag=6")
+    vsctl(
+        daemon,
+        "add-port",
+        "br0",
+        "c1",
+        "--",
+        "set",
+        "Port",
+        "c1",
+        "tag=5",
+        "--",
+        "add-port",
+        "br0",
+        "c2",
+        "--",
+        "set",
+        "Port",
+        "c2",
+        "tag=6",
+    )
     assert ovsr_json(daemon, "list-ports", "br0") == ["c1", "c2"]
 
 
 def test_ovs_python_idl_sees_ovsr_changes(daemon: DaemonProcess) -> None:
+    from importlib import resources
+
     import ovs.db.idl
     import ovs.poller
 
     from ovs_runtime.db.schema import SCHEMA_RESOURCE
-
-    from importlib import resources
 
     schema_file = str(resources.files("ovs_runtime.db").joinpath(SCHEMA_RESOURCE))
     helper = ovs.db.idl.SchemaHelper(location=schema_file)

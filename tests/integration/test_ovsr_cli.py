@@ -26,8 +26,20 @@ bridges:
 
 
 def test_chain_is_atomic_and_waits_for_cur_cfg(daemon: DaemonProcess) -> None:
-    ok = daemon.ovsr("add-br", "br0", "--", "add-port", "br0", "p1", "tag=10", "--",
-                     "set", "Port", "p1", "vlan_mode=access")
+    ok = daemon.ovsr(
+        "add-br",
+        "br0",
+        "--",
+        "add-port",
+        "br0",
+        "p1",
+        "tag=10",
+        "--",
+        "set",
+        "Port",
+        "p1",
+        "vlan_mode=access",
+    )
     assert ok.returncode == 0, ok.stderr
     root = json.loads(daemon.ovsr("--format", "json", "list", "Open_vSwitch").stdout)[0]
     assert root["cur_cfg"] == root["next_cfg"] >= 1  # the daemon acknowledged the change
@@ -47,19 +59,39 @@ def test_may_exist_if_exists_and_errors(daemon: DaemonProcess) -> None:
     assert missing.returncode == 1 and missing.stderr.strip() == "ovsr: no port named nope"
     assert daemon.ovsr("br-exists", "br0").returncode == 0
     assert daemon.ovsr("br-exists", "zz").returncode == 2
-    for argv, needle in ((["set", "Port", "br0", "colour=red"], 'no column "colour"'),
-                         (["get", "Brdge", "br0", "name"], 'unknown table "Brdge"'),
-                         (["set", "Port", "br0", "tag"], "COLUMN[:KEY]=VALUE")):
+    for argv, needle in (
+        (["set", "Port", "br0", "colour=red"], 'no column "colour"'),
+        (["get", "Brdge", "br0", "name"], 'unknown table "Brdge"'),
+        (["set", "Port", "br0", "tag"], "COLUMN[:KEY]=VALUE"),
+    ):
         proc = daemon.ovsr(*argv)
         assert proc.returncode == 1 and needle in proc.stderr and len(proc.stderr.splitlines()) == 1
 
 
 def test_show_text_and_json(daemon: DaemonProcess) -> None:
-    daemon.ovsr("add-br", "br0", "--", "add-port", "br0", "p1", "tag=10", "--",
-                "add-port", "br0", "pa", "type=patch", "options:peer=pb")
+    daemon.ovsr(
+        "add-br",
+        "br0",
+        "--",
+        "add-port",
+        "br0",
+        "p1",
+        "tag=10",
+        "--",
+        "add-port",
+        "br0",
+        "pa",
+        "type=patch",
+        "options:peer=pb",
+    )
     text = daemon.ovsr("show").stdout
-    for line in ("    Bridge br0", "        Port p1", "            tag: 10",
-                 "                type: patch", "                options: {peer=pb}"):
+    for line in (
+        "    Bridge br0",
+        "        Port p1",
+        "            tag: 10",
+        "                type: patch",
+        "                options: {peer=pb}",
+    ):
         assert line in text.splitlines()
     data = json.loads(daemon.ovsr("--format", "json", "show").stdout)
     assert data["bridges"][0]["name"] == "br0"
@@ -72,8 +104,9 @@ def test_create_with_id_and_find(daemon: DaemonProcess) -> None:
     assert created.returncode == 0
     uuid = created.stdout.strip()
     assert len(uuid) == 36
-    found = json.loads(daemon.ovsr("--format", "json", "find", "Manager",
-                                   "target=ptcp:6640").stdout)
+    found = json.loads(
+        daemon.ovsr("--format", "json", "find", "Manager", "target=ptcp:6640").stdout
+    )
     # Not referenced from the root, so the Manager row was garbage-collected.
     assert found == [] or found[0]["_uuid"] == uuid
 
@@ -118,9 +151,11 @@ def test_apply_states(daemon: DaemonProcess, tmp_path: Path) -> None:
 
 def test_apply_bad_file_changes_nothing(daemon: DaemonProcess, tmp_path: Path) -> None:
     bad = tmp_path / "bad.yaml"
-    for content, needle in (("bridges: [", "not valid YAML"),
-                            ("bridges:\n  br0:\n    ports:\n      p: {tag: 9000}\n", "out of range"),
-                            ("bridges:\n  br0:\n    ports:\n      p: {colour: 1}\n", "unknown setting")):
+    for content, needle in (
+        ("bridges: [", "not valid YAML"),
+        ("bridges:\n  br0:\n    ports:\n      p: {tag: 9000}\n", "out of range"),
+        ("bridges:\n  br0:\n    ports:\n      p: {colour: 1}\n", "unknown setting"),
+    ):
         bad.write_text(content)
         proc = daemon.ovsr("apply", str(bad))
         assert proc.returncode == 1 and needle in proc.stderr, proc.stderr

@@ -43,8 +43,9 @@ class Raw:
 
 
 def bridge_names(daemon: DaemonProcess) -> list[str]:
-    rows = daemon.transact({"op": "select", "table": "Bridge", "where": [],
-                            "columns": ["name"]})[0]["rows"]
+    rows = daemon.transact({"op": "select", "table": "Bridge", "where": [], "columns": ["name"]})[
+        0
+    ]["rows"]
     return sorted(r["name"] for r in rows)
 
 
@@ -67,8 +68,12 @@ def test_malformed_json_gets_error_then_close(daemon: DaemonProcess) -> None:
 
 def test_wrong_shapes_keep_the_session(daemon: DaemonProcess) -> None:
     raw = Raw(daemon.socket)
-    for message, msg_id in (([1, 2, 3], None), ({"method": "echo", "params": {}, "id": 7}, 7),
-                            ({"method": 3, "params": [], "id": 8}, 8), ({"id": 9}, 9)):
+    for message, msg_id in (
+        ([1, 2, 3], None),
+        ({"method": "echo", "params": {}, "id": 7}, 7),
+        ({"method": 3, "params": [], "id": 8}, 8),
+        ({"id": 9}, 9),
+    ):
         raw.send(json.dumps(message).encode())
         reply = raw.recv()
         assert reply["error"]["error"] == "syntax error", message
@@ -81,8 +86,10 @@ def test_unknown_method_and_database(daemon: DaemonProcess) -> None:
     raw = Raw(daemon.socket)
     assert raw.call("frobnicate", [])["error"]["error"] == "unknown method"
     assert raw.call("get_schema", ["Nope"])["error"]["error"] == "unknown database"
-    assert raw.call("transact", ["Nope", {"op": "comment", "comment": "x"}])["error"]["error"] \
+    assert (
+        raw.call("transact", ["Nope", {"op": "comment", "comment": "x"}])["error"]["error"]
         == "unknown database"
+    )
     assert raw.call("list_dbs", [])["result"] == ["Open_vSwitch"]
     schema = raw.call("get_schema", ["Open_vSwitch"])["result"]
     assert schema["name"] == "Open_vSwitch" and "Interface" in schema["tables"]
@@ -94,23 +101,47 @@ def test_violations_over_the_wire_change_nothing(daemon: DaemonProcess) -> None:
     before = daemon.transact({"op": "select", "table": "Port", "where": []})[0]["rows"]
     cases = [
         # type violation after a valid op: the valid op must be rolled back too
-        [{"op": "update", "table": "Bridge", "where": [], "row": {"fail_mode": "secure"}},
-         {"op": "update", "table": "Port", "where": [], "row": {"tag": "x"}}],
+        [
+            {"op": "update", "table": "Bridge", "where": [], "row": {"fail_mode": "secure"}},
+            {"op": "update", "table": "Port", "where": [], "row": {"tag": "x"}},
+        ],
         # constraint violation
         [{"op": "update", "table": "Port", "where": [], "row": {"tag": 9999}}],
         # dangling reference
-        [{"op": "mutate", "table": "Bridge", "where": [],
-          "mutations": [["ports", "insert", ["uuid", "11111111-2222-4333-8444-555555555555"]]]}],
+        [
+            {
+                "op": "mutate",
+                "table": "Bridge",
+                "where": [],
+                "mutations": [
+                    ["ports", "insert", ["uuid", "11111111-2222-4333-8444-555555555555"]]
+                ],
+            }
+        ],
         # duplicate index key
-        [{"op": "insert", "table": "Interface", "uuid-name": "i", "row": {"name": "br0"}},
-         {"op": "insert", "table": "Port", "uuid-name": "p",
-          "row": {"name": "br0", "interfaces": ["named-uuid", "i"]}},
-         {"op": "mutate", "table": "Bridge", "where": [],
-          "mutations": [["ports", "insert", ["named-uuid", "p"]]]}],
+        [
+            {"op": "insert", "table": "Interface", "uuid-name": "i", "row": {"name": "br0"}},
+            {
+                "op": "insert",
+                "table": "Port",
+                "uuid-name": "p",
+                "row": {"name": "br0", "interfaces": ["named-uuid", "i"]},
+            },
+            {
+                "op": "mutate",
+                "table": "Bridge",
+                "where": [],
+                "mutations": [["ports", "insert", ["named-uuid", "p"]]],
+            },
+        ],
     ]
-    expected = ["syntax error", "constraint violation", "referential integrity violation",
-                "constraint violation"]
-    for ops, tag in zip(cases, expected):
+    expected = [
+        "syntax error",
+        "constraint violation",
+        "referential integrity violation",
+        "constraint violation",
+    ]
+    for ops, tag in zip(cases, expected, strict=False):
         results = daemon.transact(*ops)
         errors = [r for r in results if isinstance(r, dict) and "error" in r]
         assert errors and errors[0]["error"] == tag, results
@@ -124,8 +155,14 @@ def test_oversized_message(tmp_path: Path) -> None:
     small = DaemonProcess(tmp_path / "small", ("--max-message-bytes", "65536")).start()
     try:
         raw = Raw(small.socket)
-        huge = {"method": "transact", "params": ["Open_vSwitch", {
-            "op": "insert", "table": "Bridge", "row": {"name": "x" * 200_000}}], "id": 1}
+        huge = {
+            "method": "transact",
+            "params": [
+                "Open_vSwitch",
+                {"op": "insert", "table": "Bridge", "row": {"name": "x" * 200_000}},
+            ],
+            "id": 1,
+        }
         try:
             raw.send(json.dumps(huge).encode())
         except (BrokenPipeError, ConnectionResetError):
@@ -140,10 +177,22 @@ def test_oversized_message(tmp_path: Path) -> None:
 
 
 def test_disconnect_mid_transaction(daemon: DaemonProcess) -> None:
-    message = json.dumps({"method": "transact", "params": ["Open_vSwitch", {
-        "op": "insert", "table": "Bridge", "uuid-name": "b", "row": {"name": "half"}}, {
-        "op": "mutate", "table": "Open_vSwitch", "where": [],
-        "mutations": [["bridges", "insert", ["named-uuid", "b"]]]}], "id": 1}).encode()
+    message = json.dumps(
+        {
+            "method": "transact",
+            "params": [
+                "Open_vSwitch",
+                {"op": "insert", "table": "Bridge", "uuid-name": "b", "row": {"name": "half"}},
+                {
+                    "op": "mutate",
+                    "table": "Open_vSwitch",
+                    "where": [],
+                    "mutations": [["bridges", "insert", ["named-uuid", "b"]]],
+                },
+            ],
+            "id": 1,
+        }
+    ).encode()
     for cut in (10, len(message) // 2, len(message) - 1):
         raw = Raw(daemon.socket)
         raw.send(message[:cut])
@@ -160,9 +209,15 @@ def test_hundred_concurrent_clients(daemon: DaemonProcess) -> None:
         raw = Raw(daemon.socket)
         try:
             barrier.wait()
-            ops = [{"op": "insert", "table": "Bridge", "uuid-name": "b", "row": {"name": f"c{n}"}},
-                   {"op": "mutate", "table": "Open_vSwitch", "where": [],
-                    "mutations": [["bridges", "insert", ["named-uuid", "b"]]]}]
+            ops = [
+                {"op": "insert", "table": "Bridge", "uuid-name": "b", "row": {"name": f"c{n}"}},
+                {
+                    "op": "mutate",
+                    "table": "Open_vSwitch",
+                    "where": [],
+                    "mutations": [["bridges", "insert", ["named-uuid", "b"]]],
+                },
+            ]
             results[n] = raw.call("transact", ["Open_vSwitch", *ops], msg_id=n)
         finally:
             raw.close()
@@ -192,14 +247,44 @@ def test_monitor_notifications_and_cancel(daemon: DaemonProcess) -> None:
 
 def test_wait_blocks_until_another_commit(daemon: DaemonProcess) -> None:
     waiter = Raw(daemon.socket)
-    waiter.send({"method": "transact", "params": ["Open_vSwitch", {
-        "op": "wait", "table": "Bridge", "where": [["name", "==", "late"]], "columns": ["name"],
-        "until": "==", "rows": [{"name": "late"}], "timeout": 10000}], "id": 5})
+    waiter.send(
+        {
+            "method": "transact",
+            "params": [
+                "Open_vSwitch",
+                {
+                    "op": "wait",
+                    "table": "Bridge",
+                    "where": [["name", "==", "late"]],
+                    "columns": ["name"],
+                    "until": "==",
+                    "rows": [{"name": "late"}],
+                    "timeout": 10000,
+                },
+            ],
+            "id": 5,
+        }
+    )
     assert daemon.ovsr("add-br", "late").returncode == 0
     assert waiter.recv() == {"result": [{}], "error": None, "id": 5}
-    waiter.send({"method": "transact", "params": ["Open_vSwitch", {
-        "op": "wait", "table": "Bridge", "where": [], "columns": ["name"],
-        "until": "==", "rows": [], "timeout": 200}], "id": 6})
+    waiter.send(
+        {
+            "method": "transact",
+            "params": [
+                "Open_vSwitch",
+                {
+                    "op": "wait",
+                    "table": "Bridge",
+                    "where": [],
+                    "columns": ["name"],
+                    "until": "==",
+                    "rows": [],
+                    "timeout": 200,
+                },
+            ],
+            "id": 6,
+        }
+    )
     reply = waiter.recv()
     assert reply["id"] == 6 and reply["result"][0]["error"] == "timed out"
     waiter.close()
@@ -209,11 +294,14 @@ def test_locks(daemon: DaemonProcess) -> None:
     a, b = Raw(daemon.socket), Raw(daemon.socket)
     assert a.call("lock", ["L"])["result"] == {"locked": True}
     assert b.call("lock", ["L"])["result"] == {"locked": False}
-    assert b.call("transact", ["Open_vSwitch", {"op": "assert", "lock": "L"}])["result"][0][
-        "error"] == "not owner"
+    assert (
+        b.call("transact", ["Open_vSwitch", {"op": "assert", "lock": "L"}])["result"][0]["error"]
+        == "not owner"
+    )
     assert b.call("steal", ["L"], msg_id=2)["result"] == {"locked": True}
     assert a.recv() == {"method": "stolen", "params": ["L"], "id": None}
     assert b.call("transact", ["Open_vSwitch", {"op": "assert", "lock": "L"}], msg_id=3)[
-        "result"] == [{}]
+        "result"
+    ] == [{}]
     a.close()
     b.close()

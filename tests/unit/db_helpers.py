@@ -29,20 +29,40 @@ def add_bridge_ops(name: str, ports: tuple[str, ...] = ()) -> list[dict[str, Any
     port_refs = []
     for port in (name, *ports):
         safe = port.replace("-", "_")
-        ops.append({"op": "insert", "table": "Interface", "uuid-name": f"i_{safe}",
-                    "row": {"name": port}})
-        ops.append({"op": "insert", "table": "Port", "uuid-name": f"p_{safe}",
-                    "row": {"name": port, "interfaces": ["named-uuid", f"i_{safe}"]}})
+        ops.append(
+            {"op": "insert", "table": "Interface", "uuid-name": f"i_{safe}", "row": {"name": port}}
+        )
+        ops.append(
+            {
+                "op": "insert",
+                "table": "Port",
+                "uuid-name": f"p_{safe}",
+                "row": {"name": port, "interfaces": ["named-uuid", f"i_{safe}"]},
+            }
+        )
         port_refs.append(["named-uuid", f"p_{safe}"])
-    ops.append({"op": "insert", "table": "Bridge", "uuid-name": "br",
-                "row": {"name": name, "ports": ["set", port_refs]}})
-    ops.append({"op": "mutate", "table": "Open_vSwitch", "where": [],
-                "mutations": [["bridges", "insert", ["set", [["named-uuid", "br"]]]]]})
+    ops.append(
+        {
+            "op": "insert",
+            "table": "Bridge",
+            "uuid-name": "br",
+            "row": {"name": name, "ports": ["set", port_refs]},
+        }
+    )
+    ops.append(
+        {
+            "op": "mutate",
+            "table": "Open_vSwitch",
+            "where": [],
+            "mutations": [["bridges", "insert", ["set", [["named-uuid", "br"]]]]],
+        }
+    )
     return ops
 
 
-def select(db: Database, table: str, where: list[Any] | None = None,
-           columns: list[str] | None = None) -> list[dict[str, Any]]:
+def select(
+    db: Database, table: str, where: list[Any] | None = None, columns: list[str] | None = None
+) -> list[dict[str, Any]]:
     op: dict[str, Any] = {"op": "select", "table": table, "where": where or []}
     if columns:
         op["columns"] = columns

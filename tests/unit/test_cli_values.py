@@ -18,28 +18,38 @@ def coltype(table: str, column: str) -> vs.Type:
     return SCHEMA.tables[table].columns[column].type
 
 
-@pytest.mark.parametrize("text,expected", [
-    ("10", [10]), ("[]", []), ("[10,20]", [10, 20]), ("20,10", [10, 20]), ("[ 5 , 6 ]", [5, 6]),
-])
+@pytest.mark.parametrize(
+    "text,expected",
+    [
+        ("10", [10]),
+        ("[]", []),
+        ("[10,20]", [10, 20]),
+        ("20,10", [10, 20]),
+        ("[ 5 , 6 ]", [5, 6]),
+    ],
+)
 def test_parse_sets(text: str, expected: list[int]) -> None:
     assert vs.parse_value(coltype("Port", "trunks"), text) == expected
 
 
 def test_parse_maps_and_quoting() -> None:
     t = coltype("Interface", "options")
-    assert vs.parse_value(t, "{peer=p1, key=\"a b\"}") == {"peer": "p1", "key": "a b"}
+    assert vs.parse_value(t, '{peer=p1, key="a b"}') == {"peer": "p1", "key": "a b"}
     assert vs.parse_value(t, "{}") == {}
     assert vs.parse_value(coltype("Bridge", "name"), '"br 0"') == "br 0"
 
 
-@pytest.mark.parametrize("table,column,text,message", [
-    ("Port", "tag", "ten", "not a valid integer"),
-    ("Port", "tag", "4096", "out of range"),
-    ("Port", "tag", "1,2", "takes 0 to 1"),
-    ("Port", "vlan_mode", "sideways", "not one of"),
-    ("Interface", "options", "{peer}", "expected key=value"),
-    ("Port", "trunks", "[1,2", "missing ']'"),
-])
+@pytest.mark.parametrize(
+    "table,column,text,message",
+    [
+        ("Port", "tag", "ten", "not a valid integer"),
+        ("Port", "tag", "4096", "out of range"),
+        ("Port", "tag", "1,2", "takes 0 to 1"),
+        ("Port", "vlan_mode", "sideways", "not one of"),
+        ("Interface", "options", "{peer}", "expected key=value"),
+        ("Port", "trunks", "[1,2", "missing ']'"),
+    ],
+)
 def test_parse_errors_name_the_problem(table: str, column: str, text: str, message: str) -> None:
     with pytest.raises(vs.ValueError_, match=message):
         vs.parse_value(coltype(table, column), text, what=f"{table} column {column}")
@@ -47,40 +57,69 @@ def test_parse_errors_name_the_problem(table: str, column: str, text: str, messa
 
 def test_format_matches_ovs_vsctl_style() -> None:
     assert vs.format_value(coltype("Port", "trunks"), [10, 20]) == "[10, 20]"
-    assert vs.format_value(coltype("Interface", "options"), {"peer": "p1", "n": "3"}) == '{n="3", peer=p1}'
+    assert (
+        vs.format_value(coltype("Interface", "options"), {"peer": "p1", "n": "3"})
+        == '{n="3", peer=p1}'
+    )
     assert vs.format_value(coltype("Bridge", "name"), "br0") == "br0"
 
 
 def test_argv_chaining_and_options() -> None:
-    opts, invs = parse_argv(["--db=unix:/x", "--timeout", "3", "--no-wait", "--may-exist",
-                             "add-br", "br0", "--", "--if-exists", "del-port", "p1"])
+    opts, invs = parse_argv(
+        [
+            "--db=unix:/x",
+            "--timeout",
+            "3",
+            "--no-wait",
+            "--may-exist",
+            "add-br",
+            "br0",
+            "--",
+            "--if-exists",
+            "del-port",
+            "p1",
+        ]
+    )
     assert opts.db == "unix:/x" and opts.timeout == 3.0 and not opts.wait
     assert [(i.name, i.args, i.opts) for i in invs] == [
-        ("add-br", ["br0"], {"may-exist": True}), ("del-port", ["p1"], {"if-exists": True})]
+        ("add-br", ["br0"], {"may-exist": True}),
+        ("del-port", ["p1"], {"if-exists": True}),
+    ]
 
 
-@pytest.mark.parametrize("argv,message", [
-    ([], "missing command"),
-    (["frob"], "unknown command"),
-    (["add-br"], "takes 1 argument"),
-    (["--timeout", "0", "show"], "greater than 0"),
-    (["--timeout", "soon", "show"], "number of seconds"),
-    (["--db", "tcp:1.2.3.4:6640", "show"], "expected unix:PATH"),
-    (["--may-exist", "del-br", "b"], "does not accept --may-exist"),
-    (["show", "--", "--", "show"], "empty command"),
-    (["--bogus", "show"], "unknown option"),
-])
+@pytest.mark.parametrize(
+    "argv,message",
+    [
+        ([], "missing command"),
+        (["frob"], "unknown command"),
+        (["add-br"], "takes 1 argument"),
+        (["--timeout", "0", "show"], "greater than 0"),
+        (["--timeout", "soon", "show"], "number of seconds"),
+        (["--db", "tcp:1.2.3.4:6640", "show"], "expected unix:PATH"),
+        (["--may-exist", "del-br", "b"], "does not accept --may-exist"),
+        (["show", "--", "--", "show"], "empty command"),
+        (["--bogus", "show"], "unknown option"),
+    ],
+)
 def test_argv_errors(argv: list[str], message: str) -> None:
     with pytest.raises(UsageError, match=message):
         parse_argv(argv)
 
 
 def test_desired_state_normalisation() -> None:
-    doc: dict[str, Any] = {"bridges": [{"name": "br0", "fail_mode": "secure",
-                                        "other_config": {"mac-aging-time": 300},
-                                        "ports": {"p1": {"tag": "10", "trunks": [20, "10"]},
-                                                  "pa": {"type": "patch",
-                                                         "options": {"peer": "pb"}}}}]}
+    doc: dict[str, Any] = {
+        "bridges": [
+            {
+                "name": "br0",
+                "fail_mode": "secure",
+                "other_config": {"mac-aging-time": 300},
+                "ports": {
+                    "p1": {"tag": "10", "trunks": [20, "10"]},
+                    "pa": {"type": "patch", "options": {"peer": "pb"}},
+                },
+            }
+        ]
+    }
     desired = apply_cmd.parse_desired(doc, SCHEMA)
     br = desired["br0"]
     assert br["columns"]["fail_mode"] == ["secure"]
@@ -89,15 +128,18 @@ def test_desired_state_normalisation() -> None:
     assert br["ports"]["pa"]["interface"] == {"type": "patch", "options": {"peer": "pb"}}
 
 
-@pytest.mark.parametrize("doc,message", [
-    ({"bridge": {}}, "unknown top-level"),
-    ({"bridges": {"br0": {"ports": {"p1": {"tag": 5000}}}}}, "out of range"),
-    ({"bridges": {"br0": {"ports": {"p1": {"tag": True}}}}}, "expected an integer"),
-    ({"bridges": {"br0": {"colour": "red"}}}, "unknown setting 'colour'"),
-    ({"bridges": [{"fail_mode": "secure"}]}, "needs a 'name'"),
-    ({"bridges": {"br0": {"ports": {"p1": {"vlan_mode": "bogus"}}}}}, "not one of"),
-    ({"bridges": {"br0": {"ports": {"p1": {"trunks": {"a": 1}}}}}}, "expected a single"),
-])
+@pytest.mark.parametrize(
+    "doc,message",
+    [
+        ({"bridge": {}}, "unknown top-level"),
+        ({"bridges": {"br0": {"ports": {"p1": {"tag": 5000}}}}}, "out of range"),
+        ({"bridges": {"br0": {"ports": {"p1": {"tag": True}}}}}, "expected an integer"),
+        ({"bridges": {"br0": {"colour": "red"}}}, "unknown setting 'colour'"),
+        ({"bridges": [{"fail_mode": "secure"}]}, "needs a 'name'"),
+        ({"bridges": {"br0": {"ports": {"p1": {"vlan_mode": "bogus"}}}}}, "not one of"),
+        ({"bridges": {"br0": {"ports": {"p1": {"trunks": {"a": 1}}}}}}, "expected a single"),
+    ],
+)
 def test_desired_state_errors(doc: dict[str, Any], message: str) -> None:
     with pytest.raises(apply_cmd.ApplyError, match=message):
         apply_cmd.parse_desired(doc, SCHEMA)

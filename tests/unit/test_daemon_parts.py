@@ -11,8 +11,9 @@ from ovs_runtime.daemon.config import ConfigError, load_config
 
 
 def test_ofport_allocation_is_stable_and_honours_requests() -> None:
-    first = allocate("br0", [("br0", None, None), ("a", None, None), ("b", 7, None),
-                             ("c", None, None)])
+    first = allocate(
+        "br0", [("br0", None, None), ("a", None, None), ("b", 7, None), ("c", None, None)]
+    )
     assert first == {"br0": OFPP_LOCAL, "b": 7, "a": 1, "c": 2}
     # An existing number is kept even when a lower one frees up.
     again = allocate("br0", [("br0", None, None), ("c", None, 2), ("d", None, None)])

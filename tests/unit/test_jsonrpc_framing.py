@@ -18,7 +18,7 @@ from ovs_runtime.db.jsonrpc import (
 
 def test_messages_split_across_and_within_chunks() -> None:
     framer = MessageFramer(1 << 20)
-    a = {"method": "echo", "params": ["a}]{[\"\\"], "id": 1}
+    a = {"method": "echo", "params": ['a}]{["\\'], "id": 1}
     b = {"method": "list_dbs", "params": [], "id": 2}
     stream = (json.dumps(a) + "  \n" + json.dumps(b)).encode()
     got = []
@@ -45,7 +45,7 @@ def test_utf8_split_inside_character() -> None:
     assert framer.feed(raw[cut:])[0]["params"] == ["grüße"]
 
 
-@pytest.mark.parametrize("garbage", [b"hello", b"{\"a\": tru}", b"{\"a\" 1}", b"123 ", b"{}\\x"])
+@pytest.mark.parametrize("garbage", [b"hello", b'{"a": tru}', b'{"a" 1}', b"123 ", b"{}\\x"])
 def test_malformed_json_is_a_framing_error(garbage: bytes) -> None:
     with pytest.raises(FramingError):
         MessageFramer(1 << 20).feed(garbage)
@@ -61,7 +61,13 @@ def test_classify_shapes() -> None:
     assert classify({"method": "echo", "params": [], "id": 3}) == Request("echo", [], 3)
     assert classify({"method": "update", "params": [1], "id": None}).id is None
     assert isinstance(classify({"result": 1, "error": None, "id": 3}), Response)
-    for bad in ([1, 2], {"method": 5, "params": []}, {"method": "x", "params": {}},
-                {"method": "x", "params": [], "id": 1, "extra": 1}, {"id": 1}, {"result": 1}):
+    for bad in (
+        [1, 2],
+        {"method": 5, "params": []},
+        {"method": "x", "params": {}},
+        {"method": "x", "params": [], "id": 1, "extra": 1},
+        {"id": 1},
+        {"result": 1},
+    ):
         with pytest.raises(ShapeError):
             classify(bad)

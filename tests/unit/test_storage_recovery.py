@@ -39,8 +39,9 @@ def test_clean_wal_reports_nothing(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("damage", ["partial-frame", "garbage-frames", "truncate-mid-frame"])
-def test_torn_tail_is_dropped_with_warning(tmp_path: Path, caplog: pytest.LogCaptureFixture,
-                                           damage: str) -> None:
+def test_torn_tail_is_dropped_with_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, damage: str
+) -> None:
     crashed = _crash_copy(tmp_path)
     wal = crashed / "conf.db-wal"
     data = wal.read_bytes()
@@ -95,8 +96,16 @@ def test_older_schema_is_converted_without_loss(tmp_path: Path) -> None:
     old_db = open_database(parse_schema(old), str(tmp_path))
     old_db.transact([{"op": "insert", "table": "Open_vSwitch", "row": {}}])
     old_db.transact(add_bridge_ops("br0", ("p1",)))
-    old_db.transact([{"op": "update", "table": "Port", "where": [["name", "==", "p1"]],
-                      "row": {"tag": 10, "legacy_flag": True}}])
+    old_db.transact(
+        [
+            {
+                "op": "update",
+                "table": "Port",
+                "where": [["name", "==", "p1"]],
+                "row": {"tag": 10, "legacy_flag": True},
+            }
+        ]
+    )
     old_db.close()
     db = open_database(load_schema(), str(tmp_path))
     port = select(db, "Port", [["name", "==", "p1"]])[0]

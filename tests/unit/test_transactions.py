@@ -36,10 +36,19 @@ def test_insert_with_uuid_name_and_references(db: Database) -> None:
 
 def test_select_columns_and_conditions(db: Database) -> None:
     db.transact(add_bridge_ops("br0", ("p1", "p2", "p3")))
-    db.transact([{"op": "update", "table": "Port", "where": [["name", "==", "p2"]],
-                  "row": {"tag": 20}}])
-    db.transact([{"op": "update", "table": "Port", "where": [["name", "==", "p3"]],
-                  "row": {"tag": 30, "trunks": ["set", [1, 2, 3]]}}])
+    db.transact(
+        [{"op": "update", "table": "Port", "where": [["name", "==", "p2"]], "row": {"tag": 20}}]
+    )
+    db.transact(
+        [
+            {
+                "op": "update",
+                "table": "Port",
+                "where": [["name", "==", "p3"]],
+                "row": {"tag": 30, "trunks": ["set", [1, 2, 3]]},
+            }
+        ]
+    )
     rows = select(db, "Port", [["tag", ">=", 20]], ["name"])
     assert sorted(r["name"] for r in rows) == ["p2", "p3"]
     assert rows[0].keys() == {"name"}
@@ -47,13 +56,23 @@ def test_select_columns_and_conditions(db: Database) -> None:
     assert [r["name"] for r in select(db, "Port", [["trunks", "includes", 2]])] == ["p3"]
     excl = select(db, "Port", [["trunks", "excludes", ["set", [2]]]], ["name"])
     assert sorted(r["name"] for r in excl) == ["br0", "p1", "p2"]
-    assert [r["name"] for r in select(db, "Port", [["name", "!=", "p1"], ["tag", "==", 30]])] == ["p3"]
+    assert [r["name"] for r in select(db, "Port", [["name", "!=", "p1"], ["tag", "==", 30]])] == [
+        "p3"
+    ]
 
 
 def test_update_and_immutable_column(db: Database) -> None:
     db.transact(add_bridge_ops("br0", ("p1",)))
-    result = db.transact([{"op": "update", "table": "Port", "where": [["name", "==", "p1"]],
-                           "row": {"tag": 10, "vlan_mode": "access"}}])
+    result = db.transact(
+        [
+            {
+                "op": "update",
+                "table": "Port",
+                "where": [["name", "==", "p1"]],
+                "row": {"tag": 10, "vlan_mode": "access"},
+            }
+        ]
+    )
     assert result == [{"count": 1}]
     assert by_name(db, "Port", "p1")["tag"] == 10
     bad = db.transact([{"op": "update", "table": "Port", "where": [], "row": {"name": "x"}}])
@@ -65,45 +84,111 @@ def test_mutate_arithmetic_sets_and_maps(db: Database) -> None:
     db.transact(add_bridge_ops("br0", ("p1",)))
     where = [["name", "==", "p1"]]
     ops = [
-        {"op": "mutate", "table": "Port", "where": where,
-         "mutations": [["trunks", "insert", ["set", [10, 20, 30]]],
-                       ["other_config", "insert", ["map", [["a", "1"], ["b", "2"]]]]]},
-        {"op": "mutate", "table": "Port", "where": where,
-         "mutations": [["trunks", "delete", 20], ["other_config", "delete", ["set", ["a"]]],
-                       ["trunks", "+=", 1]]},
+        {
+            "op": "mutate",
+            "table": "Port",
+            "where": where,
+            "mutations": [
+                ["trunks", "insert", ["set", [10, 20, 30]]],
+                ["other_config", "insert", ["map", [["a", "1"], ["b", "2"]]]],
+            ],
+        },
+        {
+            "op": "mutate",
+            "table": "Port",
+            "where": where,
+            "mutations": [
+                ["trunks", "delete", 20],
+                ["other_config", "delete", ["set", ["a"]]],
+                ["trunks", "+=", 1],
+            ],
+        },
     ]
     assert errors(db.transact(ops)) == []
     port = by_name(db, "Port", "p1")
     assert port["trunks"] == ["set", [11, 31]]
     assert port["other_config"] == ["map", [["b", "2"]]]
     # Delete a map pair only when the value matches too.
-    db.transact([{"op": "mutate", "table": "Port", "where": where,
-                  "mutations": [["other_config", "delete", ["map", [["b", "wrong"]]]]]}])
+    db.transact(
+        [
+            {
+                "op": "mutate",
+                "table": "Port",
+                "where": where,
+                "mutations": [["other_config", "delete", ["map", [["b", "wrong"]]]]],
+            }
+        ]
+    )
     assert by_name(db, "Port", "p1")["other_config"] == ["map", [["b", "2"]]]
     root = select(db, "Open_vSwitch")[0]
-    db.transact([{"op": "mutate", "table": "Open_vSwitch", "where": [],
-                  "mutations": [["next_cfg", "+=", 5], ["next_cfg", "*=", 3],
-                                ["next_cfg", "-=", 1], ["next_cfg", "/=", 2],
-                                ["next_cfg", "%=", 4]]}])
+    db.transact(
+        [
+            {
+                "op": "mutate",
+                "table": "Open_vSwitch",
+                "where": [],
+                "mutations": [
+                    ["next_cfg", "+=", 5],
+                    ["next_cfg", "*=", 3],
+                    ["next_cfg", "-=", 1],
+                    ["next_cfg", "/=", 2],
+                    ["next_cfg", "%=", 4],
+                ],
+            }
+        ]
+    )
     assert select(db, "Open_vSwitch")[0]["next_cfg"] == (((root["next_cfg"] + 5) * 3 - 1) // 2) % 4
 
 
 def test_mutate_errors(db: Database) -> None:
     db.transact(add_bridge_ops("br0", ("p1",)))
     where = [["name", "==", "p1"]]
-    div0 = db.transact([{"op": "mutate", "table": "Open_vSwitch", "where": [],
-                         "mutations": [["next_cfg", "/=", 0]]}])
+    div0 = db.transact(
+        [
+            {
+                "op": "mutate",
+                "table": "Open_vSwitch",
+                "where": [],
+                "mutations": [["next_cfg", "/=", 0]],
+            }
+        ]
+    )
     assert div0[0]["error"] == "domain error"
-    overflow = db.transact([{"op": "mutate", "table": "Open_vSwitch", "where": [],
-                             "mutations": [["next_cfg", "+=", 2**63 - 1], ["next_cfg", "+=", 1]]}])
+    overflow = db.transact(
+        [
+            {
+                "op": "mutate",
+                "table": "Open_vSwitch",
+                "where": [],
+                "mutations": [["next_cfg", "+=", 2**63 - 1], ["next_cfg", "+=", 1]],
+            }
+        ]
+    )
     assert overflow[0]["error"] == "range error"
-    out_of_range = db.transact([{"op": "mutate", "table": "Port", "where": where,
-                                 "mutations": [["trunks", "insert", 4096]]}])
+    out_of_range = db.transact(
+        [
+            {
+                "op": "mutate",
+                "table": "Port",
+                "where": where,
+                "mutations": [["trunks", "insert", 4096]],
+            }
+        ]
+    )
     assert out_of_range[0]["error"] == "constraint violation"
-    empty = db.transact([{"op": "mutate", "table": "Port", "where": where,
-                          "mutations": [["interfaces", "delete", ["set", []]],
-                                        ["interfaces", "delete",
-                                         by_name(db, "Port", "p1")["interfaces"]]]}])
+    empty = db.transact(
+        [
+            {
+                "op": "mutate",
+                "table": "Port",
+                "where": where,
+                "mutations": [
+                    ["interfaces", "delete", ["set", []]],
+                    ["interfaces", "delete", by_name(db, "Port", "p1")["interfaces"]],
+                ],
+            }
+        ]
+    )
     assert empty[0]["error"] == "constraint violation"
 
 
@@ -112,14 +197,30 @@ def test_delete_and_garbage_collection(db: Database) -> None:
     port = by_name(db, "Port", "p1")
     bridge = by_name(db, "Bridge", "br0")
     # Removing p1 from the bridge's ports orphans Port p1 and its Interface: both collected.
-    result = db.transact([{"op": "mutate", "table": "Bridge", "where": [["name", "==", "br0"]],
-                           "mutations": [["ports", "delete", ["set", [port["_uuid"]]]]]}])
+    result = db.transact(
+        [
+            {
+                "op": "mutate",
+                "table": "Bridge",
+                "where": [["name", "==", "br0"]],
+                "mutations": [["ports", "delete", ["set", [port["_uuid"]]]]],
+            }
+        ]
+    )
     assert errors(result) == []
     assert select(db, "Port", [["name", "==", "p1"]]) == []
     assert select(db, "Interface", [["name", "==", "p1"]]) == []
     # Removing the bridge from the root collects the whole tree.
-    db.transact([{"op": "mutate", "table": "Open_vSwitch", "where": [],
-                  "mutations": [["bridges", "delete", ["set", [bridge["_uuid"]]]]]}])
+    db.transact(
+        [
+            {
+                "op": "mutate",
+                "table": "Open_vSwitch",
+                "where": [],
+                "mutations": [["bridges", "delete", ["set", [bridge["_uuid"]]]]],
+            }
+        ]
+    )
     assert select(db, "Bridge") == [] and select(db, "Port") == [] and select(db, "Interface") == []
 
 
@@ -132,20 +233,34 @@ def test_unreferenced_insert_is_collected(db: Database) -> None:
 def test_delete_of_strongly_referenced_row_fails_and_rolls_back(db: Database) -> None:
     db.transact(add_bridge_ops("br0", ("p1",)))
     before = select(db, "Port")
-    result = db.transact([
-        {"op": "update", "table": "Port", "where": [["name", "==", "p1"]], "row": {"tag": 5}},
-        {"op": "delete", "table": "Interface", "where": [["name", "==", "p1"]]},
-    ])
+    result = db.transact(
+        [
+            {"op": "update", "table": "Port", "where": [["name", "==", "p1"]], "row": {"tag": 5}},
+            {"op": "delete", "table": "Interface", "where": [["name", "==", "p1"]]},
+        ]
+    )
     assert result[-1]["error"] == "referential integrity violation"
     assert select(db, "Port") == before  # the update before it was rolled back too
 
 
 def test_dangling_reference_rejected(db: Database) -> None:
     ghost = "5d9c1b4e-0000-4000-8000-000000000001"
-    result = db.transact([{"op": "insert", "table": "Port", "uuid-name": "p",
-                           "row": {"name": "p", "interfaces": ["uuid", ghost]}},
-                          {"op": "mutate", "table": "Bridge", "where": [],
-                           "mutations": [["ports", "insert", ["named-uuid", "p"]]]}])
+    result = db.transact(
+        [
+            {
+                "op": "insert",
+                "table": "Port",
+                "uuid-name": "p",
+                "row": {"name": "p", "interfaces": ["uuid", ghost]},
+            },
+            {
+                "op": "mutate",
+                "table": "Bridge",
+                "where": [],
+                "mutations": [["ports", "insert", ["named-uuid", "p"]]],
+            },
+        ]
+    )
     assert errors(result)[0]["error"] == "referential integrity violation"
 
 
@@ -181,23 +296,57 @@ def test_type_violations(db: Database) -> None:
 def test_wait_commit_abort_comment_assert(db: Database) -> None:
     db.transact(add_bridge_ops("br0"))
     where = [["name", "==", "br0"]]
-    ok = db.transact([{"op": "wait", "table": "Bridge", "where": where, "columns": ["name"],
-                       "until": "==", "rows": [{"name": "br0"}], "timeout": 0},
-                      {"op": "comment", "comment": "hello"},
-                      {"op": "commit", "durable": True}])
+    ok = db.transact(
+        [
+            {
+                "op": "wait",
+                "table": "Bridge",
+                "where": where,
+                "columns": ["name"],
+                "until": "==",
+                "rows": [{"name": "br0"}],
+                "timeout": 0,
+            },
+            {"op": "comment", "comment": "hello"},
+            {"op": "commit", "durable": True},
+        ]
+    )
     assert ok == [{}, {}, {}]
-    timed_out = db.transact([{"op": "wait", "table": "Bridge", "where": where,
-                              "columns": ["name"], "until": "!=", "rows": [{"name": "br0"}],
-                              "timeout": 0}])
+    timed_out = db.transact(
+        [
+            {
+                "op": "wait",
+                "table": "Bridge",
+                "where": where,
+                "columns": ["name"],
+                "until": "!=",
+                "rows": [{"name": "br0"}],
+                "timeout": 0,
+            }
+        ]
+    )
     assert timed_out[0]["error"] == "timed out"
     with pytest.raises(WaitBlocked):
-        db.transact([{"op": "wait", "table": "Bridge", "where": where, "columns": ["name"],
-                      "until": "!=", "rows": [{"name": "br0"}], "timeout": 1000}])
-    aborted = db.transact([
-        {"op": "update", "table": "Bridge", "where": where, "row": {"fail_mode": "secure"}},
-        {"op": "abort"},
-        {"op": "comment", "comment": "never reached"},
-    ])
+        db.transact(
+            [
+                {
+                    "op": "wait",
+                    "table": "Bridge",
+                    "where": where,
+                    "columns": ["name"],
+                    "until": "!=",
+                    "rows": [{"name": "br0"}],
+                    "timeout": 1000,
+                }
+            ]
+        )
+    aborted = db.transact(
+        [
+            {"op": "update", "table": "Bridge", "where": where, "row": {"fail_mode": "secure"}},
+            {"op": "abort"},
+            {"op": "comment", "comment": "never reached"},
+        ]
+    )
     assert aborted == [{"count": 1}, {"error": "aborted", "details": "aborted by request"}, None]
     assert by_name(db, "Bridge", "br0")["fail_mode"] == ["set", []]
     not_owner = db.transact([{"op": "assert", "lock": "mylock"}])
@@ -206,19 +355,34 @@ def test_wait_commit_abort_comment_assert(db: Database) -> None:
 
 def test_unknown_operation_table_and_named_uuid(db: Database) -> None:
     assert db.transact([{"op": "frobnicate"}])[0]["error"] == "syntax error"
-    assert db.transact([{"op": "select", "table": "Nope", "where": []}])[0]["error"] == "syntax error"
-    result = db.transact([{"op": "insert", "table": "Port",
-                           "row": {"name": "p", "interfaces": ["named-uuid", "never"]}}])
+    assert (
+        db.transact([{"op": "select", "table": "Nope", "where": []}])[0]["error"] == "syntax error"
+    )
+    result = db.transact(
+        [
+            {
+                "op": "insert",
+                "table": "Port",
+                "row": {"name": "p", "interfaces": ["named-uuid", "never"]},
+            }
+        ]
+    )
     assert errors(result)[0]["error"] == "syntax error"
-    dup = db.transact([{"op": "insert", "table": "Interface", "uuid-name": "a", "row": {"name": "a"}},
-                       {"op": "insert", "table": "Interface", "uuid-name": "a", "row": {"name": "b"}}])
+    dup = db.transact(
+        [
+            {"op": "insert", "table": "Interface", "uuid-name": "a", "row": {"name": "a"}},
+            {"op": "insert", "table": "Interface", "uuid-name": "a", "row": {"name": "b"}},
+        ]
+    )
     assert dup[1]["error"] == "duplicate uuid-name"
 
 
 def test_version_changes_only_on_real_change(db: Database) -> None:
     db.transact(add_bridge_ops("br0"))
     v1 = by_name(db, "Bridge", "br0")["_version"]
-    db.transact([{"op": "update", "table": "Bridge", "where": [], "row": {"fail_mode": ["set", []]}}])
+    db.transact(
+        [{"op": "update", "table": "Bridge", "where": [], "row": {"fail_mode": ["set", []]}}]
+    )
     assert by_name(db, "Bridge", "br0")["_version"] == v1
     db.transact([{"op": "update", "table": "Bridge", "where": [], "row": {"fail_mode": "secure"}}])
     assert by_name(db, "Bridge", "br0")["_version"] != v1
@@ -227,8 +391,16 @@ def test_version_changes_only_on_real_change(db: Database) -> None:
 def test_committed_state_survives_reopen(tmp_path: Path) -> None:
     db = new_db(tmp_path)
     db.transact(add_bridge_ops("br0", ("p1",)))
-    db.transact([{"op": "update", "table": "Port", "where": [["name", "==", "p1"]],
-                  "row": {"tag": 42, "statistics": ["map", [["rx_packets", 5]]]}}])
+    db.transact(
+        [
+            {
+                "op": "update",
+                "table": "Port",
+                "where": [["name", "==", "p1"]],
+                "row": {"tag": 42, "statistics": ["map", [["rx_packets", 5]]]},
+            }
+        ]
+    )
     db.close()
     from ovs_runtime.db.database import open_database
     from ovs_runtime.db.schema import load_schema
