@@ -24,7 +24,9 @@ def python_env() -> dict[str, str]:
 
 
 class DaemonProcess:
-    def __init__(self, base: Path, extra_args: tuple[str, ...] = ()) -> None:
+    def __init__(self, base: Path, extra_args: tuple[str, ...] = ("--datapath", "none")) -> None:
+        """Database-layer tests default to ``--datapath none``; switching tests pass
+        ``extra_args=()`` to run the userspace datapath."""
         self.base = base
         self.state_dir = base / "state"
         self.run_dir = base / "run"

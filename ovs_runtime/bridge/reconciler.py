@@ -1,10 +1,12 @@
 """The reconciler: bring the running bridges in line with the database, then ack cur_cfg.
 
-It listens to commits, and on any change to the Open_vSwitch/Bridge/Port/Interface
-tables schedules one reconciliation on the event loop (never inside the commit, so a
-burst of commits costs one pass). Each pass diffs the desired specs against what runs,
-logs one line per bridge or port added, changed or removed, hands the changes to the
-datapath backend, and finally sets ``cur_cfg = next_cfg``.
+It listens to commits, and on any configuration change to the Open_vSwitch, Bridge,
+Port or Interface tables schedules one reconciliation on the event loop (never inside
+the commit, so a burst of commits costs one pass). Each pass diffs the desired specs
+against what runs, logs one line per bridge or port added, changed or removed, hands the
+changes to the datapath provider, writes status back (``Interface.ofport``, ``error``)
+and finally sets ``cur_cfg = next_cfg``. ``refresh_status`` (every second) writes link
+state and statistics, and lets the provider re-attach devices that came back.
 """
 
 from __future__ import annotations
@@ -12,32 +14,30 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from typing import Protocol
+from typing import Any
 
 from ovs_runtime.bridge import ofport_allocator
 from ovs_runtime.bridge.desired_state import BridgeSpec, PortSpec, read_bridges, scalar
+from ovs_runtime.datapath.provider import DatapathProvider, InterfaceState
 from ovs_runtime.db.database import Database, RowChange
 
 log = logging.getLogger(__name__)
 
 WATCHED_TABLES = frozenset({"Open_vSwitch", "Bridge", "Port", "Interface"})
-
-
-class BridgeBackend(Protocol):
-    """What the reconciler drives; the datapath layer implements it."""
-
-    def add_bridge(self, spec: BridgeSpec) -> None: ...
-    def remove_bridge(self, name: str) -> None: ...
-    def add_port(self, bridge: str, spec: PortSpec) -> None: ...
-    def update_port(self, bridge: str, spec: PortSpec) -> None: ...
-    def remove_port(self, bridge: str, name: str) -> None: ...
+STATUS_COLUMNS = frozenset({
+    "_version", "cur_cfg", "statistics", "status", "ofport", "link_state", "admin_state",
+    "link_speed", "link_resets", "duplex", "mtu", "error", "ifindex", "mac_in_use",
+    "datapath_id",
+})
 
 
 class Reconciler:
-    def __init__(self, db: Database, backend: BridgeBackend | None = None) -> None:
+    def __init__(self, db: Database, provider: DatapathProvider | None = None) -> None:
         self.db = db
-        self.backend = backend
+        self.provider = provider
         self.running: dict[str, BridgeSpec] = {}
+        self.ofports: dict[tuple[str, str], int] = {}  # (bridge, interface) -> number
+        self.errors: dict[str, str | None] = {}  # interface -> attach error
         self._scheduled = False
         self.on_applied: list[Callable[[int], None]] = []
         db.listeners.append(self._on_commit)
@@ -46,7 +46,6 @@ class Reconciler:
         if self._scheduled:
             return
         relevant = [c for c in changes if c.table in WATCHED_TABLES]
-        # Our own cur_cfg write changes only Open_vSwitch.cur_cfg: no new work.
         if not relevant or all(_only_status(c) for c in relevant):
             return
         self._scheduled = True
@@ -56,79 +55,103 @@ class Reconciler:
         self._scheduled = False
         desired = read_bridges(self.db.tables)
         self._apply(desired)
-        self._ack_cfg()
+        self._write_status(ack=True)
+
+    # -- applying -----------------------------------------------------------------------
+
+    def _numbers(self, spec: BridgeSpec) -> dict[str, int]:
+        interfaces = self.db.tables["Interface"]
+        members = []
+        for port in spec.ports:
+            for iface in port.interfaces:
+                current = self.ofports.get((spec.name, iface.name))
+                if current is None and iface.uuid in interfaces:
+                    stored = scalar(interfaces[iface.uuid]["ofport"])
+                    current = stored if stored and stored > 0 else None
+                members.append((iface.name, iface.ofport_request, current))
+        numbers = ofport_allocator.allocate(spec.name, members)
+        for iface_name, number in numbers.items():
+            self.ofports[(spec.name, iface_name)] = number
+        return numbers
 
     def _apply(self, desired: dict[str, BridgeSpec]) -> None:
+        provider = self.provider
         for name in sorted(set(self.running) - set(desired)):
             log.info("bridge %s: removed", name)
-            if self.backend:
-                self.backend.remove_bridge(name)
+            if provider:
+                provider.remove_bridge(name)
             del self.running[name]
+            self.ofports = {k: v for k, v in self.ofports.items() if k[0] != name}
         for name, spec in sorted(desired.items()):
             current = self.running.get(name)
             if current is None:
                 log.info("bridge %s: created (fail_mode %s)", name, spec.fail_mode)
-                if self.backend:
-                    self.backend.add_bridge(spec)
+                if provider:
+                    provider.add_bridge(name, spec.other_config)
                 old_ports: dict[str, PortSpec] = {}
             else:
                 old_ports = {p.name: p for p in current.ports}
+                if provider and current.other_config != spec.other_config:
+                    provider.configure_bridge(name, spec.other_config)
+            numbers = self._numbers(spec)
             new_ports = {p.name: p for p in spec.ports}
             for port in sorted(set(old_ports) - set(new_ports)):
                 log.info("bridge %s: port %s removed", name, port)
-                if self.backend:
-                    self.backend.remove_port(name, port)
+                if provider:
+                    provider.remove_port(name, port)
             for port, pspec in sorted(new_ports.items()):
+                ofport = numbers.get(pspec.interfaces[0].name if pspec.interfaces else port, -1)
                 if port not in old_ports:
                     log.info("bridge %s: port %s added%s", name, port, _vlan_text(pspec))
-                    if self.backend:
-                        self.backend.add_port(name, pspec)
+                    error = provider.add_port(name, pspec, ofport) if provider else None
                 elif old_ports[port] != pspec:
                     log.info("bridge %s: port %s changed%s", name, port, _vlan_text(pspec))
-                    if self.backend:
-                        self.backend.update_port(name, pspec)
+                    error = provider.update_port(name, pspec, ofport) if provider else None
+                else:
+                    continue
+                if error:
+                    log.warning("bridge %s: port %s: %s", name, port, error)
             self.running[name] = spec
 
-    def _status_ops(self) -> list[dict[str, object]]:
-        """Interface.ofport for every interface of every running bridge."""
-        ops: list[dict[str, object]] = []
-        interfaces = self.db.tables["Interface"]
-        for bridge in self.running.values():
-            members = [(i, p) for p in bridge.ports for i in p.interfaces]
-            current = {
-                i.name: scalar(interfaces[i.uuid]["ofport"]) if i.uuid in interfaces else None
-                for i, _ in members
-            }
-            numbers = ofport_allocator.allocate(
-                bridge.name, [(i.name, i.ofport_request, current[i.name]) for i, _ in members]
-            )
-            for iface, _ in members:
-                if current[iface.name] != numbers[iface.name]:
-                    ops.append(
-                        {
-                            "op": "update",
-                            "table": "Interface",
-                            "where": [["_uuid", "==", ["uuid", str(iface.uuid)]]],
-                            "row": {"ofport": numbers[iface.name]},
-                        }
-                    )
-        return ops
+    # -- status -----------------------------------------------------------------------
 
-    def _ack_cfg(self) -> None:
-        ops = self._status_ops()
+    def _interface_states(self) -> dict[str, InterfaceState]:
+        if self.provider is not None:
+            return self.provider.interface_states()
+        return {
+            iface: InterfaceState(ofport=number, error=None)
+            for (_, iface), number in self.ofports.items()
+        }
+
+    def refresh_status(self) -> None:
+        if self.provider is not None:
+            for event in self.provider.maintain():
+                log.info("%s", event)
+        self._write_status(ack=False)
+
+    def _write_status(self, ack: bool) -> None:
+        ops: list[dict[str, Any]] = []
+        states = self._interface_states()
+        for iface_uuid, row in self.db.tables["Interface"].items():
+            state = states.get(scalar(row["name"]))
+            if state is None:
+                continue
+            wanted = _status_row(state)
+            current = {col: row[col].to_json() for col in wanted}
+            changed = {col: val for col, val in wanted.items() if _json_differs(current[col], val)}
+            if changed:
+                ops.append({"op": "update", "table": "Interface",
+                            "where": [["_uuid", "==", ["uuid", str(iface_uuid)]]],
+                            "row": changed})
         acked = None
-        for root_uuid, root in self.db.tables["Open_vSwitch"].items():
-            next_cfg = scalar(root["next_cfg"], 0)
-            if scalar(root["cur_cfg"], 0) != next_cfg:
-                acked = next_cfg
-                ops.append(
-                    {
-                        "op": "update",
-                        "table": "Open_vSwitch",
-                        "where": [["_uuid", "==", ["uuid", str(root_uuid)]]],
-                        "row": {"cur_cfg": next_cfg},
-                    }
-                )
+        if ack:
+            for root_uuid, root in self.db.tables["Open_vSwitch"].items():
+                next_cfg = scalar(root["next_cfg"], 0)
+                if scalar(root["cur_cfg"], 0) != next_cfg:
+                    acked = next_cfg
+                    ops.append({"op": "update", "table": "Open_vSwitch",
+                                "where": [["_uuid", "==", ["uuid", str(root_uuid)]]],
+                                "row": {"cur_cfg": next_cfg}})
         if not ops:
             return
         results = self.db.transact(ops)
@@ -141,25 +164,29 @@ class Reconciler:
                 callback(acked)
 
 
-STATUS_COLUMNS = frozenset(
-    {
-        "_version",
-        "cur_cfg",
-        "statistics",
-        "status",
-        "ofport",
-        "link_state",
-        "admin_state",
-        "link_speed",
-        "link_resets",
-        "duplex",
-        "mtu",
-        "error",
-        "ifindex",
-        "mac_in_use",
-        "datapath_id",
+def _status_row(state: InterfaceState) -> dict[str, Any]:
+    def optional(value: Any) -> Any:
+        return ["set", []] if value is None else value
+
+    return {
+        "ofport": state.ofport,
+        "error": optional(state.error),
+        "link_state": state.link_state,
+        "admin_state": state.admin_state,
+        "mtu": optional(state.mtu),
+        "ifindex": optional(state.ifindex),
+        "mac_in_use": optional(state.mac_in_use),
+        "statistics": ["map", sorted([k, v] for k, v in state.statistics.items())],
     }
-)
+
+
+def _json_differs(current: Any, wanted: Any) -> bool:
+    def norm(value: Any) -> Any:
+        if isinstance(value, list) and len(value) == 2 and value[0] == "set" and len(value[1]) == 1:
+            return value[1][0]
+        return value
+
+    return bool(norm(current) != norm(wanted))
 
 
 def _only_status(change: RowChange) -> bool:

@@ -15,6 +15,7 @@ import logging
 import os
 import signal
 import sys
+from typing import Any
 
 from ovs_runtime import __version__
 from ovs_runtime.bridge.reconciler import Reconciler
@@ -23,12 +24,14 @@ from ovs_runtime.daemon import run_lock, systemd_notify
 from ovs_runtime.db.database import Database, open_database
 from ovs_runtime.db.migrate import NewerSchemaError
 from ovs_runtime.db.schema import load_schema
-from ovs_runtime.db.server import OvsdbServer
+from ovs_runtime.datapath.userspace import UserspaceDatapath
+from ovs_runtime.db.server import OvsdbServer, RpcError
 from ovs_runtime.db.storage import StorageError
 
 log = logging.getLogger("ovs-runtimed")
 
 SOCKET_NAME = "db.sock"
+STATUS_INTERVAL = 1.0
 IFACE_TYPES = ["", "system", "internal", "tap", "patch"]
 DATAPATH_TYPES = ["netdev"]
 
@@ -54,6 +57,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--config",
         default=daemon_config.DEFAULT_CONFIG,
         help="config file; a missing file means defaults (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--datapath",
+        choices=("userspace", "none"),
+        default="userspace",
+        help="forward packets in userspace (default), or run only the database and reconciler",
     )
     parser.add_argument(
         "--max-message-bytes", type=int, help="largest JSON-RPC message accepted (default: 64 MiB)"
@@ -95,27 +104,34 @@ class Daemon:
         self.db: Database | None = None
         self.server: OvsdbServer | None = None
         self.reconciler: Reconciler | None = None
+        self.datapath: UserspaceDatapath | None = None
 
     async def run(self) -> int:
+        # Signal handlers first: a SIGHUP or SIGTERM must never hit the default action,
+        # even one sent the moment the socket appears.
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGTERM, self._request_stop, "SIGTERM")
+        loop.add_signal_handler(signal.SIGINT, self._request_stop, "SIGINT")
+        loop.add_signal_handler(signal.SIGHUP, self._reload)
         os.makedirs(self.args.state_dir, exist_ok=True)
         os.makedirs(self.args.run_dir, exist_ok=True)
         run_lock.acquire(self.args.run_dir)
         self.db = open_database(load_schema(), self.args.state_dir)
         ensure_root_row(self.db)
-        self.reconciler = Reconciler(self.db)
+        if self.args.datapath == "userspace":
+            self.datapath = UserspaceDatapath()
+            self.datapath.start()
+        self.reconciler = Reconciler(self.db, self.datapath)
         self.reconciler.reconcile()
         max_bytes = self.args.max_message_bytes or self.config.max_message_bytes
         self.server = OvsdbServer(self.db, max_bytes)
+        self._register_inspection_methods(self.server)
         socket_path = os.path.join(self.args.run_dir, SOCKET_NAME)
         await self.server.listen_unix(socket_path, 0o660, self.config.socket_group)
-
-        loop = asyncio.get_running_loop()
-        loop.add_signal_handler(signal.SIGTERM, self._request_stop, "SIGTERM")
-        loop.add_signal_handler(signal.SIGINT, self._request_stop, "SIGINT")
-        loop.add_signal_handler(signal.SIGHUP, self._reload)
         watchdog = systemd_notify.watchdog_interval()
         if watchdog:
             loop.create_task(self._watchdog(watchdog))
+        loop.create_task(self._status_loop())
 
         systemd_notify.notify(f"READY=1\nSTATUS={self._status()}\nMAINPID={os.getpid()}")
         log.info(
@@ -124,6 +140,8 @@ class Daemon:
         await self.stop_event.wait()
         systemd_notify.notify("STOPPING=1\nSTATUS=stopping")
         await self.server.close()
+        if self.datapath is not None:
+            self.datapath.stop()
         self.db.close()
         log.info("stopped cleanly")
         return 0
@@ -149,6 +167,45 @@ class Daemon:
         if self.reconciler:
             self.reconciler.reconcile()
         systemd_notify.notify(f"READY=1\nSTATUS={self._status()}")
+
+    async def _status_loop(self) -> None:
+        """Every second: re-attach ports whose device came back, age MAC entries, and
+        write link state and statistics to the Interface rows."""
+        while True:
+            await asyncio.sleep(STATUS_INTERVAL)
+            if self.reconciler is not None:
+                try:
+                    self.reconciler.refresh_status()
+                except Exception:  # status must never take the daemon down
+                    log.exception("status refresh failed")
+
+    def _register_inspection_methods(self, server: OvsdbServer) -> None:
+        def need_datapath() -> UserspaceDatapath:
+            if self.datapath is None:
+                raise RpcError("not supported", "this daemon runs with --datapath none")
+            return self.datapath
+
+        def bridge_arg(params: list[Any], required: bool) -> str | None:
+            if not params:
+                if required:
+                    raise RpcError("syntax error", "a bridge name is required")
+                return None
+            name = params[0]
+            if not isinstance(name, str) or name not in need_datapath().bridges:
+                raise RpcError("unknown bridge", f"no bridge named {name}")
+            return name
+
+        def fdb_show(params: list[Any]) -> Any:
+            bridge = bridge_arg(params, required=True)
+            assert bridge is not None
+            return need_datapath().fdb(bridge)
+
+        def fdb_flush(params: list[Any]) -> Any:
+            return {"flushed": need_datapath().fdb_flush(bridge_arg(params, required=False))}
+
+        server.extra_methods["ovsr/fdb-show"] = fdb_show
+        server.extra_methods["ovsr/fdb-flush"] = fdb_flush
+        server.extra_methods["ovsr/dpif-show"] = lambda params: need_datapath().describe()
 
     async def _watchdog(self, interval: float) -> None:
         # Pinged from the event loop itself, so a wedged loop stops the pings and

@@ -18,6 +18,7 @@ import json
 import logging
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -83,6 +84,8 @@ class OvsdbServer:
         self.locks = LockTable(lambda s, m, p: s.notify(m, p))
         self.parked: list[ParkedTransaction] = []
         self.servers: list[asyncio.base_events.Server] = []
+        # Daemon-specific methods beyond RFC 7047 (like ovs-appctl's), e.g. "ovsr/fdb-show".
+        self.extra_methods: dict[str, Callable[[list[Any]], Any]] = {}
         db.listeners.append(self._on_commit)
 
     # -- sockets --------------------------------------------------------------------
@@ -160,6 +163,9 @@ class OvsdbServer:
         if isinstance(kind, jsonrpc.Response):
             return  # replies to our own requests (none yet) or to echo probes
         handler = getattr(self, "rpc_" + kind.method, None)
+        extra = self.extra_methods.get(kind.method)
+        if extra is not None:
+            handler = lambda _session, _id, params: extra(params)  # noqa: E731
         if handler is None:
             if kind.id is not None:
                 session.send(jsonrpc.error_reply(kind.id, "unknown method", kind.method))

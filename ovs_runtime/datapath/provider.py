@@ -1,0 +1,47 @@
+"""The datapath provider interface: what the bridge layer drives.
+
+The reconciler (``bridge/``) calls these methods with plain specs; a provider makes the
+ports exist and forwards between them. ``userspace.UserspaceDatapath`` is the one that
+runs everywhere; a switch-chip or kernel-bridge provider implements the same methods
+(see PORTING.md).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from ovs_runtime.bridge.desired_state import PortSpec
+
+
+@dataclass
+class InterfaceState:
+    """What the daemon writes back to the Interface row."""
+
+    ofport: int
+    error: str | None
+    link_state: str = "down"
+    admin_state: str = "down"
+    mtu: int | None = None
+    ifindex: int | None = None
+    mac_in_use: str | None = None
+    statistics: dict[str, int] = field(default_factory=dict)
+
+
+class DatapathProvider(Protocol):
+    def add_bridge(self, name: str, other_config: dict[str, str]) -> None: ...
+    def configure_bridge(self, name: str, other_config: dict[str, str]) -> None: ...
+    def remove_bridge(self, name: str) -> None: ...
+    def add_port(self, bridge: str, port: PortSpec, ofport: int) -> str | None:
+        """Attach a port; returns None, or an error for ``Interface.error``."""
+        ...
+    def update_port(self, bridge: str, port: PortSpec, ofport: int) -> str | None: ...
+    def remove_port(self, bridge: str, port: str) -> None: ...
+    def interface_states(self) -> dict[str, InterfaceState]: ...
+    def maintain(self) -> list[str]:
+        """Periodic work (re-attach vanished devices, age MACs); returns log lines."""
+        ...
+    def fdb(self, bridge: str) -> list[dict[str, Any]]: ...
+    def fdb_flush(self, bridge: str | None) -> int: ...
+    def describe(self) -> dict[str, Any]: ...
+    def stop(self) -> None: ...

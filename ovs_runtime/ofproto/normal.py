@@ -1,0 +1,90 @@
+"""The NORMAL action: an 802.1Q learning switch, as OVS's ``xlate_normal`` behaves.
+
+For a frame arriving on a port: find its VLAN (dropping what the port's VLAN mode does
+not allow), learn its source MAC on that VLAN, then send it to the learned port for its
+destination, or flood it to every other port carrying the VLAN. Nothing is ever sent back
+out of the ingress port, and nothing crosses VLANs.
+
+``decide`` returns the outputs as ``(port, vid-or-None)`` pairs; the datapath does the
+tag pushing and popping, and caches decisions (see ``datapath.flow_cache``).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+from ovs_runtime.ofproto.mac_table import MacTable
+from ovs_runtime.ofproto.vlan import DROP, PortVlan
+from ovs_runtime.packet.ethernet import VLAN_TPIDS, L2Header, is_multicast
+
+Outputs = tuple[tuple[int, int | None], ...]
+
+
+@dataclass
+class NormalBridge:
+    name: str
+    mac_table: MacTable = field(default_factory=MacTable)
+    ports: dict[int, PortVlan] = field(default_factory=dict)
+    drops: Counter[str] = field(default_factory=Counter)
+    config_generation: int = 0
+
+    def set_port(self, ofport: int, vlan: PortVlan) -> None:
+        if self.ports.get(ofport) != vlan:
+            self.ports[ofport] = vlan
+            self.config_generation += 1
+
+    def remove_port(self, ofport: int) -> None:
+        if self.ports.pop(ofport, None) is not None:
+            self.mac_table.forget_port(ofport)
+            self.config_generation += 1
+
+    @property
+    def generation(self) -> tuple[int, int]:
+        return (self.mac_table.generation, self.config_generation)
+
+    def input_vlan(self, in_port: int, hdr: L2Header) -> int:
+        """The frame's VLAN on this bridge, or ``DROP`` (counted)."""
+        cfg = self.ports.get(in_port)
+        if cfg is None:
+            self.drops["unknown-port"] += 1
+            return DROP
+        vlan = cfg.input_vlan(hdr.vlan)
+        if vlan == DROP:
+            self.drops["vlan-violation"] += 1
+            return DROP
+        # A frame accepted as untagged (or priority-tagged) must not hide a VLAN tag
+        # behind the first: that is how double-tagging hops VLANs.
+        untagged_in = hdr.vlan is None or hdr.vlan == 0
+        if untagged_in and cfg.mode != "trunk":
+            inner = hdr.ethertype
+            if inner in VLAN_TPIDS:
+                self.drops["stacked-vlan"] += 1
+                return DROP
+        return vlan
+
+    def decide(self, in_port: int, hdr: L2Header, now: float) -> tuple[int, Outputs]:
+        vlan = self.input_vlan(in_port, hdr)
+        if vlan == DROP:
+            return DROP, ()
+        if not is_multicast(hdr.src):
+            self.mac_table.learn(vlan, hdr.src, in_port, now)
+        else:
+            self.drops["multicast-source"] += 1
+            return DROP, ()
+        if not is_multicast(hdr.dst):
+            out = self.mac_table.lookup(vlan, hdr.dst, now)
+            if out is not None:
+                if out == in_port:
+                    return vlan, ()  # the destination is behind the ingress port
+                cfg = self.ports.get(out)
+                if cfg is not None and cfg.carries(vlan):
+                    return vlan, ((out, cfg.output_tag(vlan)),)
+        return vlan, self.flood(in_port, vlan)
+
+    def flood(self, in_port: int, vlan: int) -> Outputs:
+        return tuple(
+            (port, cfg.output_tag(vlan))
+            for port, cfg in sorted(self.ports.items())
+            if port != in_port and cfg.carries(vlan)
+        )
