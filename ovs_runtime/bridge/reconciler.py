@@ -24,11 +24,25 @@ from ovs_runtime.db.database import Database, RowChange
 log = logging.getLogger(__name__)
 
 WATCHED_TABLES = frozenset({"Open_vSwitch", "Bridge", "Port", "Interface"})
-STATUS_COLUMNS = frozenset({
-    "_version", "cur_cfg", "statistics", "status", "ofport", "link_state", "admin_state",
-    "link_speed", "link_resets", "duplex", "mtu", "error", "ifindex", "mac_in_use",
-    "datapath_id",
-})
+STATUS_COLUMNS = frozenset(
+    {
+        "_version",
+        "cur_cfg",
+        "statistics",
+        "status",
+        "ofport",
+        "link_state",
+        "admin_state",
+        "link_speed",
+        "link_resets",
+        "duplex",
+        "mtu",
+        "error",
+        "ifindex",
+        "mac_in_use",
+        "datapath_id",
+    }
+)
 
 
 class Reconciler:
@@ -140,18 +154,28 @@ class Reconciler:
             current = {col: row[col].to_json() for col in wanted}
             changed = {col: val for col, val in wanted.items() if _json_differs(current[col], val)}
             if changed:
-                ops.append({"op": "update", "table": "Interface",
-                            "where": [["_uuid", "==", ["uuid", str(iface_uuid)]]],
-                            "row": changed})
+                ops.append(
+                    {
+                        "op": "update",
+                        "table": "Interface",
+                        "where": [["_uuid", "==", ["uuid", str(iface_uuid)]]],
+                        "row": changed,
+                    }
+                )
         acked = None
         if ack:
             for root_uuid, root in self.db.tables["Open_vSwitch"].items():
                 next_cfg = scalar(root["next_cfg"], 0)
                 if scalar(root["cur_cfg"], 0) != next_cfg:
                     acked = next_cfg
-                    ops.append({"op": "update", "table": "Open_vSwitch",
-                                "where": [["_uuid", "==", ["uuid", str(root_uuid)]]],
-                                "row": {"cur_cfg": next_cfg}})
+                    ops.append(
+                        {
+                            "op": "update",
+                            "table": "Open_vSwitch",
+                            "where": [["_uuid", "==", ["uuid", str(root_uuid)]]],
+                            "row": {"cur_cfg": next_cfg},
+                        }
+                    )
         if not ops:
             return
         results = self.db.transact(ops)

@@ -24,6 +24,7 @@ from ovs_runtime.cli import apply as apply_cmd
 from ovs_runtime.cli import show as show_cmd
 from ovs_runtime.cli import value_syntax as vs
 from ovs_runtime.cli.client import ClientError, OvsdbClient, default_target
+from ovs_runtime.cli.inspect_commands import INSPECT_COMMANDS, run_inspect
 from ovs_runtime.cli.model import Model, ModelError
 from ovs_runtime.cli.vsctl_commands import COMMANDS, CommandContext, ExitStatus, command
 from ovs_runtime.db.errors import OvsdbError
@@ -121,6 +122,12 @@ def parse_argv(argv: list[str]) -> tuple[GlobalOptions, list[Invocation]]:
             if len(segments) == 1 and index == 0:
                 raise UsageError("missing command; try 'ovsr --help'")
             raise UsageError("empty command between '--' separators")
+        if rest[0] in INSPECT_COMMANDS:
+            low, high, usage_text = INSPECT_COMMANDS[rest[0]]
+            if not low <= len(rest) - 1 <= high or len(segments) > 1:
+                raise UsageError(f"usage: ovsr {usage_text} (it cannot be chained with --)")
+            invocations.append(Invocation(rest[0], rest[1:], inv_opts))
+            continue
         name, args = rest[0], []
         for token in rest[1:]:  # command options may also follow the command name
             opt_name, value = _split_option(token)
@@ -319,7 +326,9 @@ def render(opts: GlobalOptions, result: RunResult) -> None:
 
 def usage() -> str:
     lines = [__doc__.strip(), "", "Commands:"]
-    lines += [f"  {COMMANDS[name].usage}" for name in sorted(COMMANDS)]
+    usages = [COMMANDS[name].usage for name in COMMANDS]
+    usages += [usage for _, _, usage in INSPECT_COMMANDS.values()]
+    lines += [f"  {usage}" for usage in sorted(usages)]
     return "\n".join(lines)
 
 
@@ -342,6 +351,13 @@ def main(argv: list[str] | None = None) -> int:
                 apply_cmd.load_request(inv)  # validate the file before touching the daemon
         client = OvsdbClient(opts.db, opts.timeout)
         try:
+            if invocations[0].name in INSPECT_COMMANDS:
+                data, lines = run_inspect(client, invocations[0].name, invocations[0].args)
+                if opts.format == "json":
+                    print(json.dumps(data, indent=2, sort_keys=True))
+                else:
+                    print("\n".join(lines))
+                return 0
             result = run_commands(client, opts, invocations)
         finally:
             client.close()

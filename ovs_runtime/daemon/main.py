@@ -21,10 +21,10 @@ from ovs_runtime import __version__
 from ovs_runtime.bridge.reconciler import Reconciler
 from ovs_runtime.daemon import config as daemon_config
 from ovs_runtime.daemon import run_lock, systemd_notify
+from ovs_runtime.datapath.userspace import UserspaceDatapath
 from ovs_runtime.db.database import Database, open_database
 from ovs_runtime.db.migrate import NewerSchemaError
 from ovs_runtime.db.schema import load_schema
-from ovs_runtime.datapath.userspace import UserspaceDatapath
 from ovs_runtime.db.server import OvsdbServer, RpcError
 from ovs_runtime.db.storage import StorageError
 

@@ -27,16 +27,20 @@ class BridgeState:
             if aging <= 0:
                 raise ValueError
         except ValueError:
-            problems.append(f"bridge {self.name}: other_config:mac-aging-time must be a "
-                            f"positive number of seconds; using {DEFAULT_AGING:g}")
+            problems.append(
+                f"bridge {self.name}: other_config:mac-aging-time must be a "
+                f"positive number of seconds; using {DEFAULT_AGING:g}"
+            )
             aging = DEFAULT_AGING
         try:
             size = int(other_config.get("mac-table-size", DEFAULT_SIZE))
             if size < 1:
                 raise ValueError
         except ValueError:
-            problems.append(f"bridge {self.name}: other_config:mac-table-size must be a "
-                            f"positive integer; using {DEFAULT_SIZE}")
+            problems.append(
+                f"bridge {self.name}: other_config:mac-table-size must be a "
+                f"positive integer; using {DEFAULT_SIZE}"
+            )
             size = DEFAULT_SIZE
         table = self.normal.mac_table
         if (table.aging, table.max_entries) != (aging, size):

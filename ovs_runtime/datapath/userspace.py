@@ -72,8 +72,11 @@ def open_kernel_netdev(kind: str, name: str, options: dict[str, str]) -> Netdev:
 
 
 class UserspaceDatapath:
-    def __init__(self, netdev_factory: NetdevFactory = open_kernel_netdev,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        netdev_factory: NetdevFactory = open_kernel_netdev,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.open_netdev = netdev_factory
         self.clock = clock
         self.lock = threading.RLock()
@@ -237,7 +240,9 @@ class UserspaceDatapath:
         for netdev in patches.values():
             assert isinstance(netdev, PatchNetdev)
             peer = patches.get(netdev.peer_name)
-            netdev.peer = peer if isinstance(peer, PatchNetdev) and peer.peer_name == netdev.name else None
+            netdev.peer = (
+                peer if isinstance(peer, PatchNetdev) and peer.peer_name == netdev.name else None
+            )
 
     # -- DatapathProvider ---------------------------------------------------------------
 
@@ -281,7 +286,9 @@ class UserspaceDatapath:
             handle = state.ports.get(port.name)
             kind = port.interfaces[0].type if port.interfaces else ""
             same_device = (
-                handle is not None and handle.kind == kind and handle.ofport == ofport
+                handle is not None
+                and handle.kind == kind
+                and handle.ofport == ofport
                 and handle.spec.interfaces == port.interfaces
             )
             if not same_device:
@@ -329,9 +336,13 @@ class UserspaceDatapath:
                         continue
                     status = netdev.status()
                     states[handle.iface] = InterfaceState(
-                        ofport=handle.ofport, error=None, link_state=status.link_state,
-                        admin_state=status.admin_state, mtu=status.mtu,
-                        ifindex=status.ifindex, mac_in_use=status.mac,
+                        ofport=handle.ofport,
+                        error=None,
+                        link_state=status.link_state,
+                        admin_state=status.admin_state,
+                        mtu=status.mtu,
+                        ifindex=status.ifindex,
+                        mac_in_use=status.mac,
                         statistics=netdev.stats.as_dict(),
                     )
         return states
@@ -344,8 +355,13 @@ class UserspaceDatapath:
             now = self.clock()
             names = {h.ofport: h.name for h in state.ports.values()}
             return [
-                {"port": entry.port, "port_name": names.get(entry.port, "?"), "vlan": vlan,
-                 "mac": mac_text(mac), "age": int(now - entry.last_seen)}
+                {
+                    "port": entry.port,
+                    "port_name": names.get(entry.port, "?"),
+                    "vlan": vlan,
+                    "mac": mac_text(mac),
+                    "age": int(now - entry.last_seen),
+                }
                 for (vlan, mac), entry in state.normal.mac_table.entries.items()
                 if now - entry.last_seen <= state.normal.mac_table.aging
             ]
@@ -366,20 +382,28 @@ class UserspaceDatapath:
                 "iterations": self.iterations,
                 "bridges": {
                     name: {
-                        "flow_cache": {"entries": len(b.cache.entries), "hits": b.cache.hits,
-                                       "misses": b.cache.misses,
-                                       "invalidations": b.cache.invalidations},
-                        "mac_table": {"entries": len(b.normal.mac_table.entries),
-                                      "max": b.normal.mac_table.max_entries,
-                                      "aging": b.normal.mac_table.aging,
-                                      "evictions": b.normal.mac_table.evictions,
-                                      "moves": b.normal.mac_table.moves},
+                        "flow_cache": {
+                            "entries": len(b.cache.entries),
+                            "hits": b.cache.hits,
+                            "misses": b.cache.misses,
+                            "invalidations": b.cache.invalidations,
+                        },
+                        "mac_table": {
+                            "entries": len(b.normal.mac_table.entries),
+                            "max": b.normal.mac_table.max_entries,
+                            "aging": b.normal.mac_table.aging,
+                            "evictions": b.normal.mac_table.evictions,
+                            "moves": b.normal.mac_table.moves,
+                        },
                         "drops": dict(b.normal.drops),
                         "ports": {
-                            h.name: {"ofport": h.ofport, "type": h.kind or "system",
-                                     "state": "up" if h.netdev else "down",
-                                     "error": h.error,
-                                     **(h.netdev.stats.as_dict() if h.netdev else {})}
+                            h.name: {
+                                "ofport": h.ofport,
+                                "type": h.kind or "system",
+                                "state": "up" if h.netdev else "down",
+                                "error": h.error,
+                                **(h.netdev.stats.as_dict() if h.netdev else {}),
+                            }
                             for h in sorted(b.ports.values(), key=lambda h: h.ofport)
                         },
                     }

@@ -86,7 +86,9 @@ class AfPacketNetdev:
             header, frame = data[:VNET_SIZE], data[VNET_SIZE:]
             for level, kind, cdata in ancdata:
                 if level == SOL_PACKET and kind == PACKET_AUXDATA:
-                    status, _len, _snap, _mac, _net, tci, tpid = AUXDATA.unpack(cdata[:AUXDATA.size])
+                    status, _len, _snap, _mac, _net, tci, tpid = AUXDATA.unpack(
+                        cdata[: AUXDATA.size]
+                    )
                     if status & TP_STATUS_VLAN_VALID:
                         if not status & TP_STATUS_VLAN_TPID_VALID:
                             tpid = 0x8100

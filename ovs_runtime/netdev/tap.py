@@ -97,8 +97,7 @@ class TapNetdev:
         status = link.read_status(self.name)
         if status.ifindex is None:
             # Moved into another namespace: it still works through our fd.
-            return NetdevStatus(link_state="up", admin_state="up",
-                                extra={"namespace": "elsewhere"})
+            return NetdevStatus(link_state="up", admin_state="up", extra={"namespace": "elsewhere"})
         return status
 
     def close(self) -> None:

@@ -152,7 +152,9 @@ def test_violations_over_the_wire_change_nothing(daemon: DaemonProcess) -> None:
 
 
 def test_oversized_message(tmp_path: Path) -> None:
-    small = DaemonProcess(tmp_path / "small", ("--datapath", "none", "--max-message-bytes", "65536")).start()
+    small = DaemonProcess(
+        tmp_path / "small", ("--datapath", "none", "--max-message-bytes", "65536")
+    ).start()
     try:
         raw = Raw(small.socket)
         huge = {

@@ -1,0 +1,63 @@
+"""Commands that ask the running datapath rather than the database (like ovs-appctl):
+``fdb-show``, ``fdb-flush`` and ``dpif-show``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ovs_runtime.cli.client import OvsdbClient
+
+INSPECT_COMMANDS = {
+    "fdb-show": (1, 1, "fdb-show BRIDGE"),
+    "fdb-flush": (0, 1, "fdb-flush [BRIDGE]"),
+    "dpif-show": (0, 0, "dpif-show"),
+}
+
+
+def run_inspect(client: OvsdbClient, name: str, args: list[str]) -> tuple[Any, list[str]]:
+    """Returns (data for --format json, text lines)."""
+    result = client.call(f"ovsr/{name}", args)
+    if name == "fdb-show":
+        lines = [" port  VLAN  MAC                Age"]
+        for entry in sorted(result, key=lambda e: (e["vlan"], e["mac"])):
+            lines.append(
+                f"{entry['port']:>5}  {entry['vlan']:>4}  {entry['mac']}  {entry['age']:>4}"
+            )
+        return result, lines
+    if name == "fdb-flush":
+        return result, [f"flushed {result['flushed']} MAC table entries"]
+    return result, _dpif_lines(result)
+
+
+def _dpif_lines(data: dict[str, Any]) -> list[str]:
+    lines = [f"{data['datapath']}: {data['iterations']} loop iterations"]
+    for name, bridge in data["bridges"].items():
+        cache, macs = bridge["flow_cache"], bridge["mac_table"]
+        total = cache["hits"] + cache["misses"]
+        rate = f"{100.0 * cache['hits'] / total:.1f}%" if total else "n/a"
+        lines.append(f"  {name}:")
+        lines.append(
+            f"    flow cache: {cache['entries']} entries, hit:{cache['hits']} "
+            f"missed:{cache['misses']} (hit rate {rate}) "
+            f"invalidated:{cache['invalidations']}"
+        )
+        lines.append(
+            f"    mac table: {macs['entries']}/{macs['max']} entries, aging "
+            f"{macs['aging']:g} s, evictions:{macs['evictions']} moves:{macs['moves']}"
+        )
+        if bridge["drops"]:
+            drops = ", ".join(f"{k}:{v}" for k, v in sorted(bridge["drops"].items()))
+            lines.append(f"    drops: {drops}")
+        for port, info in bridge["ports"].items():
+            state = info["state"] + (f" ({info['error']})" if info.get("error") else "")
+            lines.append(f"    port {info['ofport']}: {port} ({info['type']}) {state}")
+            if "rx_packets" in info:
+                lines.append(
+                    f"      RX packets:{info['rx_packets']} bytes:{info['rx_bytes']} "
+                    f"dropped:{info['rx_dropped']} errors:{info['rx_errors']}"
+                )
+                lines.append(
+                    f"      TX packets:{info['tx_packets']} bytes:{info['tx_bytes']} "
+                    f"dropped:{info['tx_dropped']} errors:{info['tx_errors']}"
+                )
+    return lines

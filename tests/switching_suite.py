@@ -1,0 +1,153 @@
+"""The NORMAL and VLAN behaviour suite, written once and run against two providers:
+the in-memory one (tests/unit, no root) and AF_PACKET with real frames through veths in
+namespaces (tests/integration). A harness wires four ports a, b, c, d to a bridge and
+lets the suite send frames and see what each port received.
+
+Frames use the local experimental EtherType 0x88B5, so anything else the kernel sends
+(neighbour discovery...) is ignored by ``payloads``.
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import Any, Protocol
+
+TEST_ETHERTYPE = 0x88B5
+BROADCAST = b"\xff" * 6
+
+
+def mac(n: int) -> bytes:
+    return bytes([0x02, 0, 0, 0, 0, n])
+
+
+def frame(dst: bytes, src: bytes, body: bytes, vlans: tuple[int, ...] = ()) -> bytes:
+    tags = b"".join(struct.pack("!HH", 0x8100, vid) for vid in vlans)
+    payload = body.ljust(46, b"\0")
+    return dst + src + tags + struct.pack("!H", TEST_ETHERTYPE) + payload
+
+
+def decode(raw: bytes) -> tuple[tuple[int, ...], bytes] | None:
+    """(VLAN IDs outermost first, body) of a suite frame, or None for other traffic."""
+    pos, vlans = 12, []
+    while struct.unpack("!H", raw[pos : pos + 2])[0] == 0x8100:
+        vlans.append(struct.unpack("!H", raw[pos + 2 : pos + 4])[0] & 0xFFF)
+        pos += 4
+    if struct.unpack("!H", raw[pos : pos + 2])[0] != TEST_ETHERTYPE:
+        return None
+    return tuple(vlans), raw[pos + 2 :].rstrip(b"\0")
+
+
+class Harness(Protocol):
+    def configure(self, ports: dict[str, dict[str, Any]]) -> None:
+        """Ports a..d with Port columns (tag, trunks, vlan_mode)."""
+
+    def send(self, port: str, raw: bytes) -> None: ...
+
+    def received(self) -> dict[str, list[bytes]]:
+        """Frames each port delivered since the last call."""
+
+
+def payloads(h: Harness) -> dict[str, list[tuple[tuple[int, ...], bytes]]]:
+    out: dict[str, list[tuple[tuple[int, ...], bytes]]] = {}
+    for port, frames in h.received().items():
+        out[port] = [d for d in (decode(f) for f in frames) if d is not None]
+    return out
+
+
+# -- the scenarios -----------------------------------------------------------------------
+
+
+def check_learning_and_flooding(h: Harness) -> None:
+    h.configure({"a": {}, "b": {}, "c": {}, "d": {}})
+    h.received()
+    h.send("a", frame(mac(2), mac(1), b"unknown unicast"))
+    got = payloads(h)
+    assert got["b"] == got["c"] == got["d"] == [((), b"unknown unicast")], got
+    assert got["a"] == [], "never back out of the ingress port"
+    h.send("b", frame(mac(1), mac(2), b"reply"))
+    got = payloads(h)
+    assert got["a"] == [((), b"reply")] and got["c"] == got["d"] == [], got
+    h.send("a", frame(mac(2), mac(1), b"learned"))
+    got = payloads(h)
+    assert got["b"] == [((), b"learned")] and got["c"] == got["d"] == [], got
+    h.send("c", frame(BROADCAST, mac(3), b"broadcast"))
+    got = payloads(h)
+    assert got["a"] == got["b"] == got["d"] == [((), b"broadcast")] and got["c"] == [], got
+    # A station move: mac(2) now speaks from d, and traffic follows it.
+    h.send("d", frame(mac(1), mac(2), b"moved"))
+    h.received()
+    h.send("a", frame(mac(2), mac(1), b"to the moved station"))
+    got = payloads(h)
+    assert got["d"] == [((), b"to the moved station")] and got["b"] == [], got
+
+
+def check_access_isolation(h: Harness) -> None:
+    h.configure({"a": {"tag": 10}, "b": {"tag": 10}, "c": {"tag": 20}, "d": {"tag": 20}})
+    h.received()
+    h.send("a", frame(BROADCAST, mac(1), b"vlan10"))
+    got = payloads(h)
+    assert got["b"] == [((), b"vlan10")] and got["c"] == got["d"] == [], got
+    h.send("c", frame(mac(1), mac(3), b"to a from vlan20"))
+    got = payloads(h)
+    assert got["a"] == [] and got["d"] == [((), b"to a from vlan20")], got
+
+
+def check_trunk(h: Harness) -> None:
+    h.configure({"a": {"tag": 10}, "b": {"tag": 20}, "c": {"trunks": [10, 20]}, "d": {"tag": 30}})
+    h.received()
+    h.send("a", frame(BROADCAST, mac(1), b"from 10"))
+    h.send("b", frame(BROADCAST, mac(2), b"from 20"))
+    got = payloads(h)
+    assert sorted(got["c"]) == [((10,), b"from 10"), ((20,), b"from 20")], got
+    assert got["d"] == [], got
+    h.send("c", frame(BROADCAST, mac(3), b"tagged 20", vlans=(20,)))
+    h.send("c", frame(BROADCAST, mac(3), b"tagged 30", vlans=(30,)))  # not in trunks
+    h.send("c", frame(BROADCAST, mac(3), b"untagged"))  # VLAN 0, not in trunks
+    got = payloads(h)
+    assert got["b"] == [((), b"tagged 20")] and got["a"] == [] and got["d"] == [], got
+
+
+def check_native_vlans(h: Harness) -> None:
+    h.configure(
+        {
+            "a": {"tag": 10},
+            "b": {"tag": 20},
+            "c": {"tag": 10, "trunks": [20], "vlan_mode": "native-untagged"},
+            "d": {"tag": 10, "trunks": [20], "vlan_mode": "native-tagged"},
+        }
+    )
+    h.received()
+    h.send("a", frame(BROADCAST, mac(1), b"native"))
+    got = payloads(h)
+    assert got["c"] == [((), b"native")], got  # native-untagged: out without a tag
+    assert got["d"] == [((10,), b"native")], got  # native-tagged: out with the tag
+    h.send("b", frame(BROADCAST, mac(2), b"twenty"))
+    got = payloads(h)
+    assert got["c"] == [((20,), b"twenty")] and got["d"] == [((20,), b"twenty")], got
+    h.send("c", frame(BROADCAST, mac(3), b"untagged in"))  # joins the native VLAN 10
+    got = payloads(h)
+    assert got["a"] == [((), b"untagged in")] and got["b"] == [], got
+    assert got["d"] == [((10,), b"untagged in")], got
+
+
+def check_bad_tags_never_leak(h: Harness) -> None:
+    h.configure({"a": {"tag": 10}, "b": {"tag": 20}, "c": {"trunks": [10, 20]}, "d": {"tag": 10}})
+    h.received()
+    h.send("a", frame(BROADCAST, mac(1), b"tagged on access", vlans=(20,)))
+    h.send("a", frame(BROADCAST, mac(1), b"double tagged", vlans=(10, 20)))
+    h.send("a", frame(BROADCAST, mac(1), b"priority then 20", vlans=(0, 20)))
+    got = payloads(h)
+    assert got["b"] == [] and got["c"] == [] and got["d"] == [], got
+    h.send("a", frame(BROADCAST, mac(1), b"priority tagged", vlans=(0,)))
+    got = payloads(h)
+    assert got["d"] == [((), b"priority tagged")] and got["b"] == [], got
+    assert got["c"] == [((10,), b"priority tagged")], got
+
+
+SCENARIOS = [
+    check_learning_and_flooding,
+    check_access_isolation,
+    check_trunk,
+    check_native_vlans,
+    check_bad_tags_never_leak,
+]
