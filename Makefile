@@ -7,7 +7,7 @@ VENV := .venv
 VPY := $(VENV)/bin/python
 STAMP_DEPS := $(VENV)/.deps-installed
 
-.PHONY: demo test deps venv lint unit integration clean
+.PHONY: demo test deps venv lint unit integration bench clean
 
 deps:
 	@bash scripts/install-deps.sh
@@ -33,6 +33,9 @@ unit: venv
 
 integration: venv
 	@bash scripts/run-stage.sh integration $(VPY) -m pytest -q -m integration tests/integration
+
+bench: venv
+	$(VPY) -m bench.l2_forwarding
 
 test: venv
 	@bash scripts/test.sh

@@ -23,9 +23,10 @@ KEEP, POP, PUSH, RETAG = 0, 1, 2, 3
 
 @dataclass(slots=True)
 class CachedDecision:
-    generation: tuple[int, int]
+    generation: int
     vlan: int
     actions: tuple[tuple[Any, int, int], ...]  # (port handle, tag op, vid)
+    refreshed: float  # when the source MAC's age was last re-stamped
 
 
 class FlowCache:
@@ -35,7 +36,7 @@ class FlowCache:
         self.misses = 0
         self.invalidations = 0
 
-    def lookup(self, key: tuple[Any, ...], generation: tuple[int, int]) -> CachedDecision | None:
+    def lookup(self, key: tuple[Any, ...], generation: int) -> CachedDecision | None:
         entry = self.entries.get(key)
         if entry is None:
             self.misses += 1

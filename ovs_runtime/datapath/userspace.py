@@ -37,7 +37,6 @@ from ovs_runtime.ofproto.normal import NormalBridge
 from ovs_runtime.ofproto.vlan import DROP, PortVlan
 from ovs_runtime.packet.ethernet import (
     MalformedFrame,
-    is_multicast,
     mac_text,
     parse_l2,
     pop_vlan,
@@ -47,6 +46,9 @@ from ovs_runtime.packet.ethernet import (
 log = logging.getLogger(__name__)
 
 BATCH = 64
+REFRESH_INTERVAL = 1.0
+COALESCE_THRESHOLD = 4  # frames per iteration that count as "under load"
+COALESCE_DELAY = 0.0002  # seconds: at 200 kpps, about 40 frames per batch  # how often a cached flow re-stamps its source MAC's age
 NetdevFactory = Callable[[str, str, dict[str, str]], Netdev]  # (kind, name, options)
 SUPPORTED_TYPES = ("", "system", "internal", "tap", "patch")
 
@@ -87,6 +89,7 @@ class UserspaceDatapath:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.iterations = 0
+        self.dirty: set[Netdev] = set()
 
     # -- the loop ---------------------------------------------------------------------
 
@@ -112,10 +115,12 @@ class UserspaceDatapath:
             with self.lock:
                 self.run_once(events)
 
-    def run_once(self, events: list[tuple[int, int]] | None = None) -> None:
-        """Service ready fds, then fd-less ports until their queues are empty."""
+    def run_once(self, events: list[tuple[int, int]] | None = None) -> int:
+        """Service ready fds, then fd-less ports until their queues are empty; returns
+        how many frames were handled."""
         now = self.clock()
         self.iterations += 1
+        handled = 0
         for fd, mask in events or ():
             handle = self.by_fd.get(fd)
             if handle is None:
@@ -123,14 +128,18 @@ class UserspaceDatapath:
             if mask & (select.EPOLLERR | select.EPOLLHUP):
                 self._port_failed(handle, f"device {handle.iface} reported an error")
                 continue
-            self._drain(handle, now)
+            handled += self._drain(handle, now)
         for _ in range(64):  # patch chains are short; this bounds a misconfigured loop
             busy = False
             for handle in list(self.fdless):
-                if handle.netdev is not None and self._drain(handle, now):
-                    busy = True
+                if handle.netdev is not None:
+                    count = self._drain(handle, now)
+                    handled += count
+                    busy = busy or count > 0
             if not busy:
                 break
+        self.flush()
+        return handled
 
     def _drain(self, handle: PortHandle, now: float) -> int:
         netdev = handle.netdev
@@ -140,11 +149,58 @@ class UserspaceDatapath:
         except NetdevGone as exc:
             self._port_failed(handle, str(exc))
             return 0
-        for header, frame in packets:
-            self._forward(handle, header, frame, now)
+        self._forward_batch(handle, packets, now)
         return len(packets)
 
-    def _forward(self, handle: PortHandle, header: bytes, frame: bytes, now: float) -> None:
+    def _forward_batch(
+        self, handle: PortHandle, packets: list[tuple[bytes, bytes]], now: float
+    ) -> None:
+        """Forward a batch from one port. The loop body is the hot path: names are
+        hoisted, and a cache hit costs a slice, a dict lookup and the sends."""
+        bridge = handle.bridge
+        normal = bridge.normal
+        mac_table = normal.mac_table
+        cache = bridge.cache
+        entries = cache.entries
+        ofport = handle.ofport
+        dirty = self.dirty
+        hits = 0
+        for header, frame in packets:
+            # The cache key is the raw header: MACs, the outer tag if any, and the
+            # EtherType after it; exactly what the NORMAL decision reads.
+            key = (ofport, frame[:18] if frame[12:14] == b"\x81\x00" else frame[:14])
+            decision = entries.get(key)
+            if decision is not None and decision.generation == mac_table.generation:
+                hits += 1
+                if now - decision.refreshed > REFRESH_INTERVAL:
+                    # Keep the source MAC from ageing out, without an update per packet.
+                    decision.refreshed = now
+                    mac_table.learn(decision.vlan, frame[6:12], ofport, now)
+            else:
+                if decision is not None:
+                    cache.invalidations += 1
+                cache.misses += 1
+                decision = self._decide(handle, key, frame, now)
+                if decision is None:
+                    continue
+            actions = decision.actions
+            if len(actions) == 1 and actions[0][1] == KEEP:
+                out = actions[0][0]
+                netdev = out.netdev
+                if netdev is not None:
+                    try:
+                        netdev.send(header, frame)
+                        dirty.add(netdev)
+                    except NetdevGone as exc:
+                        self._port_failed(out, str(exc))
+            else:
+                self._output(actions, header, frame)
+        cache.hits += hits
+
+    def _decide(
+        self, handle: PortHandle, key: tuple[Any, ...], frame: bytes, now: float
+    ) -> CachedDecision | None:
+        """A cache miss: parse, run NORMAL, compile the actions and cache them."""
         bridge = handle.bridge
         normal = bridge.normal
         try:
@@ -152,25 +208,27 @@ class UserspaceDatapath:
         except MalformedFrame as exc:
             normal.drops[exc.reason] += 1
             handle.netdev.stats.rx_dropped += 1  # type: ignore[union-attr]
-            return
-        key = (handle.ofport, frame[:12], hdr.vlan)
-        decision = bridge.cache.lookup(key, normal.generation)
-        if decision is None:
-            vlan, outputs = normal.decide(handle.ofport, hdr, now)
-            if vlan == DROP:
-                handle.netdev.stats.rx_dropped += 1  # type: ignore[union-attr]
-                return
-            actions = tuple(
-                (bridge.by_ofport[port], tag_operation(hdr.vlan, vid), vid or 0)
-                for port, vid in outputs
-                if port in bridge.by_ofport
-            )
-            decision = CachedDecision(normal.generation, vlan, actions)
+            return None
+        vlan, outputs = normal.decide(handle.ofport, hdr, now)
+        if vlan == DROP:
+            handle.netdev.stats.rx_dropped += 1  # type: ignore[union-attr]
+            return None
+        actions = tuple(
+            (bridge.by_ofport[port], tag_operation(hdr.vlan, vid), vid or 0)
+            for port, vid in outputs
+            if port in bridge.by_ofport
+        )
+        decision = CachedDecision(normal.generation, vlan, actions, now)
+        if len(frame) >= 18:  # shorter frames could share a key with a longer one
             bridge.cache.store(key, decision)
-        elif not is_multicast(hdr.src):
-            normal.mac_table.learn(decision.vlan, hdr.src, handle.ofport, now)  # refresh age
+        return decision
+
+    def _output(
+        self, actions: tuple[tuple[Any, int, int], ...], header: bytes, frame: bytes
+    ) -> None:
+        """Several outputs, or tag changes: build each variant of the frame once."""
         variants: dict[tuple[int, int], tuple[bytes, bytes]] = {}
-        for out, op, vid in decision.actions:
+        for out, op, vid in actions:
             netdev = out.netdev
             if netdev is None:
                 continue
@@ -186,6 +244,19 @@ class UserspaceDatapath:
                 netdev.send(out_header, out_frame)
             except NetdevGone as exc:
                 self._port_failed(out, str(exc))
+                continue
+            self.dirty.add(netdev)
+
+    def flush(self) -> None:
+        """Kick every transmit ring that has frames queued in this iteration."""
+        for netdev in self.dirty:
+            flush = getattr(netdev, "flush", None)
+            if flush is not None:
+                try:
+                    flush()
+                except OSError:
+                    pass
+        self.dirty.clear()
 
     # -- ports ------------------------------------------------------------------------
 
@@ -218,6 +289,7 @@ class UserspaceDatapath:
             del self.by_fd[fd]
         if handle in self.fdless:
             self.fdless.remove(handle)
+        self.dirty.discard(netdev)
         netdev.close()
         handle.netdev = None
         self._link_patches()

@@ -33,6 +33,7 @@ class NormalBridge:
         if self.ports.get(ofport) != vlan:
             self.ports[ofport] = vlan
             self.config_generation += 1
+            self.mac_table.generation += 1
 
     def remove_port(self, ofport: int) -> None:
         if self.ports.pop(ofport, None) is not None:
@@ -40,8 +41,10 @@ class NormalBridge:
             self.config_generation += 1
 
     @property
-    def generation(self) -> tuple[int, int]:
-        return (self.mac_table.generation, self.config_generation)
+    def generation(self) -> int:
+        """Changes whenever any forwarding decision could: MAC table or port config.
+        (Configuration changes bump the MAC table's counter, so one int says it all.)"""
+        return self.mac_table.generation
 
     def input_vlan(self, in_port: int, hdr: L2Header) -> int:
         """The frame's VLAN on this bridge, or ``DROP`` (counted)."""

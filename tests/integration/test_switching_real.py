@@ -214,19 +214,24 @@ def test_malformed_frame_storm(switch: DaemonProcess, lab: NetnsLab, tmp_path: P
         sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
         sock.bind(("eth0", 0))
     sent = 0
+    # Runts cannot cross a veth (the kernel refuses to send them); the unit tests cover
+    # them with the memory provider.
     kinds = [
-        lambda: os.urandom(rng.randint(1, 13)),  # runts
         lambda: os.urandom(6) + b"\x02" + os.urandom(5) + b"\x81\x00\x01",  # truncated tag
         lambda: os.urandom(6) + b"\x02" + os.urandom(5) + b"\x05\xf0" + os.urandom(40),
         lambda: os.urandom(rng.randint(14, 200)),  # random garbage
         lambda: b"\xff" * 6 + b"\x02\0\0\0\0\x77" + b"\x81\x00\x00\x0a\x81\x00\x00\x14" + bytes(40),
     ]
+    refused = 0
     while sent < 100_000:
         try:
             sock.send(rng.choice(kinds)())
             sent += 1
-        except OSError:
+        except BlockingIOError:
             time.sleep(0.001)  # the veth queue is full: let the switch drain it
+        except OSError:
+            refused += 1  # rejected by the kernel before reaching the switch
+            assert refused < 1000
     sock.close()
     time.sleep(1)
     assert lab.ping("h1", f"{NET}2"), "the switch stopped switching after the storm"
