@@ -98,6 +98,9 @@ class AfPacketNetdev:
         if ring.truncated:
             self.stats.rx_dropped += ring.truncated
             ring.truncated = 0
+        if ring.resyncs:
+            self.stats.rx_errors += ring.resyncs
+            ring.resyncs = 0
         if not packets:
             # Readable but nothing in the ring: a full-size copy whose ring slot was lost
             # (the ring was full) may wait on the socket queue; take it, or epoll would

@@ -47,6 +47,7 @@ SLOT_SIZE = 2048
 BLOCK_SIZE = 1 << 16
 RX_SLOTS = 2048  # 4 MiB: frames queue here while the daemon is busy or restarting
 TX_SLOTS = 512
+STALL_LIMIT = 64
 _U32 = struct.Struct("I")
 _HEAD = struct.Struct("IIIH")  # tp_status, tp_len, tp_snaplen, tp_mac
 _VLAN = struct.Struct("HH")  # tp_vlan_tci, tp_vlan_tpid (at offset 24)
@@ -80,6 +81,8 @@ class PacketRing:
         self.tx_index = 0
         self.tx_pending = 0
         self.truncated = 0
+        self.stalls = 0
+        self.resyncs = 0
 
     # -- receive ------------------------------------------------------------------------
 
@@ -95,7 +98,11 @@ class PacketRing:
             offset = index * SLOT_SIZE
             status, length, snaplen, mac = unpack_head(mm, offset)
             if not status & TP_STATUS_USER:
+                if not packets and self._skip_stuck_slot(index):
+                    index = self.rx_index
+                    continue
                 break
+            self.stalls = 0
             if status & TP_STATUS_COPY:
                 packet = recv_copy()  # type: ignore[operator]
                 if packet is not None:
@@ -124,6 +131,27 @@ class PacketRing:
                 index = 0
         self.rx_index = index
         return packets
+
+    def _skip_stuck_slot(self, index: int) -> bool:
+        """Recover from a slot the kernel passed over.
+
+        Under overload on a multi-core machine, we have seen the kernel leave one slot
+        kernel-owned while filling the ones after it, which would stop the ring for good
+        (epoll keeps reporting frames we never reach). A slot can also be briefly
+        kernel-owned while another CPU still copies into it, so we only skip after the
+        slot has stayed empty with later ones full for ``STALL_LIMIT`` looks in a row.
+        """
+        following = ((index + 1) % RX_SLOTS) * SLOT_SIZE
+        if not _U32.unpack_from(self.map, following)[0] & TP_STATUS_USER:
+            self.stalls = 0
+            return False
+        self.stalls += 1
+        if self.stalls < STALL_LIMIT:
+            return False
+        self.stalls = 0
+        self.resyncs += 1
+        self.rx_index = (index + 1) % RX_SLOTS
+        return True
 
     # -- transmit -----------------------------------------------------------------------
 
