@@ -239,3 +239,39 @@ def test_malformed_frame_storm(switch: DaemonProcess, lab: NetnsLab, tmp_path: P
     drops = data["bridges"]["br0"]["drops"]
     assert sum(drops.values()) > 1000, drops
     print(f"sent {sent} malformed frames; drops by reason: {drops}")
+
+
+def test_port_changes_do_not_disturb_other_ports(
+    switch: DaemonProcess, lab: NetnsLab, tmp_path: Path
+) -> None:
+    ports = three_hosts(switch, lab, tmp_path)
+    extra = [lab.add_host(f"x{n}").switch_port for n in range(3)]
+    pinger = lab.popen("h1", "ping", "-c", "150", "-i", "0.02", "-W", "1", f"{NET}2")
+    time.sleep(0.3)
+    for port in extra:
+        assert switch.ovsr("add-port", "br0", port, "tag=30").returncode == 0
+    assert switch.ovsr("set", "Port", extra[0], "tag=31").returncode == 0
+    assert switch.ovsr("del-port", ports[2]).returncode == 0
+    for port in extra:
+        assert switch.ovsr("del-port", port).returncode == 0
+    out, _ = pinger.communicate(timeout=60)
+    match = re.search(r"(\d+) packets transmitted, (\d+) received", out)
+    assert match, out
+    sent, received = int(match.group(1)), int(match.group(2))
+    print(f"ping every 20 ms across 8 port changes: {sent} sent, {received} received")
+    assert received == sent, out
+
+
+def test_fdb_flush_and_json(switch: DaemonProcess, lab: NetnsLab, tmp_path: Path) -> None:
+    three_hosts(switch, lab, tmp_path)
+    assert lab.ping("h1", f"{NET}2")
+    entries = json.loads(switch.ovsr("--format", "json", "fdb-show", "br0").stdout)
+    assert {"port", "vlan", "mac", "age"} <= set(entries[0])
+    flushed = json.loads(switch.ovsr("--format", "json", "fdb-flush", "br0").stdout)
+    assert flushed["flushed"] >= 2
+    left = json.loads(switch.ovsr("--format", "json", "fdb-show", "br0").stdout)
+    # Only the bridge's own port (the host's IPv6 chatter) may have been relearned since.
+    assert all(e["port"] == 65534 for e in left), left
+    bad = switch.ovsr("fdb-show", "nosuchbr")
+    assert bad.returncode == 1 and "no bridge named nosuchbr" in bad.stderr
+    assert lab.ping("h1", f"{NET}2")  # relearned
