@@ -7,7 +7,7 @@ VENV := .venv
 VPY := $(VENV)/bin/python
 STAMP_DEPS := $(VENV)/.deps-installed
 
-.PHONY: demo test deps venv lint unit integration bench clean
+.PHONY: demo test deps venv lint unit integration packaging-test bench packages clean
 
 deps:
 	@bash scripts/install-deps.sh
@@ -34,8 +34,14 @@ unit: venv
 integration: venv
 	@bash scripts/run-stage.sh integration $(VPY) -m pytest -q -m integration tests/integration
 
+packages: deps
+	@bash scripts/build-packages.sh
+
 bench: venv
 	$(VPY) -m bench.l2_forwarding
+
+packaging-test: venv
+	@bash scripts/run-stage.sh packaging $(VPY) -m pytest -q tests/packaging
 
 test: venv
 	@bash scripts/test.sh

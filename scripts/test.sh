@@ -6,4 +6,5 @@ total_start=$(date +%s)
 make --no-print-directory lint
 make --no-print-directory unit
 make --no-print-directory integration
+make --no-print-directory packaging-test
 echo "=== all stages passed in $(( $(date +%s) - total_start )) s"
