@@ -68,7 +68,11 @@ class Reconciler:
     def reconcile(self) -> None:
         self._scheduled = False
         desired = read_bridges(self.db.tables)
-        self._apply(desired)
+        if self.provider is not None:
+            with self.provider.batch():
+                self._apply(desired)
+        else:
+            self._apply(desired)
         self._write_status(ack=True)
 
     # -- applying -----------------------------------------------------------------------

@@ -21,7 +21,8 @@ from ovs_runtime import __version__
 from ovs_runtime.bridge.reconciler import Reconciler
 from ovs_runtime.daemon import config as daemon_config
 from ovs_runtime.daemon import run_lock, systemd_notify
-from ovs_runtime.datapath.userspace import UserspaceDatapath
+from ovs_runtime.datapath.fd_store import FdStore
+from ovs_runtime.datapath.userspace import KernelNetdevs, UserspaceDatapath
 from ovs_runtime.db.database import Database, open_database
 from ovs_runtime.db.migrate import NewerSchemaError
 from ovs_runtime.db.schema import load_schema
@@ -118,11 +119,13 @@ class Daemon:
         run_lock.acquire(self.args.run_dir)
         self.db = open_database(load_schema(), self.args.state_dir)
         ensure_root_row(self.db)
+        fd_store = FdStore(systemd_notify.notify if systemd_notify.under_systemd() else None)
         if self.args.datapath == "userspace":
-            self.datapath = UserspaceDatapath()
+            self.datapath = UserspaceDatapath(KernelNetdevs(fd_store))
             self.datapath.start()
         self.reconciler = Reconciler(self.db, self.datapath)
         self.reconciler.reconcile()
+        fd_store.release_unclaimed()
         max_bytes = self.args.max_message_bytes or self.config.max_message_bytes
         self.server = OvsdbServer(self.db, max_bytes)
         self._register_inspection_methods(self.server)

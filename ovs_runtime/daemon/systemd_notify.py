@@ -16,7 +16,7 @@ def under_systemd() -> bool:
     return bool(os.environ.get("NOTIFY_SOCKET"))
 
 
-def notify(message: str) -> bool:
+def notify(message: str, fds: list[int] | None = None) -> bool:
     if not under_systemd():
         return False
     try:
@@ -24,7 +24,7 @@ def notify(message: str) -> bool:
     except ImportError:  # pragma: no cover - the package depends on python3-systemd
         log.warning("NOTIFY_SOCKET is set but python3-systemd is missing; cannot notify")
         return False
-    sent: bool = sd_daemon.notify(message)
+    sent: bool = sd_daemon.notify(message, fds=fds) if fds else sd_daemon.notify(message)
     return sent
 
 

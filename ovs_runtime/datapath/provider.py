@@ -8,6 +8,7 @@ runs everywhere; a switch-chip or kernel-bridge provider implements the same met
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -29,6 +30,12 @@ class InterfaceState:
 
 
 class DatapathProvider(Protocol):
+    def batch(self) -> AbstractContextManager[object]:
+        """Apply the changes made inside as one step: no packet is forwarded while only
+        some of a bridge's ports exist (a restart with frames already queued, a bridge
+        created with all its ports)."""
+        ...
+
     def add_bridge(self, name: str, other_config: dict[str, str]) -> None: ...
     def configure_bridge(self, name: str, other_config: dict[str, str]) -> None: ...
     def remove_bridge(self, name: str) -> None: ...

@@ -13,6 +13,7 @@ between two batches and never half-way through one.
 from __future__ import annotations
 
 import logging
+import os
 import select
 import struct
 import threading
@@ -23,6 +24,7 @@ from typing import Any
 from ovs_runtime.bridge.desired_state import PortSpec
 from ovs_runtime.datapath import vnet_header
 from ovs_runtime.datapath.bridge_state import BridgeState
+from ovs_runtime.datapath.fd_store import FdStore, fd_name
 from ovs_runtime.datapath.flow_cache import (
     KEEP,
     POP,
@@ -51,15 +53,50 @@ NetdevFactory = Callable[[str, str, dict[str, str]], Netdev]  # (kind, name, opt
 SUPPORTED_TYPES = ("", "system", "internal", "tap", "patch")
 
 
-def open_kernel_netdev(kind: str, name: str, options: dict[str, str]) -> Netdev:
-    from ovs_runtime.netdev.afpacket import AfPacketNetdev
-    from ovs_runtime.netdev.patch import PatchNetdev
+class KernelNetdevs:
+    """Opens kernel-backed ports, taking back fds kept across a restart (``fd_store``)."""
+
+    def __init__(self, fd_store: FdStore | None = None) -> None:
+        self.fd_store = fd_store
+
+    def __call__(self, kind: str, name: str, options: dict[str, str]) -> Netdev:
+        return open_kernel_netdev(kind, name, options, self.fd_store)
+
+    def forget(self, kind: str, name: str) -> None:
+        if self.fd_store is not None:
+            self.fd_store.forget(fd_name(_store_kind(kind), name))
+
+
+def _store_kind(kind: str) -> str:
+    return "pkt" if kind in ("", "system") else "tap"
+
+
+def open_kernel_netdev(
+    kind: str, name: str, options: dict[str, str], fd_store: FdStore | None = None
+) -> Netdev:
+    from ovs_runtime.netdev.afpacket import AfPacketNetdev, inherited_socket_is_for
     from ovs_runtime.netdev.tap import TapNetdev
 
+    if kind not in ("", "system", "internal", "tap"):
+        return _open_virtual(kind, name, options)
+    stored = fd_name(_store_kind(kind), name)
+    inherited = fd_store.take(stored) if fd_store is not None else None
     if kind in ("", "system"):
-        return AfPacketNetdev(name)
-    if kind in ("internal", "tap"):
-        return TapNetdev(name, persistent=kind == "tap")
+        if inherited is not None and not inherited_socket_is_for(inherited, name):
+            os.close(inherited)  # the device was re-created: the old socket is dead
+            inherited = None
+        netdev: Netdev = AfPacketNetdev(name, inherited)
+    else:
+        netdev = TapNetdev(name, persistent=kind == "tap", inherited_fd=inherited)
+        inherited = inherited if getattr(netdev, "inherited", False) else None
+    if fd_store is not None and inherited is None:
+        fd_store.keep(stored, netdev.fileno())
+    return netdev
+
+
+def _open_virtual(kind: str, name: str, options: dict[str, str]) -> Netdev:
+    from ovs_runtime.netdev.patch import PatchNetdev
+
     if kind == "patch":
         peer = options.get("peer")
         if not peer:
@@ -100,8 +137,10 @@ class UserspaceDatapath:
         if self._thread is not None:
             self._thread.join(5)
         with self.lock:
-            for bridge in list(self.bridges):
-                self.remove_bridge(bridge)
+            for bridge in self.bridges.values():
+                for handle in list(bridge.ports.values()):
+                    self._detach(handle, removed=False)
+            self.bridges.clear()
         self.epoll.close()
 
     def _loop(self) -> None:
@@ -277,10 +316,20 @@ class UserspaceDatapath:
         self._link_patches()
         return None
 
-    def _detach(self, handle: PortHandle) -> None:
+    def _detach(self, handle: PortHandle, removed: bool = True) -> None:
+        """Close a port's netdev. ``removed``: the port or its device is gone for good, so
+        its kept fd leaves systemd's store and a persistent TAP may disappear; on daemon
+        shutdown both stay, for the next process to take back."""
         netdev = handle.netdev
         if netdev is None:
             return
+        if removed:
+            unpersist = getattr(netdev, "unpersist", None)
+            if unpersist is not None and handle.error is None:
+                unpersist()
+            forget = getattr(self.open_netdev, "forget", None)
+            if forget is not None:
+                forget(handle.kind, handle.iface)
         fd = netdev.fileno()
         if fd >= 0 and self.by_fd.get(fd) is handle:
             self.epoll.unregister(fd)
@@ -315,6 +364,9 @@ class UserspaceDatapath:
             )
 
     # -- DatapathProvider ---------------------------------------------------------------
+
+    def batch(self) -> threading.RLock:
+        return self.lock
 
     def add_bridge(self, name: str, other_config: dict[str, str]) -> None:
         with self.lock:

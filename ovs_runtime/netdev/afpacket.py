@@ -1,17 +1,18 @@
-"""``system`` ports: an existing kernel device attached over an AF_PACKET socket.
+"""``system`` ports: an existing kernel device attached over AF_PACKET sockets.
 
-Socket options, and why:
+Three sockets per port, each for one job:
 
-- ``PACKET_VNET_HDR``: receive and send the virtio-net header, so frames with partial
-  checksums and GSO super-frames from veth are forwarded correctly (no ``ethtool -K tx
-  off`` needed) and at full size;
-- ``PACKET_AUXDATA``: the kernel strips a received 802.1Q tag into metadata; we put it
-  back so VLAN switching sees the frame as it was on the wire;
-- ``PACKET_IGNORE_OUTGOING``: do not read back the frames we transmit;
-- ``PACKET_ADD_MEMBERSHIP``/``PACKET_MR_PROMISC``: see frames for every MAC, for as long
-  as the socket lives;
-- TPACKET_V2 receive and transmit rings (``packet_ring``): no system call per packet;
-- a large ``SO_RCVBUF`` for the GSO super-frames that do not fit a ring slot.
+- **receive**: ``ETH_P_ALL`` with a TPACKET_V2 receive ring. This is the one that must
+  outlive the process: it is handed to systemd's file-descriptor store, so frames that
+  arrive while the daemon restarts or upgrades wait in its ring and are forwarded when
+  the new process takes it back. Its options: ``PACKET_VNET_HDR`` (checksum/GSO offload
+  state with each frame: TCP works with offloads on), ``PACKET_AUXDATA`` (the kernel
+  strips a received 802.1Q tag into metadata; we put it back), ``PACKET_IGNORE_OUTGOING``
+  (never read back what we send), ``PACKET_MR_PROMISC`` (frames for every MAC, for as
+  long as the socket lives), and a large receive buffer for frames too big for a slot.
+- **transmit**: a TPACKET_V2 transmit ring, kicked once per loop iteration.
+- **big frames**: GSO super-frames that do not fit a ring slot, sent after a kick so
+  order is kept.
 
 ``PACKET_QDISC_BYPASS`` is deliberately *not* set: it would skip tc, and QoS uses tc.
 """
@@ -25,7 +26,7 @@ import struct
 from ovs_runtime.datapath.vnet_header import SIZE as VNET_SIZE
 from ovs_runtime.datapath.vnet_header import shifted
 from ovs_runtime.netdev import link
-from ovs_runtime.netdev.packet_ring import PacketRing
+from ovs_runtime.netdev.packet_ring import RxRing, TxRing
 from ovs_runtime.netdev.provider import NetdevGone, NetdevStats, NetdevStatus, Packet
 
 SOL_PACKET = 263
@@ -45,55 +46,97 @@ SO_SNDBUFFORCE, SO_RCVBUFFORCE = 32, 33
 GONE_ERRNOS = (errno.ENETDOWN, errno.ENXIO, errno.ENODEV)
 
 
-def _set_buffers(sock: socket.socket) -> None:
-    """Big socket buffers, past net.core.rmem_max when we may (CAP_NET_ADMIN): the
-    receive queue holds the GSO super-frames that do not fit a ring slot."""
-    for forced, plain in ((SO_RCVBUFFORCE, socket.SO_RCVBUF), (SO_SNDBUFFORCE, socket.SO_SNDBUF)):
-        try:
-            sock.setsockopt(socket.SOL_SOCKET, forced, SOCKET_BUFFER)
-        except PermissionError:
-            sock.setsockopt(socket.SOL_SOCKET, plain, SOCKET_BUFFER)
+def _set_buffer(sock: socket.socket, forced: int, plain: int) -> None:
+    """A big buffer, past net.core.[rw]mem_max when we may (CAP_NET_ADMIN)."""
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, forced, SOCKET_BUFFER)
+    except PermissionError:
+        sock.setsockopt(socket.SOL_SOCKET, plain, SOCKET_BUFFER)
+
+
+def _open_receive_socket(name: str) -> socket.socket:
+    sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
+    try:
+        sock.setsockopt(SOL_PACKET, PACKET_VNET_HDR, 1)  # before the ring
+        sock.setsockopt(SOL_PACKET, PACKET_AUXDATA, 1)
+        sock.setsockopt(SOL_PACKET, PACKET_IGNORE_OUTGOING, 1)
+        _set_buffer(sock, SO_RCVBUFFORCE, socket.SO_RCVBUF)
+        return sock
+    except OSError:
+        sock.close()
+        raise
+
+
+def _open_send_socket(name: str) -> socket.socket:
+    """A socket that only sends (protocol 0: it receives nothing)."""
+    sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
+    try:
+        sock.setsockopt(SOL_PACKET, PACKET_VNET_HDR, 1)
+        _set_buffer(sock, SO_SNDBUFFORCE, socket.SO_SNDBUF)
+        return sock
+    except OSError:
+        sock.close()
+        raise
+
+
+def inherited_socket_is_for(fd: int, name: str) -> bool:
+    """Is a socket from the previous process still bound to this very device?"""
+    try:
+        sock = socket.socket(fileno=fd)
+    except OSError:
+        return False
+    try:
+        bound = sock.getsockname()
+        return bool(bound[0] == name and socket.if_nametoindex(name) > 0)
+    except OSError:
+        return False
+    finally:
+        sock.detach()
 
 
 class AfPacketNetdev:
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, inherited_fd: int | None = None) -> None:
         self.name = name
         self.stats = NetdevStats()
+        self.stray_copies = 0
         if not link.exists(name):
             raise NetdevGone(f"no network device named {name}")
         link.set_up(name)
-        sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
+        opened: list[socket.socket] = []
         try:
-            sock.setsockopt(SOL_PACKET, PACKET_VNET_HDR, 1)  # before the rings
-            sock.setsockopt(SOL_PACKET, PACKET_AUXDATA, 1)
-            self.ring = PacketRing(sock)
-            sock.setsockopt(SOL_PACKET, PACKET_IGNORE_OUTGOING, 1)
-            _set_buffers(sock)
-            sock.bind((name, ETH_P_ALL))
-            ifindex = socket.if_nametoindex(name)
-            mreq = struct.pack("iHH8s", ifindex, PACKET_MR_PROMISC, 0, b"")
-            sock.setsockopt(SOL_PACKET, PACKET_ADD_MEMBERSHIP, mreq)
-            sock.setblocking(False)
-            # With a transmit ring, every send() on that socket sends from the ring; frames
-            # too big for a slot leave through a second, ring-less socket (protocol 0:
-            # it receives nothing).
-            big_sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
-            big_sock.setsockopt(SOL_PACKET, PACKET_VNET_HDR, 1)
-            big_sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SOCKET_BUFFER)
-            big_sock.bind((name, 0))
-            big_sock.setblocking(False)
+            if inherited_fd is not None:
+                rx = socket.socket(fileno=inherited_fd)
+            else:
+                rx = _open_receive_socket(name)
+            opened.append(rx)
+            self.rx_ring = RxRing(rx, inherited=inherited_fd is not None)
+            if inherited_fd is None:
+                rx.bind((name, ETH_P_ALL))
+                ifindex = socket.if_nametoindex(name)
+                mreq = struct.pack("iHH8s", ifindex, PACKET_MR_PROMISC, 0, b"")
+                rx.setsockopt(SOL_PACKET, PACKET_ADD_MEMBERSHIP, mreq)
+            rx.setblocking(False)
+            tx = _open_send_socket(name)
+            opened.append(tx)
+            self.tx_ring = TxRing(tx)
+            tx.bind((name, 0))
+            tx.setblocking(False)
+            big = _open_send_socket(name)
+            opened.append(big)
+            big.bind((name, 0))
+            big.setblocking(False)
         except OSError as exc:
-            sock.close()
+            for sock in opened:
+                sock.close()
             raise NetdevGone(f"cannot attach to {name}: {exc.strerror or exc}") from exc
-        self.sock = sock
-        self.big_sock = big_sock
-        self.stray_copies = 0
+        self.sock, self.tx_sock, self.big_sock = rx, tx, big
+        self.inherited = inherited_fd is not None
 
     def fileno(self) -> int:
         return self.sock.fileno()
 
     def receive(self, budget: int) -> list[Packet]:
-        ring = self.ring
+        ring = self.rx_ring
         packets = ring.receive(budget, self._receive_copy)
         if ring.truncated:
             self.stats.rx_dropped += ring.truncated
@@ -148,8 +191,7 @@ class AfPacketNetdev:
         return header, frame
 
     def send(self, vnet_header: bytes, frame: bytes) -> None:
-        ring = self.ring
-        queued = ring.queue(vnet_header, frame)
+        queued = self.tx_ring.queue(vnet_header, frame)
         if queued is not None:
             stats = self.stats
             if queued:
@@ -158,7 +200,7 @@ class AfPacketNetdev:
             else:
                 stats.tx_dropped += 1
             return
-        ring.flush()  # keep order: what is queued goes first
+        self.tx_ring.flush()  # keep order: what is queued goes first
         try:
             self.big_sock.send(vnet_header + frame)
         except (BlockingIOError, InterruptedError):
@@ -173,12 +215,13 @@ class AfPacketNetdev:
         self.stats.tx_bytes += len(frame)
 
     def flush(self) -> None:
-        self.ring.flush()
+        self.tx_ring.flush()
 
     def status(self) -> NetdevStatus:
         return link.read_status(self.name)
 
     def close(self) -> None:
-        self.ring.close()
-        self.sock.close()
-        self.big_sock.close()
+        self.rx_ring.close()
+        self.tx_ring.close()
+        for sock in (self.sock, self.tx_sock, self.big_sock):
+            sock.close()

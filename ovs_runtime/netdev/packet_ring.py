@@ -4,11 +4,14 @@ With a ring, the kernel writes received frames into memory we share with it, and
 frames we place in the transmit ring when we kick it once per batch: no system call per
 packet in either direction, which is what makes a Python datapath fast.
 
-- Slots are ``SLOT_SIZE`` bytes, enough for any standard-MTU frame. Larger frames (GSO
-  super-frames from veth/TAP, up to 64 KiB) do not fit: ``PACKET_COPY_THRESH`` makes the
-  kernel queue a full copy on the socket as well, flagged ``TP_STATUS_COPY``, which we read
-  with ``recvmsg``; on transmit they go out with a plain ``send`` after the ring is kicked,
-  so order is kept.
+- Receive slots are ``SLOT_SIZE`` bytes, enough for any standard-MTU frame. Larger
+  frames (GSO super-frames from veth/TAP, up to 64 KiB) do not fit: ``PACKET_COPY_THRESH``
+  makes the kernel also queue a full copy on the socket, flagged ``TP_STATUS_COPY``, which
+  the caller reads with ``recvmsg``.
+- The receive ring lives on a socket that survives daemon restarts (systemd's
+  file-descriptor store). A new process does not know where the kernel will write next,
+  so ``RxRing`` finds the oldest unread frame by scanning when it attaches to an
+  existing ring, and whenever the ring looks stuck.
 - Each slot holds a ``tpacket2_hdr``; with ``PACKET_VNET_HDR`` the 10-byte virtio-net
   header sits just before the frame on receive and at the start of the data on transmit.
 - The kernel strips a received 802.1Q tag into ``tp_vlan_tci``; we put it back.
@@ -19,6 +22,7 @@ from __future__ import annotations
 import mmap
 import socket
 import struct
+from collections.abc import Callable
 
 from ovs_runtime.datapath.vnet_header import SIZE as VNET_SIZE
 from ovs_runtime.datapath.vnet_header import shifted
@@ -37,23 +41,21 @@ TP_STATUS_VLAN_VALID = 0x10
 TP_STATUS_VLAN_TPID_VALID = 0x40
 TP_STATUS_AVAILABLE = 0
 TP_STATUS_SEND_REQUEST = 1
-TP_STATUS_WRONG_FORMAT = 4
 TP_STATUS_SENDING = 2
 TX_BUSY = TP_STATUS_SEND_REQUEST | TP_STATUS_SENDING  # the kernel still owns the slot
 
-HEADER = struct.Struct("IIIHHIIHH4x")  # struct tpacket2_hdr, 32 bytes
 TX_DATA_OFFSET = 32  # TPACKET_ALIGN(sizeof(struct tpacket2_hdr))
 SLOT_SIZE = 2048
 BLOCK_SIZE = 1 << 16
 RX_SLOTS = 2048  # 4 MiB: frames queue here while the daemon is busy or restarting
 TX_SLOTS = 512
 STALL_LIMIT = 64
+TX_ROOM = SLOT_SIZE - TX_DATA_OFFSET
 _U32 = struct.Struct("I")
 _HEAD = struct.Struct("IIIH")  # tp_status, tp_len, tp_snaplen, tp_mac
 _VLAN = struct.Struct("HH")  # tp_vlan_tci, tp_vlan_tpid (at offset 24)
 
-
-TX_ROOM = SLOT_SIZE - TX_DATA_OFFSET
+Packet = tuple[bytes, bytes]
 
 
 def _ring_request(slots: int) -> bytes:
@@ -61,35 +63,27 @@ def _ring_request(slots: int) -> bytes:
     return struct.pack("IIII", BLOCK_SIZE, slots // per_block, SLOT_SIZE, slots)
 
 
-class PacketRing:
-    """The rings of one AF_PACKET socket (already created, not yet bound)."""
+class RxRing:
+    """The receive ring of an AF_PACKET socket."""
 
-    def __init__(self, sock: socket.socket) -> None:
-        sock.setsockopt(SOL_PACKET, PACKET_VERSION, TPACKET_V2)
-        sock.setsockopt(SOL_PACKET, PACKET_COPY_THRESH, 1)
-        sock.setsockopt(SOL_PACKET, PACKET_RX_RING, _ring_request(RX_SLOTS))
-        sock.setsockopt(SOL_PACKET, PACKET_TX_RING, _ring_request(TX_SLOTS))
-        self.sock = sock
-        self.rx_bytes = RX_SLOTS * SLOT_SIZE
+    def __init__(self, sock: socket.socket, inherited: bool) -> None:
+        if not inherited:
+            sock.setsockopt(SOL_PACKET, PACKET_VERSION, TPACKET_V2)
+            sock.setsockopt(SOL_PACKET, PACKET_COPY_THRESH, 1)
+            sock.setsockopt(SOL_PACKET, PACKET_RX_RING, _ring_request(RX_SLOTS))
         self.map = mmap.mmap(
-            sock.fileno(),
-            self.rx_bytes + TX_SLOTS * SLOT_SIZE,
-            mmap.MAP_SHARED,
-            mmap.PROT_READ | mmap.PROT_WRITE,
+            sock.fileno(), RX_SLOTS * SLOT_SIZE, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE
         )
         self.rx_index = 0
-        self.tx_index = 0
-        self.tx_pending = 0
+        self.head_known = not inherited  # a fresh ring starts at slot 0
         self.truncated = 0
         self.stalls = 0
         self.resyncs = 0
 
-    # -- receive ------------------------------------------------------------------------
-
-    def receive(self, budget: int, recv_copy: object) -> list[tuple[bytes, bytes]]:
+    def receive(self, budget: int, recv_copy: Callable[[], Packet | None]) -> list[Packet]:
         """Frames the kernel has placed in the ring, oldest first."""
         mm = self.map
-        packets: list[tuple[bytes, bytes]] = []
+        packets: list[Packet] = []
         append = packets.append
         index = self.rx_index
         unpack_head = _HEAD.unpack_from
@@ -98,13 +92,13 @@ class PacketRing:
             offset = index * SLOT_SIZE
             status, length, snaplen, mac = unpack_head(mm, offset)
             if not status & TP_STATUS_USER:
-                if not packets and self._skip_stuck_slot(index):
+                if not packets and self._resync(index):
                     index = self.rx_index
                     continue
                 break
             self.stalls = 0
             if status & TP_STATUS_COPY:
-                packet = recv_copy()  # type: ignore[operator]
+                packet = recv_copy()
                 if packet is not None:
                     append(packet)
             elif snaplen < length:
@@ -132,37 +126,66 @@ class PacketRing:
         self.rx_index = index
         return packets
 
-    def _skip_stuck_slot(self, index: int) -> bool:
-        """Recover from a slot the kernel passed over.
-
-        Under overload on a multi-core machine, we have seen the kernel leave one slot
-        kernel-owned while filling the ones after it, which would stop the ring for good
-        (epoll keeps reporting frames we never reach). A slot can also be briefly
-        kernel-owned while another CPU still copies into it, so we only skip after the
-        slot has stayed empty with later ones full for ``STALL_LIMIT`` looks in a row.
-        """
-        following = ((index + 1) % RX_SLOTS) * SLOT_SIZE
-        if not _U32.unpack_from(self.map, following)[0] & TP_STATUS_USER:
+    def _resync(self, index: int) -> bool:
+        """Move to the oldest unread frame when we cannot know or have lost the kernel's
+        position: after attaching to a ring a previous process used, or when a slot stays
+        empty while the next one is full (seen under overload on two cores: the kernel
+        passed over one slot). A slot can also be briefly empty while another CPU still
+        copies into it, so that case waits ``STALL_LIMIT`` looks before skipping."""
+        if self.head_known:
+            following = ((index + 1) % RX_SLOTS) * SLOT_SIZE
+            if not _U32.unpack_from(self.map, following)[0] & TP_STATUS_USER:
+                self.stalls = 0
+                return False
+            self.stalls += 1
+            if self.stalls < STALL_LIMIT:
+                return False
             self.stalls = 0
+            self.resyncs += 1
+        oldest = self._oldest_unread()
+        if oldest is None or oldest == index:
             return False
-        self.stalls += 1
-        if self.stalls < STALL_LIMIT:
-            return False
-        self.stalls = 0
-        self.resyncs += 1
-        self.rx_index = (index + 1) % RX_SLOTS
+        self.rx_index = oldest
+        self.head_known = True
         return True
 
-    # -- transmit -----------------------------------------------------------------------
+    def _oldest_unread(self) -> int | None:
+        mm = self.map
+        user = [
+            bool(_U32.unpack_from(mm, i * SLOT_SIZE)[0] & TP_STATUS_USER) for i in range(RX_SLOTS)
+        ]
+        if not any(user):
+            return None
+        for i in range(RX_SLOTS):
+            if user[i] and not user[i - 1]:
+                return i
+        return self.rx_index  # every slot full: any start is the oldest
+
+    def close(self) -> None:
+        self.map.close()
+
+
+class TxRing:
+    """The transmit ring of an AF_PACKET socket (always fresh: nothing to inherit)."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        sock.setsockopt(SOL_PACKET, PACKET_VERSION, TPACKET_V2)
+        sock.setsockopt(SOL_PACKET, PACKET_TX_RING, _ring_request(TX_SLOTS))
+        self.sock = sock
+        self.map = mmap.mmap(
+            sock.fileno(), TX_SLOTS * SLOT_SIZE, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE
+        )
+        self.tx_index = 0
+        self.tx_pending = 0
 
     def queue(self, vnet_header: bytes, frame: bytes) -> bool | None:
-        """Place a frame in the transmit ring: True if queued, False if the ring is
-        full, None if the frame is too big for a slot (the caller sends it otherwise)."""
+        """Place a frame in the ring: True if queued, False if the ring is full, None if
+        the frame is too big for a slot (the caller sends it another way)."""
         length = len(frame) + VNET_SIZE
         if length > TX_ROOM:
             return None
         mm = self.map
-        offset = self.rx_bytes + self.tx_index * SLOT_SIZE
+        offset = self.tx_index * SLOT_SIZE
         if _U32.unpack_from(mm, offset)[0] & TX_BUSY:
             self.flush()
             if _U32.unpack_from(mm, offset)[0] & TX_BUSY:
@@ -178,7 +201,7 @@ class PacketRing:
         return True
 
     def flush(self) -> None:
-        """Ask the kernel to send everything queued in the transmit ring."""
+        """Ask the kernel to send everything queued in the ring."""
         if not self.tx_pending:
             return
         self.tx_pending = 0

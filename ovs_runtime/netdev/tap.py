@@ -24,6 +24,7 @@ from ovs_runtime.netdev.provider import NetdevGone, NetdevStats, NetdevStatus, P
 TUNSETIFF = 0x400454CA
 TUNSETPERSIST = 0x400454CB
 TUNSETOFFLOAD = 0x400454D0
+TUNGETIFF = 0x800454D2
 IFF_TAP = 0x0002
 IFF_NO_PI = 0x1000
 IFF_VNET_HDR = 0x4000
@@ -32,13 +33,21 @@ READ_SIZE = VNET_SIZE + 65536 + 18
 
 
 class TapNetdev:
-    def __init__(self, name: str, persistent: bool) -> None:
+    def __init__(self, name: str, persistent: bool, inherited_fd: int | None = None) -> None:
         if len(name) > 15:
             raise NetdevGone(f"interface name {name!r} is longer than 15 characters")
         self.name = name
         self.persistent = persistent
         self.stats = NetdevStats()
         self.remote_namespace = False
+        self.inherited = inherited_fd is not None
+        if inherited_fd is not None and _tap_name(inherited_fd) == name:
+            os.set_blocking(inherited_fd, False)
+            self.fd = inherited_fd  # the same device, kept alive by systemd meanwhile
+            return
+        if inherited_fd is not None:
+            os.close(inherited_fd)
+            self.inherited = False
         try:
             fd = os.open("/dev/net/tun", os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC)
         except OSError as exc:
@@ -100,10 +109,22 @@ class TapNetdev:
             return NetdevStatus(link_state="up", admin_state="up", extra={"namespace": "elsewhere"})
         return status
 
-    def close(self) -> None:
+    def unpersist(self) -> None:
+        """The port was removed: let the device go when the last fd closes."""
         if self.persistent:
             try:
                 fcntl.ioctl(self.fd, TUNSETPERSIST, 0)
             except OSError:
                 pass
+
+    def close(self) -> None:
         os.close(self.fd)
+
+
+def _tap_name(fd: int) -> str | None:
+    """The name of the TAP device an fd is attached to (TUNGETIFF), or None."""
+    try:
+        ifr = fcntl.ioctl(fd, TUNGETIFF, bytes(40))
+    except OSError:
+        return None
+    return ifr[:16].split(b"\0", 1)[0].decode(errors="replace")

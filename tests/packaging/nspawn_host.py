@@ -20,8 +20,18 @@ from pathlib import Path
 CACHE = Path(os.environ.get("OVSR_ROOTFS_CACHE", "/var/cache/ovs-runtime-test"))
 SUITE = "bookworm"
 PACKAGES = [
-    "systemd", "systemd-sysv", "dbus", "procps", "iproute2", "iputils-ping", "passwd",
-    "python3", "python3-openvswitch", "python3-pyroute2", "python3-yaml", "python3-systemd",
+    "systemd",
+    "systemd-sysv",
+    "dbus",
+    "procps",
+    "iproute2",
+    "iputils-ping",
+    "passwd",
+    "python3",
+    "python3-openvswitch",
+    "python3-pyroute2",
+    "python3-yaml",
+    "python3-systemd",
 ]
 
 
@@ -49,9 +59,19 @@ def cached_rootfs() -> Path:
     partial = root.with_suffix(".partial")
     shutil.rmtree(partial, ignore_errors=True)
     partial.parent.mkdir(parents=True, exist_ok=True)
-    subprocess.run(["debootstrap", "--variant=minbase", f"--include={','.join(PACKAGES)}",
-                    SUITE, str(partial), debian_mirror()], check=True, capture_output=True,
-                   timeout=1200)
+    subprocess.run(
+        [
+            "debootstrap",
+            "--variant=minbase",
+            f"--include={','.join(PACKAGES)}",
+            SUITE,
+            str(partial),
+            debian_mirror(),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=1200,
+    )
     (partial / "etc/hostname").write_text("pkgtest\n")
     shutil.rmtree(root, ignore_errors=True)
     partial.rename(root)
@@ -68,13 +88,24 @@ class NspawnHost:
 
     def boot(self, timeout: float = 120) -> NspawnHost:
         root = cached_rootfs()
-        argv = ["systemd-nspawn", "-D", str(root), "-b", "--register=no", "--keep-unit",
-                "--volatile=overlay", "--private-network", f"--machine={self.name}",
-                f"--hostname={self.name}", "--console=passive"]
+        argv = [
+            "systemd-nspawn",
+            "-D",
+            str(root),
+            "-b",
+            "--register=no",
+            "--keep-unit",
+            "--volatile=overlay",
+            "--private-network",
+            f"--machine={self.name}",
+            f"--hostname={self.name}",
+            "--console=passive",
+        ]
         for src, dst in self.binds.items():
             argv.append(f"--bind-ro={src}:{dst}")
-        self.proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                     start_new_session=True)
+        self.proc = subprocess.Popen(
+            argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True
+        )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -96,18 +127,24 @@ class NspawnHost:
             return None
         return int(pids[0]) if pids else None
 
-    def run(self, *argv: str, check: bool = True, user: str | None = None,
-            timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    def run(
+        self, *argv: str, check: bool = True, user: str | None = None, timeout: float = 120
+    ) -> subprocess.CompletedProcess[str]:
         assert self.leader is not None
         command = list(argv)
         if user:
             command = ["runuser", "-u", user, "--", *command]
-        proc = subprocess.run(["nsenter", "-t", str(self.leader), "-a", *command],
-                              capture_output=True, text=True, timeout=timeout,
-                              env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8"})
+        proc = subprocess.run(
+            ["nsenter", "-t", str(self.leader), "-a", *command],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8"},
+        )
         if check and proc.returncode != 0:
-            raise AssertionError(f"{' '.join(argv)} failed ({proc.returncode}):\n"
-                                 f"{proc.stdout}\n{proc.stderr}")
+            raise AssertionError(
+                f"{' '.join(argv)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}"
+            )
         return proc
 
     def journal(self, unit: str = "ovs-runtime") -> str:
@@ -117,8 +154,11 @@ class NspawnHost:
         if self.proc is None or self.proc.poll() is not None:
             return
         if self.leader is not None:
-            subprocess.run(["nsenter", "-t", str(self.leader), "-a", "systemctl", "poweroff"],
-                           capture_output=True, timeout=30)
+            subprocess.run(
+                ["nsenter", "-t", str(self.leader), "-a", "systemctl", "poweroff"],
+                capture_output=True,
+                timeout=30,
+            )
         try:
             self.proc.wait(30)
         except subprocess.TimeoutExpired:

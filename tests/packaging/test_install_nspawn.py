@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
@@ -59,11 +58,22 @@ def test_ovsr_as_root_group_member_and_outsider(host: NspawnHost) -> None:
 
 
 def test_reload_and_restart_keep_config(host: NspawnHost) -> None:
-    host.run("ovsr", "--may-exist", "add-br", "br0", "--", "set", "Bridge", "br0",
-             "other_config:mac-aging-time=120")
+    host.run(
+        "ovsr",
+        "--may-exist",
+        "add-br",
+        "br0",
+        "--",
+        "set",
+        "Bridge",
+        "br0",
+        "other_config:mac-aging-time=120",
+    )
     host.run("systemctl", "reload", "ovs-runtime")
     host.run("systemctl", "restart", "ovs-runtime")
     host.run("systemctl", "is-active", "--quiet", "ovs-runtime")
-    assert host.run("ovsr", "get", "Bridge", "br0", "other_config:mac-aging-time").stdout.strip() \
+    assert (
+        host.run("ovsr", "get", "Bridge", "br0", "other_config:mac-aging-time").stdout.strip()
         == '"120"'
+    )
     assert "SIGHUP: reloaded" in host.journal()

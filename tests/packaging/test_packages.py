@@ -38,7 +38,7 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-def build(out: Path, epoch: str = "1764000000") -> tuple[Path, Path]:
+def build(out: Path, epoch: str = "1764000000", version: str = __version__) -> tuple[Path, Path]:
     env = dict(
         os.environ,
         OVSR_BUILD_DIR=str(out / "build"),
@@ -46,6 +46,8 @@ def build(out: Path, epoch: str = "1764000000") -> tuple[Path, Path]:
         SOURCE_DATE_EPOCH=epoch,
         PATH=SYSTEM_PATH,
     )
+    if version != __version__:
+        env["OVSR_VERSION"] = version
     proc = subprocess.run(
         ["bash", str(REPO / "scripts/build-packages.sh")],
         env=env,
@@ -54,8 +56,8 @@ def build(out: Path, epoch: str = "1764000000") -> tuple[Path, Path]:
         timeout=600,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    deb = out / "dist" / f"ovs-runtime_{__version__}_all.deb"
-    rpm = out / "dist" / f"ovs-runtime-{__version__}-1.noarch.rpm"
+    deb = out / "dist" / f"ovs-runtime_{version}_all.deb"
+    rpm = out / "dist" / f"ovs-runtime-{version}-1.noarch.rpm"
     assert deb.exists() and rpm.exists()
     return deb, rpm
 
