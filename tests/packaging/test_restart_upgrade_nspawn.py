@@ -151,6 +151,30 @@ def test_upgrade_loses_no_packets_and_keeps_config(host: NspawnHost) -> None:
     assert received == sent
 
 
+def test_bad_config_fails_with_file_and_line_then_recovers(host: NspawnHost) -> None:
+    conf = "/etc/ovs-runtime/ovs-runtimed.conf"
+    original = host.run("cat", conf).stdout
+    host.run("sh", "-c", f"printf '[daemon]\\nlog_level = info\\nbogus_key = 1\\n' > {conf}")
+    failed = host.run("systemctl", "restart", "ovs-runtime", check=False)
+    assert failed.returncode != 0
+    assert f"{conf}:3: unknown key 'bogus_key'" in host.journal()
+    host.run("sh", "-c", f"cat > {conf} <<'EOF'\n{original}EOF")
+    host.run("systemctl", "reset-failed", "ovs-runtime")
+    host.run("systemctl", "restart", "ovs-runtime")
+    assert host.run("ovsr", "get", "Port", "vm1p", "tag").stdout.strip() == "10"
+
+
+def test_downgrade_works_and_keeps_config(host: NspawnHost) -> None:
+    host.run(
+        "apt-get", "install", "-y", "--allow-downgrades", f"/dist/ovs-runtime_{__version__}_all.deb"
+    )
+    assert host.run("dpkg-query", "-W", "-f=${Version}", "ovs-runtime").stdout == __version__
+    host.run("systemctl", "is-active", "--quiet", "ovs-runtime")
+    assert host.run("ovsr", "get", "Port", "vm1p", "tag").stdout.strip() == "10"
+    sent, received, _ = ping(host, count=50)
+    assert received == sent
+
+
 def test_remove_keeps_state_and_purge_removes_it(host: NspawnHost) -> None:
     host.run("apt-get", "remove", "-y", "ovs-runtime")
     assert host.run("test", "-f", "/var/lib/ovs-runtime/conf.db", check=False).returncode == 0
