@@ -11,6 +11,8 @@ packages=(
   # packages: build and lint the .deb and .rpm, verify the systemd unit
   debhelper dh-python pybuild-plugin-pyproject python3-all dpkg-dev fakeroot lintian
   rpm rpmlint systemd
+  # tests: a booted Debian 12 host for package install, restart and upgrade tests
+  debootstrap systemd-container
 )
 
 missing=()
