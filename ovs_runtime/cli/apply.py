@@ -34,18 +34,17 @@ from typing import Any
 import yaml
 
 from ovs_runtime.cli import value_syntax as vs
-from ovs_runtime.cli.model import Model
-from ovs_runtime.cli.vsctl_commands import (
-    CommandContext,
-    _bridge,
-    _bridge_of_port,
-    _delete_port,
-    _port,
+from ovs_runtime.cli.bridge_commands import (
+    bridge_key,
+    bridge_of_port,
     cmd_add_br,
     cmd_add_port,
     cmd_del_br,
-    command,
+    delete_port,
+    port_key,
 )
+from ovs_runtime.cli.command_registry import CommandContext, command
+from ovs_runtime.cli.model import Model
 from ovs_runtime.db.schema import DbSchema, load_schema
 
 STATES = ("merged", "replaced", "overridden", "deleted")
@@ -277,9 +276,9 @@ def _set_columns(
 
 def _apply_bridge(ctx: CommandContext, name: str, spec: dict[str, Any], replace: bool) -> None:
     m = ctx.model
-    if _bridge(m, name, must_exist=False) is None:
+    if bridge_key(m, name, must_exist=False) is None:
         cmd_add_br(CommandContext(m), [name])
-    bkey = _bridge(m, name)
+    bkey = bridge_key(m, name)
     assert bkey is not None
     _set_columns(m, "Bridge", bkey, spec["columns"], BRIDGE_COLUMNS, replace)
     wanted_ports = spec["ports"]
@@ -287,15 +286,15 @@ def _apply_bridge(ctx: CommandContext, name: str, spec: dict[str, Any], replace:
         for pref in list(m.rows["Bridge"][bkey]["ports"]):
             pname = str(m.rows["Port"][m.key_of(pref)]["name"])
             if pname != name and pname not in wanted_ports:
-                _delete_port(m, m.key_of(pref))
+                delete_port(m, m.key_of(pref))
     for pname, pspec in wanted_ports.items():
-        pkey = _port(m, pname, must_exist=False)
-        if pkey is not None and _bridge_of_port(m, pkey) != bkey:
-            _delete_port(m, pkey)  # moving a port between bridges, as ovs-vsctl would refuse
+        pkey = port_key(m, pname, must_exist=False)
+        if pkey is not None and bridge_of_port(m, pkey) != bkey:
+            delete_port(m, pkey)  # moving a port between bridges, as ovs-vsctl would refuse
             pkey = None
         if pkey is None:
             cmd_add_port(CommandContext(m), [name, pname])
-            pkey = _port(m, pname)
+            pkey = port_key(m, pname)
             assert pkey is not None
         port_cols = {k: v for k, v in pspec["columns"].items() if k in PORT_COLUMNS}
         _set_columns(m, "Port", pkey, port_cols, PORT_COLUMNS, replace)
@@ -318,13 +317,13 @@ def cmd_apply(ctx: CommandContext, args: list[str]) -> None:
     before = current_state(m, scope)
     if state == "deleted":
         for name, spec in desired.items():
-            if _bridge(m, name, must_exist=False) is None:
+            if bridge_key(m, name, must_exist=False) is None:
                 continue
             if spec["ports"]:
                 for pname in spec["ports"]:
-                    pkey = _port(m, pname, must_exist=False)
+                    pkey = port_key(m, pname, must_exist=False)
                     if pkey is not None:
-                        _delete_port(m, pkey)
+                        delete_port(m, pkey)
             else:
                 cmd_del_br(CommandContext(m), [name])
     else:

@@ -21,12 +21,13 @@ from typing import Any
 
 from ovs_runtime import __version__
 from ovs_runtime.cli import apply as apply_cmd
+from ovs_runtime.cli import bridge_commands, table_commands  # noqa: F401  (register)
 from ovs_runtime.cli import show as show_cmd
 from ovs_runtime.cli import value_syntax as vs
 from ovs_runtime.cli.client import ClientError, OvsdbClient, default_target
+from ovs_runtime.cli.command_registry import COMMANDS, CommandContext, ExitStatus, command
 from ovs_runtime.cli.inspect_commands import INSPECT_COMMANDS, run_inspect
 from ovs_runtime.cli.model import Model, ModelError
-from ovs_runtime.cli.vsctl_commands import COMMANDS, CommandContext, ExitStatus, command
 from ovs_runtime.db.errors import OvsdbError
 from ovs_runtime.db.schema import DbSchema, parse_schema
 

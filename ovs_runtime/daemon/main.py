@@ -22,7 +22,8 @@ from ovs_runtime.bridge.reconciler import Reconciler
 from ovs_runtime.daemon import config as daemon_config
 from ovs_runtime.daemon import run_lock, systemd_notify
 from ovs_runtime.datapath.fd_store import FdStore
-from ovs_runtime.datapath.userspace import KernelNetdevs, UserspaceDatapath
+from ovs_runtime.datapath.netdev_factory import KernelNetdevs
+from ovs_runtime.datapath.userspace import UserspaceDatapath
 from ovs_runtime.db.database import Database, open_database
 from ovs_runtime.db.migrate import NewerSchemaError
 from ovs_runtime.db.schema import load_schema

@@ -13,7 +13,6 @@ between two batches and never half-way through one.
 from __future__ import annotations
 
 import logging
-import os
 import select
 import struct
 import threading
@@ -24,7 +23,6 @@ from typing import Any
 from ovs_runtime.bridge.desired_state import PortSpec
 from ovs_runtime.datapath import vnet_header
 from ovs_runtime.datapath.bridge_state import BridgeState
-from ovs_runtime.datapath.fd_store import FdStore, fd_name
 from ovs_runtime.datapath.flow_cache import (
     KEEP,
     POP,
@@ -32,6 +30,7 @@ from ovs_runtime.datapath.flow_cache import (
     CachedDecision,
     tag_operation,
 )
+from ovs_runtime.datapath.netdev_factory import KernelNetdevs, NetdevFactory
 from ovs_runtime.datapath.port_handle import PortHandle
 from ovs_runtime.datapath.provider import InterfaceState
 from ovs_runtime.netdev.provider import Netdev, NetdevGone
@@ -49,72 +48,15 @@ log = logging.getLogger(__name__)
 
 BATCH = 64
 REFRESH_INTERVAL = 1.0  # how often a cached flow re-stamps its source MAC's age
-NetdevFactory = Callable[[str, str, dict[str, str]], Netdev]  # (kind, name, options)
-SUPPORTED_TYPES = ("", "system", "internal", "tap", "patch")
-
-
-class KernelNetdevs:
-    """Opens kernel-backed ports, taking back fds kept across a restart (``fd_store``)."""
-
-    def __init__(self, fd_store: FdStore | None = None) -> None:
-        self.fd_store = fd_store
-
-    def __call__(self, kind: str, name: str, options: dict[str, str]) -> Netdev:
-        return open_kernel_netdev(kind, name, options, self.fd_store)
-
-    def forget(self, kind: str, name: str) -> None:
-        if self.fd_store is not None:
-            self.fd_store.forget(fd_name(_store_kind(kind), name))
-
-
-def _store_kind(kind: str) -> str:
-    return "pkt" if kind in ("", "system") else "tap"
-
-
-def open_kernel_netdev(
-    kind: str, name: str, options: dict[str, str], fd_store: FdStore | None = None
-) -> Netdev:
-    from ovs_runtime.netdev.afpacket import AfPacketNetdev, inherited_socket_is_for
-    from ovs_runtime.netdev.tap import TapNetdev
-
-    if kind not in ("", "system", "internal", "tap"):
-        return _open_virtual(kind, name, options)
-    stored = fd_name(_store_kind(kind), name)
-    inherited = fd_store.take(stored) if fd_store is not None else None
-    if kind in ("", "system"):
-        if inherited is not None and not inherited_socket_is_for(inherited, name):
-            os.close(inherited)  # the device was re-created: the old socket is dead
-            inherited = None
-        netdev: Netdev = AfPacketNetdev(name, inherited)
-    else:
-        netdev = TapNetdev(name, persistent=kind == "tap", inherited_fd=inherited)
-        inherited = inherited if getattr(netdev, "inherited", False) else None
-    if fd_store is not None and inherited is None:
-        fd_store.keep(stored, netdev.fileno())
-    return netdev
-
-
-def _open_virtual(kind: str, name: str, options: dict[str, str]) -> Netdev:
-    from ovs_runtime.netdev.patch import PatchNetdev
-
-    if kind == "patch":
-        peer = options.get("peer")
-        if not peer:
-            raise NetdevGone(f"patch port {name} needs options:peer=<peer port>")
-        return PatchNetdev(name, peer)
-    raise NetdevGone(
-        f"interface type {kind!r} is not supported; supported: "
-        + ", ".join(repr(t) for t in SUPPORTED_TYPES)
-    )
 
 
 class UserspaceDatapath:
     def __init__(
         self,
-        netdev_factory: NetdevFactory = open_kernel_netdev,
+        netdev_factory: NetdevFactory | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.open_netdev = netdev_factory
+        self.open_netdev: NetdevFactory = netdev_factory or KernelNetdevs()
         self.clock = clock
         self.lock = threading.RLock()
         self.bridges: dict[str, BridgeState] = {}

@@ -1,0 +1,311 @@
+"""ovs-vsctl's bridge and port commands: ``add-br``, ``add-port``, ``set-fail-mode``...
+
+They work on the client-side ``Model``; ``apply`` reuses the helpers here.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ovs_runtime.cli import value_syntax as vs
+from ovs_runtime.cli.command_registry import CommandContext, ExitStatus, command
+from ovs_runtime.cli.model import Model, ModelError
+
+# -- helpers ------------------------------------------------------------------------------
+
+
+def bridge_key(m: Model, name: str, must_exist: bool = True) -> str | None:
+    key = m.lookup("Bridge", name, must_exist=False)
+    if key is None and must_exist:
+        raise ModelError(f"no bridge named {name}")
+    return key
+
+
+def port_key(m: Model, name: str, must_exist: bool = True) -> str | None:
+    key = m.lookup("Port", name, must_exist=False)
+    if key is None and must_exist:
+        raise ModelError(f"no port named {name}")
+    return key
+
+
+def bridge_of_port(m: Model, port_key: str) -> str | None:
+    for bkey, row in m.rows["Bridge"].items():
+        if any(m.key_of(ref) == port_key for ref in row["ports"]):
+            return bkey
+    return None
+
+
+def _remove_ref(m: Model, table: str, key: str, column: str, target: str) -> None:
+    row = m.rows[table][key]
+    m.set(table, key, column, [ref for ref in row[column] if m.key_of(ref) != target])
+
+
+def _add_ref(m: Model, table: str, key: str, column: str, target_table: str, target: str) -> None:
+    row = m.rows[table][key]
+    refs = [ref for ref in row[column] if m.key_of(ref) != target]
+    refs.append(m.ref(target_table, target))
+    m.set(table, key, column, sorted(refs))
+
+
+def delete_port(m: Model, port_key: str) -> None:
+    bridge = bridge_of_port(m, port_key)
+    if bridge is not None:
+        _remove_ref(m, "Bridge", bridge, "ports", port_key)
+    for iface in m.rows["Port"][port_key]["interfaces"]:
+        m.delete("Interface", m.key_of(iface))
+    m.delete("Port", port_key)
+
+
+def _bridge_name(m: Model, key: str) -> str:
+    return str(m.rows["Bridge"][key]["name"])
+
+
+def _port_names(m: Model, bridge_key: str) -> list[str]:
+    names = [
+        str(m.rows["Port"][m.key_of(ref)]["name"])
+        for ref in m.rows["Bridge"][bridge_key]["ports"]
+        if m.key_of(ref) in m.rows["Port"]
+    ]
+    return sorted(names)
+
+
+def parse_assignment(m: Model, table: str, text: str) -> tuple[str, Any, Any]:
+    """``COLUMN[:KEY]=VALUE`` -> (column, key or None, parsed value)."""
+    if "=" not in text:
+        raise ModelError(f"{text!r}: expected COLUMN[:KEY]=VALUE")
+    lhs, rhs = text.split("=", 1)
+    column, _, key = lhs.partition(":")
+    type_ = m.column_type(table, column)
+    what = f"{table} column {column}"
+    if key:
+        if not type_.is_map():
+            raise ModelError(f"{what} is not a map, so {lhs!r} cannot name a key")
+        k = vs.parse_atom(type_.key, key, what=what)
+        tokens = vs._Tokens(rhs)
+        word, quoted = tokens.word()
+        if not tokens.at_end():
+            raise ModelError(f"{what}:{key}: unexpected text in {rhs!r}")
+        return column, k, vs.parse_atom(type_.value, word, quoted, what=what)
+    return column, None, vs.parse_value(type_, rhs, what=what)
+
+
+def assign(m: Model, table: str, key: str, text: str) -> None:
+    column, map_key, value = parse_assignment(m, table, text)
+    if map_key is not None:
+        current = dict(m.rows[table][key][column])
+        current[map_key] = value
+        value = current
+    m.set(table, key, column, value)
+
+
+def find_record(ctx: CommandContext, table: str, record: str) -> str | None:
+    key = ctx.model.lookup(table, record, must_exist=not ctx.opts.get("if-exists"))
+    return key
+
+
+# -- Open_vSwitch and bridges ---------------------------------------------------------
+
+
+@command("init", 0, 0, "init")
+def cmd_init(ctx: CommandContext, args: list[str]) -> None:
+    ctx.model.root()
+
+
+@command("add-br", 1, 1, "add-br BRIDGE", ("may-exist",))
+def cmd_add_br(ctx: CommandContext, args: list[str]) -> None:
+    m, name = ctx.model, args[0]
+    if bridge_key(m, name, must_exist=False) is not None:
+        if ctx.opts.get("may-exist"):
+            return
+        raise ModelError(
+            f"cannot create a bridge named {name} because a bridge named {name} "
+            "already exists (use --may-exist to ignore)"
+        )
+    if port_key(m, name, must_exist=False) is not None:
+        raise ModelError(f"cannot create a bridge named {name}: a port with that name exists")
+    iface = m.insert("Interface", {"name": name, "type": "internal"})
+    port = m.insert("Port", {"name": name, "interfaces": [m.ref("Interface", iface)]})
+    bridge = m.insert("Bridge", {"name": name, "ports": [m.ref("Port", port)]})
+    root = m.root()
+    _add_ref(m, "Open_vSwitch", root, "bridges", "Bridge", bridge)
+
+
+@command("del-br", 1, 1, "del-br BRIDGE", ("if-exists",))
+def cmd_del_br(ctx: CommandContext, args: list[str]) -> None:
+    m = ctx.model
+    bridge = bridge_key(m, args[0], must_exist=not ctx.opts.get("if-exists"))
+    if bridge is None:
+        return
+    for ref in list(m.rows["Bridge"][bridge]["ports"]):
+        if m.key_of(ref) in m.rows["Port"]:
+            delete_port(m, m.key_of(ref))
+    for root in m.rows["Open_vSwitch"]:
+        _remove_ref(m, "Open_vSwitch", root, "bridges", bridge)
+    m.delete("Bridge", bridge)
+
+
+@command("list-br", 0, 0, "list-br", writes=False)
+def cmd_list_br(ctx: CommandContext, args: list[str]) -> None:
+    names = sorted(str(row["name"]) for row in ctx.model.rows["Bridge"].values())
+    ctx.out.extend(names)
+    ctx.data.append(names)
+
+
+@command("br-exists", 1, 1, "br-exists BRIDGE", writes=False)
+def cmd_br_exists(ctx: CommandContext, args: list[str]) -> None:
+    if bridge_key(ctx.model, args[0], must_exist=False) is None:
+        raise ExitStatus(2)
+
+
+@command("set-fail-mode", 2, 2, "set-fail-mode BRIDGE standalone|secure")
+def cmd_set_fail_mode(ctx: CommandContext, args: list[str]) -> None:
+    if args[1] not in ("standalone", "secure"):
+        raise ModelError(f"fail mode must be standalone or secure, not {args[1]!r}")
+    bridge = bridge_key(ctx.model, args[0])
+    assert bridge is not None
+    ctx.model.set("Bridge", bridge, "fail_mode", [args[1]])
+
+
+@command("get-fail-mode", 1, 1, "get-fail-mode BRIDGE", writes=False)
+def cmd_get_fail_mode(ctx: CommandContext, args: list[str]) -> None:
+    bridge = bridge_key(ctx.model, args[0])
+    assert bridge is not None
+    mode = ctx.model.rows["Bridge"][bridge]["fail_mode"]
+    if mode:
+        ctx.emit(mode[0], mode[0])
+
+
+@command("del-fail-mode", 1, 1, "del-fail-mode BRIDGE")
+def cmd_del_fail_mode(ctx: CommandContext, args: list[str]) -> None:
+    bridge = bridge_key(ctx.model, args[0])
+    assert bridge is not None
+    ctx.model.set("Bridge", bridge, "fail_mode", [])
+
+
+@command("br-set-external-id", 2, 3, "br-set-external-id BRIDGE KEY [VALUE]")
+def cmd_br_set_external_id(ctx: CommandContext, args: list[str]) -> None:
+    bridge = bridge_key(ctx.model, args[0])
+    assert bridge is not None
+    ids = dict(ctx.model.rows["Bridge"][bridge]["external_ids"])
+    if len(args) == 3:
+        ids[args[1]] = args[2]
+    else:
+        ids.pop(args[1], None)
+    ctx.model.set("Bridge", bridge, "external_ids", ids)
+
+
+@command("br-get-external-id", 1, 2, "br-get-external-id BRIDGE [KEY]", writes=False)
+def cmd_br_get_external_id(ctx: CommandContext, args: list[str]) -> None:
+    bridge = bridge_key(ctx.model, args[0])
+    assert bridge is not None
+    ids = ctx.model.rows["Bridge"][bridge]["external_ids"]
+    if len(args) == 2:
+        if args[1] in ids:
+            ctx.emit(ids[args[1]], ids[args[1]])
+    else:
+        for k, v in sorted(ids.items()):
+            ctx.emit(f"{k}={v}", {k: v})
+
+
+# -- ports and interfaces -----------------------------------------------------------------
+
+
+@command("add-port", 2, 1000, "add-port BRIDGE PORT [COLUMN[:KEY]=VALUE]...", ("may-exist",))
+def cmd_add_port(ctx: CommandContext, args: list[str]) -> None:
+    m = ctx.model
+    bridge_name, name, settings = args[0], args[1], args[2:]
+    bridge = bridge_key(m, bridge_name)
+    assert bridge is not None
+    existing = port_key(m, name, must_exist=False)
+    if existing is not None:
+        owner = bridge_of_port(m, existing)
+        if ctx.opts.get("may-exist"):
+            if owner != bridge:
+                where = _bridge_name(m, owner) if owner else "no bridge"
+                raise ModelError(
+                    f"--may-exist add-port {bridge_name} {name}: port {name} "
+                    f"already exists on {where}"
+                )
+            return
+        raise ModelError(
+            f"cannot create a port named {name} because a port named {name} "
+            "already exists (use --may-exist to ignore)"
+        )
+    if m.lookup("Interface", name, must_exist=False) is not None:
+        raise ModelError(f"cannot create a port named {name}: an interface of that name exists")
+    iface = m.insert("Interface", {"name": name})
+    port = m.insert("Port", {"name": name, "interfaces": [m.ref("Interface", iface)]})
+    _add_ref(m, "Bridge", bridge, "ports", "Port", port)
+    for setting in settings:
+        column = setting.split("=", 1)[0].split(":", 1)[0]
+        if column in m.schema.tables["Port"].columns and column != "name":
+            assign(m, "Port", port, setting)
+        elif column in m.schema.tables["Interface"].columns:
+            assign(m, "Interface", iface, setting)
+        else:
+            raise ModelError(f"{setting!r}: neither Port nor Interface has column {column!r}")
+
+
+@command("del-port", 1, 2, "del-port [BRIDGE] PORT", ("if-exists",))
+def cmd_del_port(ctx: CommandContext, args: list[str]) -> None:
+    m = ctx.model
+    name = args[-1]
+    port = port_key(m, name, must_exist=False)
+    if port is None:
+        if ctx.opts.get("if-exists"):
+            return
+        raise ModelError(f"no port named {name}")
+    if len(args) == 2:
+        bridge = bridge_key(m, args[0])
+        if bridge_of_port(m, port) != bridge:
+            raise ModelError(f"bridge {args[0]} does not have a port {name}")
+    delete_port(m, port)
+
+
+@command("list-ports", 1, 1, "list-ports BRIDGE", writes=False)
+def cmd_list_ports(ctx: CommandContext, args: list[str]) -> None:
+    bridge = bridge_key(ctx.model, args[0])
+    assert bridge is not None
+    names = [n for n in _port_names(ctx.model, bridge) if n != args[0]]
+    ctx.out.extend(names)
+    ctx.data.append(names)
+
+
+@command("list-ifaces", 1, 1, "list-ifaces BRIDGE", writes=False)
+def cmd_list_ifaces(ctx: CommandContext, args: list[str]) -> None:
+    m = ctx.model
+    bridge = bridge_key(m, args[0])
+    assert bridge is not None
+    names = []
+    for ref in m.rows["Bridge"][bridge]["ports"]:
+        for iface in m.rows["Port"][m.key_of(ref)]["interfaces"]:
+            names.append(str(m.rows["Interface"][m.key_of(iface)]["name"]))
+    names = sorted(n for n in names if n != args[0])
+    ctx.out.extend(names)
+    ctx.data.append(names)
+
+
+@command("port-to-br", 1, 1, "port-to-br PORT", writes=False)
+def cmd_port_to_br(ctx: CommandContext, args: list[str]) -> None:
+    m = ctx.model
+    port = port_key(m, args[0])
+    assert port is not None
+    bridge = bridge_of_port(m, port)
+    if bridge is None:
+        raise ModelError(f"no port named {args[0]}")
+    ctx.emit(_bridge_name(m, bridge), _bridge_name(m, bridge))
+
+
+@command("iface-to-br", 1, 1, "iface-to-br IFACE", writes=False)
+def cmd_iface_to_br(ctx: CommandContext, args: list[str]) -> None:
+    m = ctx.model
+    iface = m.lookup("Interface", args[0], must_exist=False)
+    if iface is None:
+        raise ModelError(f"no interface named {args[0]}")
+    for pkey, prow in m.rows["Port"].items():
+        if any(m.key_of(r) == iface for r in prow["interfaces"]):
+            bridge = bridge_of_port(m, pkey)
+            if bridge is not None:
+                ctx.emit(_bridge_name(m, bridge), _bridge_name(m, bridge))
+                return
+    raise ModelError(f"no interface named {args[0]}")
