@@ -142,9 +142,12 @@ class UserspaceDatapath:
         cache = bridge.cache
         entries = cache.entries
         ofport = handle.ofport
-        dirty = self.dirty
         hits = 0
-        for header, frame in packets:
+        # Frames for a single output, unchanged, are gathered per port and handed over
+        # in one call at the end (or before anything else is sent, to keep order).
+        pending: dict[PortHandle, list[tuple[bytes, bytes]]] = {}
+        for packet in packets:
+            header, frame = packet
             # The cache key is the raw header: MACs, the outer tag if any, and the
             # EtherType after it; exactly what the NORMAL decision reads.
             key = (ofport, frame[:18] if frame[12:14] == b"\x81\x00" else frame[:14])
@@ -165,16 +168,35 @@ class UserspaceDatapath:
             actions = decision.actions
             if len(actions) == 1 and actions[0][1] == KEEP:
                 out = actions[0][0]
-                netdev = out.netdev
-                if netdev is not None:
-                    try:
-                        netdev.send(header, frame)
-                        dirty.add(netdev)
-                    except NetdevGone as exc:
-                        self._port_failed(out, str(exc))
+                queue = pending.get(out)
+                if queue is None:
+                    pending[out] = [packet]
+                else:
+                    queue.append(packet)
             else:
+                if pending:
+                    self._send_pending(pending)
                 self._output(actions, header, frame)
         cache.hits += hits
+        if pending:
+            self._send_pending(pending)
+
+    def _send_pending(self, pending: dict[PortHandle, list[tuple[bytes, bytes]]]) -> None:
+        for out, queue in pending.items():
+            netdev = out.netdev
+            if netdev is None:
+                continue
+            try:
+                send_many = getattr(netdev, "send_many", None)
+                if send_many is not None:
+                    send_many(queue)
+                else:
+                    for header, frame in queue:
+                        netdev.send(header, frame)
+                self.dirty.add(netdev)
+            except NetdevGone as exc:
+                self._port_failed(out, str(exc))
+        pending.clear()
 
     def _decide(
         self, handle: PortHandle, key: tuple[Any, ...], frame: bytes, now: float

@@ -200,6 +200,36 @@ class TxRing:
         self.tx_pending += 1
         return True
 
+    def queue_many(self, packets: list[Packet]) -> tuple[int, int, int, list[Packet]]:
+        """Queue frames in order. Returns (frames queued, their bytes, frames dropped on a
+        full ring, and the frames from the first one too big for a slot onwards, which
+        the caller sends another way)."""
+        mm = self.map
+        unpack = _U32.unpack_from
+        pack = _U32.pack_into
+        queued = nbytes = dropped = 0
+        for position, (vnet_header, frame) in enumerate(packets):
+            length = len(frame) + VNET_SIZE
+            if length > TX_ROOM:
+                return queued, nbytes, dropped, packets[position:]
+            offset = self.tx_index * SLOT_SIZE
+            if unpack(mm, offset)[0] & TX_BUSY:
+                self.flush()
+                if unpack(mm, offset)[0] & TX_BUSY:
+                    dropped += 1
+                    continue
+            start = offset + TX_DATA_OFFSET
+            mm[start : start + VNET_SIZE] = vnet_header
+            mm[start + VNET_SIZE : start + length] = frame
+            pack(mm, offset + 4, length)  # tp_len, before the status flips
+            pack(mm, offset, TP_STATUS_SEND_REQUEST)
+            index = self.tx_index + 1
+            self.tx_index = 0 if index == TX_SLOTS else index
+            self.tx_pending += 1
+            queued += 1
+            nbytes += length - VNET_SIZE
+        return queued, nbytes, dropped, []
+
     def flush(self) -> None:
         """Ask the kernel to send everything queued in the ring."""
         if not self.tx_pending:
