@@ -29,10 +29,10 @@ lint: venv
 	@bash scripts/run-stage.sh lint bash scripts/lint.sh
 
 unit: venv
-	@bash scripts/run-stage.sh unit $(VPY) -m pytest -q -m "not integration" tests/unit
+	@bash scripts/run-stage.sh unit $(VPY) -m pytest -q -m "not integration" tests/unit tests/ansible
 
 integration: venv
-	@bash scripts/run-stage.sh integration $(VPY) -m pytest -q -m integration tests/integration
+	@bash scripts/run-stage.sh integration $(VPY) -m pytest -q -m integration tests/integration tests/ansible
 
 packages: deps
 	@bash scripts/build-packages.sh

@@ -7,4 +7,7 @@ $VPY -m ruff check ovs_runtime tests bench
 $VPY -m mypy ovs_runtime
 mapfile -t scripts < <(git ls-files '*.sh' .ci/run)
 shellcheck "${scripts[@]}"
-echo "lint: ruff, mypy and shellcheck clean"
+# Roles and playbooks: yamllint, and ansible-lint's production profile.
+PATH="$PWD/.venv/bin:$PATH" .venv/bin/yamllint -s roles playbooks .yamllint .ansible-lint
+PATH="$PWD/.venv/bin:$PATH" .venv/bin/ansible-lint -q roles playbooks
+echo "lint: ruff, mypy, shellcheck, yamllint and ansible-lint clean"

@@ -1,0 +1,59 @@
+"""The ovs_runtime_config module's own logic, without a daemon (no root)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+from types import ModuleType
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def load_module() -> ModuleType:
+    path = REPO / "roles/ovs_runtime_network/library/ovs_runtime_config.py"
+    spec = importlib.util.spec_from_file_location("ovs_runtime_config", path)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_argv_carries_check_mode_and_state() -> None:
+    mod = load_module()
+    params = {"db": "unix:/x.sock", "timeout": 5, "state": "replaced"}
+    argv = mod.apply_argv("/usr/bin/ovsr", params, "/tmp/d.json", check=True)
+    assert argv == [
+        "/usr/bin/ovsr",
+        "--db",
+        "unix:/x.sock",
+        "--timeout",
+        "5",
+        "--format",
+        "json",
+        "apply",
+        "--state=replaced",
+        "--check",
+        "/tmp/d.json",
+    ]
+    assert "--check" not in mod.apply_argv("ovsr", params, "f", check=False)
+
+
+def test_interpret_changed_unchanged_and_errors() -> None:
+    mod = load_module()
+    report = {
+        "changed": True,
+        "before": {},
+        "after": {"br0": {"ports": {}}},
+        "diff": ["+ bridge br0"],
+    }
+    changed = mod.interpret(2, json.dumps(report), "")
+    assert changed["changed"] is True and changed["commands"] == ["+ bridge br0"]
+    assert '"br0"' in changed["diff"]["after"] and changed["diff"]["before"] == "{}\n"
+    same = mod.interpret(0, json.dumps(dict(report, changed=False, diff=[])), "")
+    assert same["changed"] is False
+    failed = mod.interpret(1, "", "ovsr: d.json: bridge br0 port p.tag: 5000 is out of range\n")
+    assert failed == {
+        "failed": True,
+        "msg": "ovsr: d.json: bridge br0 port p.tag: 5000 is out of range",
+    }

@@ -1,0 +1,112 @@
+"""The ovs_runtime_network role with real ansible-playbook against a real daemon:
+changed then unchanged, check mode, diff mode, "10" vs 10, and bad variables."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.daemon_process import DaemonProcess
+
+REPO = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.integration
+
+
+def playbook(
+    daemon: DaemonProcess, tmp: Path, variables: dict[str, Any], *extra: str
+) -> tuple[int, str, int]:
+    """Run playbooks/network.yml on localhost; (exit code, output, changed count)."""
+    vars_file = tmp / "vars.yml"
+    vars_file.write_text(yaml.safe_dump({"ovs_runtime_network_db": daemon.db, **variables}))
+    env = dict(
+        os.environ,
+        ANSIBLE_CONFIG=str(REPO / "ansible.cfg"),
+        PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}",
+        ANSIBLE_LOCAL_TEMP=str(tmp / "ansible-tmp"),
+        ANSIBLE_NOCOLOR="1",
+    )
+    proc = subprocess.run(
+        [
+            str(Path(sys.executable).parent / "ansible-playbook"),
+            "-i",
+            "localhost,",
+            "-c",
+            "local",
+            "-e",
+            f"@{vars_file}",
+            str(REPO / "playbooks/network.yml"),
+            *extra,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        env=env,
+        cwd=REPO,
+    )
+    match = re.search(r"changed=(\d+)", proc.stdout)
+    return proc.returncode, proc.stdout + proc.stderr, int(match.group(1)) if match else -1
+
+
+BRIDGES = {
+    "br0": {
+        "fail_mode": "standalone",
+        "ports": {
+            "vm1": {"tag": 10},
+            "vm2": {"tag": 10},
+            "uplink": {"trunks": [20, 10], "vlan_mode": "trunk"},
+        },
+    }
+}
+
+
+def ports(daemon: DaemonProcess) -> dict[str, Any]:
+    rows = json.loads(
+        daemon.ovsr("--format", "json", "--columns=name,tag,trunks", "list", "Port").stdout
+    )
+    return {r["name"]: (r["tag"], r["trunks"]) for r in rows}
+
+
+def test_changed_then_unchanged_with_string_numbers(daemon: DaemonProcess, tmp_path: Path) -> None:
+    rc, out, changed = playbook(daemon, tmp_path, {"ovs_runtime_network_bridges": BRIDGES})
+    assert rc == 0 and changed == 1, out
+    assert ports(daemon)["uplink"] == ([], [10, 20])
+    rc, out, changed = playbook(daemon, tmp_path, {"ovs_runtime_network_bridges": BRIDGES})
+    assert rc == 0 and changed == 0, out
+    as_strings = json.loads(json.dumps(BRIDGES).replace("10", '"10"'))
+    rc, out, changed = playbook(daemon, tmp_path, {"ovs_runtime_network_bridges": as_strings})
+    assert rc == 0 and changed == 0, out  # "10" and 10 are the same VLAN
+
+
+def test_check_and_diff_mode(daemon: DaemonProcess, tmp_path: Path) -> None:
+    playbook(daemon, tmp_path, {"ovs_runtime_network_bridges": BRIDGES})
+    edited = json.loads(json.dumps(BRIDGES))
+    edited["br0"]["ports"]["vm2"]["tag"] = 30
+    rc, out, changed = playbook(
+        daemon, tmp_path, {"ovs_runtime_network_bridges": edited}, "--check", "--diff"
+    )
+    assert rc == 0 and changed == 1, out
+    assert ports(daemon)["vm2"] == ([10], [])  # check mode changed nothing
+    assert re.search(r"^-\s+10$", out, re.M) and re.search(r"^\+\s+30$", out, re.M), out
+
+
+def test_bad_variables_are_rejected_before_any_change(
+    daemon: DaemonProcess, tmp_path: Path
+) -> None:
+    bad_state = {"ovs_runtime_network_bridges": BRIDGES, "ovs_runtime_network_state": "sideways"}
+    rc, out, _ = playbook(daemon, tmp_path, bad_state)
+    assert rc != 0 and "ovs_runtime_network_state" in out and "sideways" in out, out
+    bad_type = {"ovs_runtime_network_bridges": ["br0"]}
+    rc, out, _ = playbook(daemon, tmp_path, bad_type)
+    assert rc != 0 and "ovs_runtime_network_bridges" in out, out
+    bad_tag = {"ovs_runtime_network_bridges": {"br0": {"ports": {"vm1": {"tag": 5000}}}}}
+    rc, out, _ = playbook(daemon, tmp_path, bad_tag)
+    assert rc != 0 and "bridge br0 port vm1.tag: 5000 is out of range" in out, out
+    assert daemon.ovsr("list-br").stdout.strip() == ""  # nothing was applied
