@@ -3,7 +3,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VPY=.venv/bin/python
-$VPY -m ruff check ovs_runtime tests bench
+$VPY -m ruff check ovs_runtime tests bench roles scripts
 $VPY -m mypy ovs_runtime
 mapfile -t scripts < <(git ls-files '*.sh' .ci/run)
 shellcheck "${scripts[@]}"
