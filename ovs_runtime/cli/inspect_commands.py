@@ -11,6 +11,7 @@ INSPECT_COMMANDS = {
     "fdb-show": (1, 1, "fdb-show BRIDGE"),
     "fdb-flush": (0, 1, "fdb-flush [BRIDGE]"),
     "dpif-show": (0, 0, "dpif-show"),
+    "confirm": (1, 1, "confirm TOKEN"),
 }
 
 
@@ -26,6 +27,8 @@ def run_inspect(client: OvsdbClient, name: str, args: list[str]) -> tuple[Any, l
         return result, lines
     if name == "fdb-flush":
         return result, [f"flushed {result['flushed']} MAC table entries"]
+    if name == "confirm":
+        return result, [f"confirmed {result['confirmed']}: the change stays"]
     return result, _dpif_lines(result)
 
 

@@ -221,7 +221,8 @@ def run_commands(
 ) -> RunResult:
     schema = parse_schema(client.call("get_schema", [DB_NAME]))
     for _attempt in range(MAX_RETRIES):
-        model = Model(schema, _snapshot(client, schema))
+        snapshot = _snapshot(client, schema)
+        model = Model(schema, snapshot)
         contexts = []
         exit_code = 0
         for inv in invocations:
@@ -256,6 +257,7 @@ def run_commands(
                     "columns": ["next_cfg"],
                 }
             )
+        token = _arm_rollback(client, invocations, snapshot)
         ops.append(
             {
                 "op": "comment",
@@ -265,17 +267,57 @@ def run_commands(
         )
         results = client.call("transact", [DB_NAME, *ops])
         error = _first_error(results)
+        if error is not None and token is not None:
+            client.call("ovsr/confirm", [token])  # nothing changed: nothing to roll back
         if error is not None:
             failed_op = ops[results.index(error)] if results.index(error) < len(ops) else None
             if error.get("error") == "timed out" and failed_op and failed_op["op"] == "wait":
                 continue  # someone else changed what we read: start again on fresh data
             raise OvsdbError(error["error"], error.get("details", ""))
         _resolve_created(contexts, model, ops, results)
+        if token is not None:
+            for ctx in contexts:
+                ctx.out.append(
+                    f"pending confirmation: run 'ovsr confirm {token}' within "
+                    f"{_confirm_timeout(invocations):g} s, or the change is rolled back"
+                )
+                for data in ctx.data:
+                    if isinstance(data, dict):
+                        data["confirm_token"] = token
         if opts.wait:
             target = results[-2]["rows"][0]["next_cfg"]
             wait_for_cur_cfg(client, target)
         return RunResult(contexts, True, exit_code)
     raise ClientError(f"gave up after {MAX_RETRIES} attempts: the database kept changing under us")
+
+
+def _confirm_timeout(invocations: list[Invocation]) -> float | None:
+    for inv in invocations:
+        value = inv.opts.get("confirm-timeout")
+        if value is not None:
+            try:
+                seconds = float(value)
+            except ValueError:
+                raise UsageError(f"--confirm-timeout={value}: expected seconds") from None
+            if not 0 < seconds <= 3600:
+                raise UsageError("--confirm-timeout must be between 0 and 3600 seconds")
+            return seconds
+    return None
+
+
+def _arm_rollback(
+    client: OvsdbClient, invocations: list[Invocation], snapshot: dict[str, list[dict[str, Any]]]
+) -> str | None:
+    """Before a --confirm-timeout change: leave the daemon what to restore."""
+    seconds = _confirm_timeout(invocations)
+    if seconds is None:
+        return None
+    import uuid
+
+    token = str(uuid.uuid4())
+    keep = {t: snapshot[t] for t in ("Open_vSwitch", "Bridge", "Port", "Interface")}
+    client.call("ovsr/arm-rollback", [token, seconds, keep])
+    return token
 
 
 def _resolve_created(
@@ -350,6 +392,7 @@ def main(argv: list[str] | None = None) -> int:
         for inv in invocations:
             if inv.name == "apply":
                 apply_cmd.load_request(inv)  # validate the file before touching the daemon
+        _confirm_timeout(invocations)
         client = OvsdbClient(opts.db, opts.timeout)
         try:
             if invocations[0].name in INSPECT_COMMANDS:
@@ -362,7 +405,7 @@ def main(argv: list[str] | None = None) -> int:
             result = run_commands(client, opts, invocations)
         finally:
             client.close()
-    except (ClientError, ModelError, vs.ValueError_, apply_cmd.ApplyError) as exc:
+    except (ClientError, ModelError, vs.ValueError_, apply_cmd.ApplyError, UsageError) as exc:
         print(f"ovsr: {exc}", file=sys.stderr)
         return EXIT_ERROR
     except OvsdbError as exc:

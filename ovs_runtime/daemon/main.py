@@ -18,6 +18,7 @@ import sys
 from typing import Any
 
 from ovs_runtime import __version__
+from ovs_runtime.bridge.confirm_rollback import PendingRollbacks, SnapshotError
 from ovs_runtime.bridge.reconciler import Reconciler
 from ovs_runtime.daemon import config as daemon_config
 from ovs_runtime.daemon import run_lock, systemd_notify
@@ -207,6 +208,19 @@ class Daemon:
         def fdb_flush(params: list[Any]) -> Any:
             return {"flushed": need_datapath().fdb_flush(bridge_arg(params, required=False))}
 
+        rollbacks = PendingRollbacks(server.db)
+
+        def guarded(method: Any) -> Any:
+            def call(params: list[Any]) -> Any:
+                try:
+                    return method(params)
+                except SnapshotError as exc:
+                    raise RpcError("syntax error", str(exc)) from exc
+
+            return call
+
+        server.extra_methods["ovsr/arm-rollback"] = guarded(rollbacks.arm)
+        server.extra_methods["ovsr/confirm"] = guarded(rollbacks.confirm)
         server.extra_methods["ovsr/fdb-show"] = fdb_show
         server.extra_methods["ovsr/fdb-flush"] = fdb_flush
         server.extra_methods["ovsr/dpif-show"] = lambda params: need_datapath().describe()

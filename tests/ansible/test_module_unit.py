@@ -21,7 +21,7 @@ def load_module() -> ModuleType:
 
 def test_argv_carries_check_mode_and_state() -> None:
     mod = load_module()
-    params = {"db": "unix:/x.sock", "timeout": 5, "state": "replaced"}
+    params = {"db": "unix:/x.sock", "timeout": 5, "state": "replaced", "confirm_timeout": 0}
     argv = mod.apply_argv("/usr/bin/ovsr", params, "/tmp/d.json", check=True)
     assert argv == [
         "/usr/bin/ovsr",
@@ -57,3 +57,19 @@ def test_interpret_changed_unchanged_and_errors() -> None:
         "failed": True,
         "msg": "ovsr: d.json: bridge br0 port p.tag: 5000 is out of range",
     }
+
+
+def test_probation_and_confirm_arguments() -> None:
+    mod = load_module()
+    params = {
+        "db": "unix:/x.sock",
+        "timeout": 5,
+        "state": "merged",
+        "confirm_timeout": 30,
+        "confirm": "tok",
+    }
+    assert "--confirm-timeout=30" in mod.apply_argv("ovsr", params, "f", check=False)
+    assert "--confirm-timeout=30" not in mod.apply_argv("ovsr", params, "f", check=True)
+    assert mod.confirm_argv("ovsr", params)[-2:] == ["confirm", "tok"]
+    report = {"before": {}, "after": {}, "diff": ["+ bridge br0"], "confirm_token": "tok"}
+    assert mod.interpret(2, json.dumps(report), "")["confirm_token"] == "tok"

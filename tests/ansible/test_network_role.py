@@ -110,3 +110,16 @@ def test_bad_variables_are_rejected_before_any_change(
     rc, out, _ = playbook(daemon, tmp_path, bad_tag)
     assert rc != 0 and "bridge br0 port vm1.tag: 5000 is out of range" in out, out
     assert daemon.ovsr("list-br").stdout.strip() == ""  # nothing was applied
+
+
+def test_confirmed_over_a_fresh_connection(daemon: DaemonProcess, tmp_path: Path) -> None:
+    variables = {"ovs_runtime_network_bridges": BRIDGES, "ovs_runtime_network_confirm_timeout": 3}
+    rc, out, changed = playbook(daemon, tmp_path, variables)
+    assert rc == 0 and changed == 1, out
+    assert "Confirm the change from the fresh connection" in out
+    assert re.search(r"change \S+ confirmed", daemon.log())
+    import time
+
+    time.sleep(4)  # past the probation: the confirmed change stays
+    assert ports(daemon)["uplink"] == ([], [10, 20])
+    assert "not confirmed in time" not in daemon.log()

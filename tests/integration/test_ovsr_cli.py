@@ -182,3 +182,37 @@ def test_wedged_daemon_times_out(daemon: DaemonProcess) -> None:
     assert proc.returncode == 1
     assert "timed out after 2 s" in proc.stderr
     assert elapsed < 8
+
+
+def test_confirm_timeout_rolls_back_unless_confirmed(daemon: DaemonProcess, tmp_path: Path) -> None:
+    base = tmp_path / "base.yaml"
+    base.write_text("bridges:\n  br0:\n    ports:\n      vm1: {tag: 10}\n")
+    assert daemon.ovsr("apply", str(base)).returncode == 2
+    risky = tmp_path / "risky.yaml"
+    risky.write_text(
+        "bridges:\n  br0:\n    ports:\n      vm1: {tag: 20}\n      uplink: {trunks: [10, 20]}\n"
+    )
+    # Not confirmed: the daemon restores the previous configuration by itself.
+    proc = daemon.ovsr("--format", "json", "apply", "--confirm-timeout=1", str(risky))
+    assert proc.returncode == 2, proc.stderr
+    assert json.loads(proc.stdout)["confirm_token"]
+    assert daemon.ovsr("get", "Port", "vm1", "tag").stdout.strip() == "20"
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        if daemon.ovsr("get", "Port", "vm1", "tag").stdout.strip() == "10":
+            break
+        time.sleep(0.2)
+    assert daemon.ovsr("get", "Port", "vm1", "tag").stdout.strip() == "10"
+    assert daemon.ovsr("list-ports", "br0").stdout.split() == ["vm1"]
+    assert "was not confirmed in time: rolled back" in daemon.log()
+    # Confirmed over a fresh connection: the change stays.
+    proc = daemon.ovsr("--format", "json", "apply", "--confirm-timeout=2", str(risky))
+    token = json.loads(proc.stdout)["confirm_token"]
+    assert daemon.ovsr("confirm", token).returncode == 0
+    time.sleep(3)
+    assert daemon.ovsr("get", "Port", "vm1", "tag").stdout.strip() == "20"
+    assert daemon.ovsr("list-ports", "br0").stdout.split() == ["uplink", "vm1"]
+    again = daemon.ovsr("confirm", token)
+    assert again.returncode == 1 and "no change pending confirmation" in again.stderr
+    bad = daemon.ovsr("apply", "--confirm-timeout=soon", str(risky))
+    assert bad.returncode == 1 and "expected seconds" in bad.stderr

@@ -17,7 +17,6 @@ options:
   bridges:
     description: Bridges by name, each with settings and C(ports) (see the operator guide).
     type: dict
-    required: true
   state:
     description:
       - C(merged) creates and sets only what is given; C(replaced) makes the given bridges
@@ -34,6 +33,16 @@ options:
     description: Seconds before giving up on the daemon.
     type: int
     default: 30
+  confirm_timeout:
+    description:
+      - Apply on probation; the daemon rolls the change back unless it is confirmed
+        within this many seconds (0 = no probation). The token is returned as
+        C(confirm_token); confirm it from a fresh connection with I(confirm).
+    type: int
+    default: 0
+  confirm:
+    description: Confirm the change with this token (from an earlier C(confirm_token)).
+    type: str
 """
 
 EXAMPLES = r"""
@@ -86,7 +95,14 @@ def apply_argv(ovsr: str, params: dict[str, Any], path: str, check: bool) -> lis
     ]
     if check:
         argv.append("--check")
+    elif params.get("confirm_timeout"):
+        argv.append(f"--confirm-timeout={params['confirm_timeout']}")
     return [*argv, path]
+
+
+def confirm_argv(ovsr: str, params: dict[str, Any]) -> list[str]:
+    timeout = str(params["timeout"])
+    return [ovsr, "--db", params["db"], "--timeout", timeout, "confirm", params["confirm"]]
 
 
 def interpret(rc: int, stdout: str, stderr: str) -> dict[str, Any]:
@@ -94,7 +110,7 @@ def interpret(rc: int, stdout: str, stderr: str) -> dict[str, Any]:
     if rc not in (0, EXIT_CHANGED):
         return {"failed": True, "msg": (stderr or stdout).strip() or f"ovsr exited {rc}"}
     report = json.loads(stdout)
-    return {
+    result: dict[str, Any] = {
         "changed": rc == EXIT_CHANGED,
         "before": report["before"],
         "after": report["after"],
@@ -104,12 +120,15 @@ def interpret(rc: int, stdout: str, stderr: str) -> dict[str, Any]:
             "after": json.dumps(report["after"], indent=2, sort_keys=True) + "\n",
         },
     }
+    if "confirm_token" in report:
+        result["confirm_token"] = report["confirm_token"]
+    return result
 
 
 def main() -> None:
     module = AnsibleModule(
         argument_spec={
-            "bridges": {"type": "dict", "required": True},
+            "bridges": {"type": "dict"},
             "state": {
                 "type": "str",
                 "default": "merged",
@@ -117,10 +136,21 @@ def main() -> None:
             },
             "db": {"type": "str", "default": "unix:/run/ovs-runtime/db.sock"},
             "timeout": {"type": "int", "default": 30},
+            "confirm_timeout": {"type": "int", "default": 0},
+            "confirm": {"type": "str"},
         },
+        required_one_of=[["bridges", "confirm"]],
+        mutually_exclusive=[["bridges", "confirm"]],
         supports_check_mode=True,
     )
     ovsr = module.get_bin_path("ovsr", required=True)
+    if module.params["confirm"]:
+        if module.check_mode:
+            module.exit_json(changed=False)
+        rc, stdout, stderr = module.run_command(confirm_argv(ovsr, module.params))
+        if rc != 0:
+            module.fail_json(msg=(stderr or stdout).strip())
+        module.exit_json(changed=False, confirmed=module.params["confirm"])
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as desired:
         json.dump({"bridges": module.params["bridges"]}, desired)
     try:
