@@ -73,3 +73,47 @@ def test_probation_and_confirm_arguments() -> None:
     assert mod.confirm_argv("ovsr", params)[-2:] == ["confirm", "tok"]
     report = {"before": {}, "after": {}, "diff": ["+ bridge br0"], "confirm_token": "tok"}
     assert mod.interpret(2, json.dumps(report), "")["confirm_token"] == "tok"
+
+
+def test_facts_from_ovsr_json() -> None:
+    path = REPO / "roles/ovs_runtime_network/library/ovs_runtime_facts.py"
+    spec = importlib.util.spec_from_file_location("ovs_runtime_facts", path)
+    assert spec and spec.loader
+    facts_mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(facts_mod)
+    show = {
+        "ovs_version": ["0.1.0"],
+        "bridges": [
+            {
+                "name": "br0",
+                "ports": [
+                    {"name": "vm1", "tag": 10, "interfaces": [{"name": "vm1"}]},
+                    {
+                        "name": "pa",
+                        "interfaces": [{"name": "pa", "type": "patch", "options": {"peer": "pb"}}],
+                    },
+                ],
+            }
+        ],
+    }
+    interfaces = [
+        {"name": "vm1", "ofport": [1], "link_state": ["up"], "error": []},
+        {"name": "pa", "ofport": [-1], "link_state": [], "error": ["no peer"]},
+    ]
+    dpif = {"bridges": {"br0": {"mac_table": {"entries": 3}}}}
+    facts = facts_mod.build_facts(show, interfaces, dpif)
+    assert facts["version"] == "0.1.0"
+    br0 = facts["bridges"]["br0"]
+    assert br0["fdb_size"] == 3 and br0["fail_mode"] == "standalone"
+    assert br0["ports"]["vm1"] == {
+        "tag": 10,
+        "trunks": [],
+        "vlan_mode": None,
+        "type": "system",
+        "options": {},
+        "ofport": 1,
+        "link_state": "up",
+        "error": None,
+    }
+    assert br0["ports"]["pa"]["error"] == "no peer" and br0["ports"]["pa"]["type"] == "patch"
+    assert facts_mod.build_facts(show, interfaces, None)["bridges"]["br0"]["fdb_size"] is None

@@ -21,9 +21,13 @@ pytestmark = pytest.mark.integration
 
 
 def playbook(
-    daemon: DaemonProcess, tmp: Path, variables: dict[str, Any], *extra: str
+    daemon: DaemonProcess,
+    tmp: Path,
+    variables: dict[str, Any],
+    *extra: str,
+    book: str = "network.yml",
 ) -> tuple[int, str, int]:
-    """Run playbooks/network.yml on localhost; (exit code, output, changed count)."""
+    """Run a playbook on localhost; (exit code, output, changed count)."""
     vars_file = tmp / "vars.yml"
     vars_file.write_text(yaml.safe_dump({"ovs_runtime_network_db": daemon.db, **variables}))
     env = dict(
@@ -42,7 +46,7 @@ def playbook(
             "local",
             "-e",
             f"@{vars_file}",
-            str(REPO / "playbooks/network.yml"),
+            str(REPO / "playbooks" / book),
             *extra,
         ],
         capture_output=True,
@@ -123,3 +127,13 @@ def test_confirmed_over_a_fresh_connection(daemon: DaemonProcess, tmp_path: Path
     time.sleep(4)  # past the probation: the confirmed change stays
     assert ports(daemon)["uplink"] == ([], [10, 20])
     assert "not confirmed in time" not in daemon.log()
+
+
+def test_facts_and_verify_playbook(daemon: DaemonProcess, tmp_path: Path) -> None:
+    variables = {"ovs_runtime_network_bridges": BRIDGES}
+    assert playbook(daemon, tmp_path, variables)[0] == 0
+    rc, out, _ = playbook(daemon, tmp_path, variables, book="verify.yml")
+    assert rc == 0, out
+    assert daemon.ovsr("set", "Port", "vm2", "tag=99").returncode == 0  # drift
+    rc, out, _ = playbook(daemon, tmp_path, variables, book="verify.yml")
+    assert rc != 0 and "wrong VLAN tags on ['vm2']" in out, out
