@@ -32,6 +32,10 @@ PACKAGES = [
     "python3-pyroute2",
     "python3-yaml",
     "python3-systemd",
+    # Ansible runs inside the host for the install role test (-c local, real systemd)
+    "ansible-core",
+    "python3-apt",  # what Ansible's apt module uses on the target
+    "python3-cffi-backend",  # debootstrap does not resolve the virtual package it provides
 ]
 
 
@@ -56,6 +60,8 @@ def cached_rootfs() -> Path:
     root = CACHE / f"{SUITE}-{digest}"
     if (root / ".complete").exists():
         return root
+    for stale in CACHE.glob(f"{SUITE}-*"):  # images for an older package list
+        shutil.rmtree(stale, ignore_errors=True)
     partial = root.with_suffix(".partial")
     shutil.rmtree(partial, ignore_errors=True)
     partial.parent.mkdir(parents=True, exist_ok=True)
