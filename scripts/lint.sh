@@ -8,6 +8,6 @@ $VPY -m mypy ovs_runtime
 mapfile -t scripts < <(git ls-files '*.sh' .ci/run)
 shellcheck "${scripts[@]}"
 # Roles and playbooks: yamllint, and ansible-lint's production profile.
-PATH="$PWD/.venv/bin:$PATH" .venv/bin/yamllint -s roles playbooks .yamllint .ansible-lint
-PATH="$PWD/.venv/bin:$PATH" .venv/bin/ansible-lint -q roles playbooks
+PATH="$PWD/.venv/bin:$PATH" .venv/bin/yamllint -s roles playbooks inventories .yamllint .ansible-lint
+PATH="$PWD/.venv/bin:$PATH" .venv/bin/ansible-lint -q roles playbooks inventories
 echo "lint: ruff, mypy, shellcheck, yamllint and ansible-lint clean"
