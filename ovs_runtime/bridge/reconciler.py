@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
 from typing import Any
 
 from ovs_runtime.bridge import ofport_allocator
@@ -53,7 +52,6 @@ class Reconciler:
         self.ofports: dict[tuple[str, str], int] = {}  # (bridge, interface) -> number
         self.errors: dict[str, str | None] = {}  # interface -> attach error
         self._scheduled = False
-        self.on_applied: list[Callable[[int], None]] = []
         db.listeners.append(self._on_commit)
 
     def _on_commit(self, changes: list[RowChange], txn_id: str) -> None:
@@ -186,10 +184,8 @@ class Reconciler:
         failed = [r for r in results if isinstance(r, dict) and "error" in r]
         if failed:
             log.error("cannot write bridge status: %s", failed[0])
-            return
-        if acked is not None:
-            for callback in self.on_applied:
-                callback(acked)
+        elif acked is not None:
+            log.debug("configuration %d is live", acked)
 
 
 def _status_row(state: InterfaceState) -> dict[str, Any]:

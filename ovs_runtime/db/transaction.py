@@ -51,7 +51,6 @@ class Outcome:
     view: TxnView
     failed: bool
     comments: list[str] = field(default_factory=list)
-    durable: bool = False
 
 
 def _member(
@@ -86,7 +85,6 @@ class _Executor:
         self.symtab: dict[str, uuid.UUID] = _SymbolTable()
         self.defined_names: set[str] = set()
         self.comments: list[str] = []
-        self.durable = False
 
     # -- helpers ---------------------------------------------------------------------
 
@@ -232,8 +230,7 @@ class _Executor:
         raise WaitBlocked(float("inf") if timeout is None else float(timeout))
 
     def op_commit(self, op: dict[str, Any]) -> Any:
-        durable = _member(op, "durable", bool)
-        self.durable = self.durable or durable
+        _member(op, "durable", bool)  # every commit is durable: fsync'd before the reply
         return {}
 
     def op_abort(self, op: dict[str, Any]) -> Any:
@@ -305,4 +302,4 @@ def execute_operations(
             )
             failed = True
     results.extend([None] * (len(ops) - len(results)))
-    return Outcome(results, view, failed, executor.comments, executor.durable)
+    return Outcome(results, view, failed, executor.comments)

@@ -98,7 +98,6 @@ class AfPacketNetdev:
     def __init__(self, name: str, inherited_fd: int | None = None) -> None:
         self.name = name
         self.stats = NetdevStats()
-        self.stray_copies = 0
         if not link.exists(name):
             raise NetdevGone(f"no network device named {name}")
         link.set_up(name)
@@ -151,7 +150,6 @@ class AfPacketNetdev:
             copy = self._receive_copy()
             if copy is not None:
                 packets.append(copy)
-                self.stray_copies += 1
             elif self._pending_error():
                 raise NetdevGone(f"device {self.name} went away")
         if packets:
