@@ -179,14 +179,23 @@ def cmd_clear(ctx: CommandContext, args: list[str]) -> None:
         m.set(table, key, column, vs.default_value(type_))
 
 
+def _column_of_record(ctx: CommandContext, args: list[str]) -> tuple[str, vs.Type, Any] | None:
+    """For ``add``/``remove``: (record key, column type, current value), or None when
+    ``--if-exists`` lets a missing record pass."""
+    table, column = args[0], args[2]
+    key = find_record(ctx, table, args[1])
+    if key is None:
+        return None
+    return key, ctx.model.column_type(table, column), ctx.model.rows[table][key][column]
+
+
 @command("add", 4, 1000, "add TABLE RECORD COLUMN VALUE...", ("if-exists",))
 def cmd_add(ctx: CommandContext, args: list[str]) -> None:
     m, table, column = ctx.model, args[0], args[2]
-    key = find_record(ctx, table, args[1])
-    if key is None:
+    target = _column_of_record(ctx, args)
+    if target is None:
         return
-    type_ = m.column_type(table, column)
-    current = m.rows[table][key][column]
+    key, type_, current = target
     what = f"{table} column {column}"
     relaxed = vs.Type(type_.key, type_.value, 0, 2**31)
     for text in args[3:]:
@@ -205,11 +214,10 @@ def cmd_add(ctx: CommandContext, args: list[str]) -> None:
 @command("remove", 4, 1000, "remove TABLE RECORD COLUMN VALUE...", ("if-exists",))
 def cmd_remove(ctx: CommandContext, args: list[str]) -> None:
     m, table, column = ctx.model, args[0], args[2]
-    key = find_record(ctx, table, args[1])
-    if key is None:
+    target = _column_of_record(ctx, args)
+    if target is None:
         return
-    type_ = m.column_type(table, column)
-    current = m.rows[table][key][column]
+    key, type_, current = target
     what = f"{table} column {column}"
     for text in args[3:]:
         if type_.is_map():

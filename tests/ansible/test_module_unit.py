@@ -10,9 +10,9 @@ from types import ModuleType
 REPO = Path(__file__).resolve().parents[2]
 
 
-def load_module() -> ModuleType:
-    path = REPO / "roles/ovs_runtime_network/library/ovs_runtime_config.py"
-    spec = importlib.util.spec_from_file_location("ovs_runtime_config", path)
+def load_module(name: str = "ovs_runtime_config") -> ModuleType:
+    path = REPO / f"roles/ovs_runtime_network/library/{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
     assert spec and spec.loader
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -76,11 +76,7 @@ def test_probation_and_confirm_arguments() -> None:
 
 
 def test_facts_from_ovsr_json() -> None:
-    path = REPO / "roles/ovs_runtime_network/library/ovs_runtime_facts.py"
-    spec = importlib.util.spec_from_file_location("ovs_runtime_facts", path)
-    assert spec and spec.loader
-    facts_mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(facts_mod)
+    facts_mod = load_module("ovs_runtime_facts")
     show = {
         "ovs_version": ["0.1.0"],
         "bridges": [
