@@ -198,9 +198,6 @@ class Database:
                 changes.append(RowChange(table_name, row_uuid, old, new))
         return changes
 
-    def rows(self, table: str) -> dict[uuid.UUID, Row]:
-        return self.tables[table]
-
     def close(self) -> None:
         self.storage.close()
 

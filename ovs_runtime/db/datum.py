@@ -77,11 +77,6 @@ def uuid_datum(value: uuid.UUID) -> Datum:
     return Datum(UUID_TYPE, {Atom(ovs.db.types.UuidType, value): None})
 
 
-def uuid_of(datum: Datum) -> uuid.UUID:
-    value: uuid.UUID = next(iter(datum.values)).value
-    return value
-
-
 def default_datum(type_: Type) -> Datum:
     """The RFC 7047 default of a column: empty if optional, else 0/""/false/zero UUID.
 
@@ -114,8 +109,3 @@ def referenced_uuids(col: ColumnSchema, datum: Datum, strong: bool) -> list[tupl
             continue
         refs.extend((base.ref_table_name, atom.value) for atom in atoms)
     return refs
-
-
-def is_ref_column(col: ColumnSchema) -> bool:
-    type_ = col.type
-    return bool(type_.key.ref_table_name or (type_.value and type_.value.ref_table_name))

@@ -8,7 +8,6 @@ and counts the frames and bytes that recovery will drop.
 
 from __future__ import annotations
 
-import os
 import struct
 from dataclasses import dataclass
 
@@ -78,7 +77,3 @@ def inspect_wal(path: str) -> WalReport | None:
 
 def wal_path(db_path: str) -> str:
     return db_path + "-wal"
-
-
-def wal_exists(db_path: str) -> bool:
-    return os.path.exists(wal_path(db_path))

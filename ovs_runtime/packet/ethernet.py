@@ -16,7 +16,6 @@ ETH_MAX_FRAME = 65535 + ETH_HLEN + VLAN_HLEN  # GSO super-frames from veth/TAP c
 TPID_8021Q = 0x8100
 TPID_8021AD = 0x88A8
 VLAN_TPIDS = (TPID_8021Q, TPID_8021AD, 0x9100)
-BROADCAST = b"\xff" * 6
 
 
 class MalformedFrame(ValueError):
@@ -72,10 +71,3 @@ def pop_vlan(frame: bytes) -> bytes:
 
 def mac_text(mac: bytes) -> str:
     return ":".join(f"{b:02x}" for b in mac)
-
-
-def mac_bytes(text: str) -> bytes:
-    parts = text.split(":")
-    if len(parts) != 6:
-        raise ValueError(f"{text!r} is not a MAC address (expected xx:xx:xx:xx:xx:xx)")
-    return bytes(int(p, 16) for p in parts)
