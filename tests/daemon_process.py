@@ -24,9 +24,17 @@ def python_env() -> dict[str, str]:
 
 
 class DaemonProcess:
-    def __init__(self, base: Path, extra_args: tuple[str, ...] = ("--datapath", "none")) -> None:
+    def __init__(
+        self,
+        base: Path,
+        extra_args: tuple[str, ...] = ("--datapath", "none"),
+        netns: str | None = None,
+    ) -> None:
         """Database-layer tests default to ``--datapath none``; switching tests pass
-        ``extra_args=()`` to run the userspace datapath."""
+        ``extra_args=()`` to run the userspace datapath. With ``netns`` the daemon runs
+        inside that network namespace (its socket stays reachable through the file
+        system)."""
+        self.netns = netns
         self.base = base
         self.state_dir = base / "state"
         self.run_dir = base / "run"
@@ -41,7 +49,15 @@ class DaemonProcess:
         return f"unix:{self.socket}"
 
     def command(self) -> list[str]:
+        enter = []
+        if self.netns:  # a private mount of /sys, so sysfs shows the namespace's devices
+            enter = [
+                *("nsenter", f"--net=/run/netns/{self.netns}"),
+                *("unshare", "--mount", "--propagation", "slave", "--"),
+                *("sh", "-c", 'mount -t sysfs sysfs /sys && exec "$@"', "sh"),
+            ]
         return [
+            *enter,
             sys.executable,
             "-m",
             "ovs_runtime.daemon.main",

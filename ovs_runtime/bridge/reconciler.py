@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from ovs_runtime.bridge import ofport_allocator
+from ovs_runtime.bridge.address_handover import AddressHandover, wants_move
 from ovs_runtime.bridge.desired_state import BridgeSpec, PortSpec, read_bridges, scalar
 from ovs_runtime.datapath.provider import DatapathProvider, InterfaceState
 from ovs_runtime.db.database import Database, RowChange
@@ -45,9 +47,15 @@ STATUS_COLUMNS = frozenset(
 
 
 class Reconciler:
-    def __init__(self, db: Database, provider: DatapathProvider | None = None) -> None:
+    def __init__(
+        self,
+        db: Database,
+        provider: DatapathProvider | None = None,
+        handover: AddressHandover | None = None,
+    ) -> None:
         self.db = db
         self.provider = provider
+        self.handover = handover if provider is not None else None
         self.running: dict[str, BridgeSpec] = {}
         self.ofports: dict[tuple[str, str], int] = {}  # (bridge, interface) -> number
         self.errors: dict[str, str | None] = {}  # interface -> attach error
@@ -66,12 +74,30 @@ class Reconciler:
     def reconcile(self) -> None:
         self._scheduled = False
         desired = read_bridges(self.db.tables)
+        moves = _wanted_moves(desired)
+        self._release_addresses(moves)  # before the bridge ports they sit on can vanish
         if self.provider is not None:
             with self.provider.batch():
                 self._apply(desired)
         else:
             self._apply(desired)
+        self._take_addresses(moves)
         self._write_status(ack=True)
+
+    # -- uplink addresses ------------------------------------------------------------------
+
+    def _release_addresses(self, moves: dict[str, str]) -> None:
+        if self.handover is None:
+            return
+        for uplink, record in self.handover.active().items():
+            if moves.get(uplink) != record.bridge:
+                _log_move(self.handover.move_back, uplink)
+
+    def _take_addresses(self, moves: dict[str, str]) -> None:
+        if self.handover is None:
+            return
+        for uplink, bridge in sorted(moves.items()):
+            _log_move(self.handover.move_to_bridge, uplink, bridge)
 
     # -- applying -----------------------------------------------------------------------
 
@@ -186,6 +212,29 @@ class Reconciler:
             log.error("cannot write bridge status: %s", failed[0])
         elif acked is not None:
             log.debug("configuration %d is live", acked)
+
+
+def _log_move(action: Callable[..., str | None], *args: str) -> None:
+    try:
+        line = action(*args)
+    except OSError as exc:  # NetlinkError is an OSError
+        log.error("address handover of %s failed: %s", args[0], exc)
+        return
+    if line:
+        log.info("%s", line)
+
+
+def _wanted_moves(desired: dict[str, BridgeSpec]) -> dict[str, str]:
+    """uplink device -> bridge, for system ports with ``other_config:move-addresses``."""
+    moves = {}
+    for bridge in desired.values():
+        for port in bridge.ports:
+            if not wants_move(port.other_config):
+                continue
+            for iface in port.interfaces:
+                if iface.type in ("", "system") and iface.name != bridge.name:
+                    moves[iface.name] = bridge.name
+    return moves
 
 
 def _status_row(state: InterfaceState) -> dict[str, Any]:

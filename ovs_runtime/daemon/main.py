@@ -15,9 +15,11 @@ import logging
 import os
 import signal
 import sys
+from pathlib import Path
 from typing import Any
 
 from ovs_runtime import __version__
+from ovs_runtime.bridge.address_handover import AddressHandover
 from ovs_runtime.bridge.confirm_rollback import PendingRollbacks, SnapshotError
 from ovs_runtime.bridge.reconciler import Reconciler
 from ovs_runtime.daemon import config as daemon_config
@@ -125,7 +127,8 @@ class Daemon:
         if self.args.datapath == "userspace":
             self.datapath = UserspaceDatapath(KernelNetdevs(fd_store))
             self.datapath.start()
-        self.reconciler = Reconciler(self.db, self.datapath)
+        handover = AddressHandover(Path(self.args.run_dir) / "moved-addresses")
+        self.reconciler = Reconciler(self.db, self.datapath, handover)
         self.reconciler.reconcile()
         fd_store.release_unclaimed()
         max_bytes = self.args.max_message_bytes or self.config.max_message_bytes
