@@ -81,6 +81,27 @@ class NetnsLab:
         self.hosts[name] = Host(ns, "", None)
         return ns
 
+    def wire(self, ns_a: str, name_a: str, ns_b: str, name_b: str) -> None:
+        """A veth pair between two namespaces: ``name_a`` in ``ns_a``, ``name_b`` in
+        ``ns_b``, both up."""
+        tmp_a, tmp_b = f"{self.prefix}w{len(self.links)}a", f"{self.prefix}w{len(self.links)}b"
+        with IPRoute() as ipr:
+            ipr.link("add", ifname=tmp_a, kind="veth", peer=tmp_b)
+            self.links.append(tmp_a)
+            for tmp, ns in ((tmp_a, ns_a), (tmp_b, ns_b)):
+                ipr.link("set", index=ipr.link_lookup(ifname=tmp)[0], net_ns_fd=ns)
+        for tmp, ns, name in ((tmp_a, ns_a, name_a), (tmp_b, ns_b, name_b)):
+            with NetNS(ns) as nsr:
+                idx = nsr.link_lookup(ifname=tmp)[0]
+                nsr.link("set", index=idx, ifname=name, state="up")
+
+    def move_link(self, name: str, from_ns: str, to_ns: str) -> None:
+        """Move device ``name`` from one namespace to another, and bring it up."""
+        with NetNS(from_ns) as nsr:
+            nsr.link("set", index=nsr.link_lookup(ifname=name)[0], net_ns_fd=to_ns)
+        with NetNS(to_ns) as nsr:
+            nsr.link("set", index=nsr.link_lookup(ifname=name)[0], state="up")
+
     def forget_neighbours(self, name: str) -> None:
         """Flush a host's ARP cache (a re-created peer has a new MAC)."""
         with NetNS(self.hosts[name].ns) as nsr:

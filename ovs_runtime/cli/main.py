@@ -21,7 +21,7 @@ from typing import Any
 
 from ovs_runtime import __version__
 from ovs_runtime.cli import apply as apply_cmd
-from ovs_runtime.cli import bridge_commands, table_commands  # noqa: F401  (register)
+from ovs_runtime.cli import bridge_commands, port_mobility, table_commands  # noqa: F401  (register)
 from ovs_runtime.cli import show as show_cmd
 from ovs_runtime.cli import value_syntax as vs
 from ovs_runtime.cli.client import ClientError, OvsdbClient, default_target
@@ -354,6 +354,15 @@ def _cur_cfg(updates: dict[str, Any]) -> int:
     return best
 
 
+def _finish(client: OvsdbClient, invocations: list[Invocation], result: RunResult) -> None:
+    """Second halves that need the running datapath, after the transaction."""
+    for inv, ctx in zip(invocations, result.contexts, strict=True):
+        if inv.name == "port-export":
+            port_mobility.add_learned_macs(client, ctx)
+        elif inv.name == "port-import" and result.committed:
+            port_mobility.announce(client, ctx)
+
+
 def render(opts: GlobalOptions, result: RunResult) -> None:
     if opts.format == "json":
         data = [
@@ -392,6 +401,8 @@ def main(argv: list[str] | None = None) -> int:
         for inv in invocations:
             if inv.name == "apply":
                 apply_cmd.load_request(inv)  # validate the file before touching the daemon
+            if inv.name == "port-import":
+                port_mobility.read_document(inv.args[0])
         _confirm_timeout(invocations)
         client = OvsdbClient(opts.db, opts.timeout)
         try:
@@ -403,9 +414,17 @@ def main(argv: list[str] | None = None) -> int:
                     print("\n".join(lines))
                 return 0
             result = run_commands(client, opts, invocations)
+            _finish(client, invocations, result)
         finally:
             client.close()
-    except (ClientError, ModelError, vs.ValueError_, apply_cmd.ApplyError, UsageError) as exc:
+    except (
+        ClientError,
+        ModelError,
+        vs.ValueError_,
+        apply_cmd.ApplyError,
+        UsageError,
+        port_mobility.PortDocumentError,
+    ) as exc:
         print(f"ovsr: {exc}", file=sys.stderr)
         return EXIT_ERROR
     except OvsdbError as exc:

@@ -32,6 +32,7 @@ from ovs_runtime.db.migrate import NewerSchemaError
 from ovs_runtime.db.schema import load_schema
 from ovs_runtime.db.server import OvsdbServer, RpcError
 from ovs_runtime.db.storage import StorageError
+from ovs_runtime.packet.announce import parse_mac
 
 log = logging.getLogger("ovs-runtimed")
 
@@ -211,6 +212,24 @@ class Daemon:
         def fdb_flush(params: list[Any]) -> Any:
             return {"flushed": need_datapath().fdb_flush(bridge_arg(params, required=False))}
 
+        def announce(params: list[Any]) -> Any:
+            bridge = bridge_arg(params, required=True)
+            assert bridge is not None
+            if (
+                len(params) != 3
+                or not isinstance(params[1], str)
+                or not isinstance(params[2], list)
+            ):
+                raise RpcError("syntax error", "expected [bridge, port, [[mac, vlan], ...]]")
+            try:
+                entries = [(parse_mac(mac), int(vlan)) for mac, vlan in params[2]]
+            except (TypeError, ValueError) as exc:
+                raise RpcError("syntax error", f"bad [mac, vlan] entry: {exc}") from None
+            try:
+                return {"announced": need_datapath().announce(bridge, params[1], entries)}
+            except KeyError as exc:
+                raise RpcError("unknown port", str(exc.args[0])) from None
+
         rollbacks = PendingRollbacks(server.db)
 
         def guarded(method: Any) -> Any:
@@ -226,6 +245,7 @@ class Daemon:
         server.extra_methods["ovsr/confirm"] = guarded(rollbacks.confirm)
         server.extra_methods["ovsr/fdb-show"] = fdb_show
         server.extra_methods["ovsr/fdb-flush"] = fdb_flush
+        server.extra_methods["ovsr/announce"] = announce
         server.extra_methods["ovsr/dpif-show"] = lambda params: need_datapath().describe()
 
     async def _watchdog(self, interval: float) -> None:

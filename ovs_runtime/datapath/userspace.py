@@ -36,6 +36,7 @@ from ovs_runtime.datapath.provider import InterfaceState
 from ovs_runtime.netdev.provider import Netdev, NetdevGone
 from ovs_runtime.ofproto.normal import NormalBridge
 from ovs_runtime.ofproto.vlan import DROP, PortVlan
+from ovs_runtime.packet.announce import rarp_announcement
 from ovs_runtime.packet.ethernet import (
     MalformedFrame,
     mac_text,
@@ -451,6 +452,23 @@ class UserspaceDatapath:
                 for (vlan, mac), entry in state.normal.mac_table.entries.items()
                 if now - entry.last_seen <= state.normal.mac_table.aging
             ]
+
+    def announce(self, bridge: str, port: str, entries: list[tuple[bytes, int]]) -> int:
+        """Send a RARP for each (MAC, VLAN) as if the port had sent it: the bridge learns
+        the MAC there and floods the announcement in its VLAN. Returns how many."""
+        with self.lock:
+            state = self.bridges.get(bridge)
+            handle = state.ports.get(port) if state is not None else None
+            if handle is None or handle.netdev is None:
+                raise KeyError(f"port {port} is not attached to bridge {bridge}")
+            packets = [
+                (vnet_header.EMPTY, rarp_announcement(mac, handle.vlan.output_tag(vlan)))
+                for mac, vlan in entries
+                if handle.vlan.carries(vlan)
+            ]
+            self._forward_batch(handle, packets, self.clock())
+            self.flush()
+            return len(packets)
 
     def fdb_flush(self, bridge: str | None) -> int:
         with self.lock:

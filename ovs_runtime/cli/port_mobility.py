@@ -1,0 +1,230 @@
+"""``ovsr port-export PORT`` and ``ovsr port-import FILE [BRIDGE]``: a VM's network state
+as one JSON document, so it can follow the VM to another host.
+
+The document (``format: ovs-runtime/port``, ``version: 1``) holds the Port and Interface
+rows in RFC 7047 notation (only the configuration columns), the port number it had, the
+MAC addresses learned behind it with their VLANs, and its counters. Flow rules that match
+on the port join it when flow tables exist (``flows`` is there, empty, for now).
+
+Import re-creates the rows on the named bridge (by default the one it came from) in one
+transaction, lets the daemon pick a free port number (``ofport_request`` is not carried
+over, so the source's number cannot clash), and then asks the datapath to announce each
+learned MAC with a RARP broadcast from the port, as QEMU does after a live migration: the
+other switches and hosts relearn where the VM is at once.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import socket
+from pathlib import Path
+from typing import Any
+
+from ovs_runtime.cli import value_syntax as vs
+from ovs_runtime.cli.bridge_commands import bridge_key, bridge_of_port, port_key
+from ovs_runtime.cli.client import OvsdbClient
+from ovs_runtime.cli.command_registry import CommandContext, command
+from ovs_runtime.cli.model import Model, ModelError
+
+FORMAT = "ovs-runtime/port"
+VERSION = 1
+PORT_COLUMNS = ("name", "tag", "trunks", "vlan_mode", "other_config", "external_ids")
+IFACE_COLUMNS = (
+    "name",
+    "type",
+    "options",
+    "mac",
+    "mtu_request",
+    "other_config",
+    "external_ids",
+    "ingress_policing_rate",
+    "ingress_policing_burst",
+)
+
+
+class PortDocumentError(ValueError):
+    """The file is not a port document this version can import."""
+
+
+def _columns(m: Model, table: str, key: str, names: tuple[str, ...]) -> dict[str, Any]:
+    tschema = m.schema.tables[table]
+    row = m.rows[table][key]
+    values = {}
+    for column in names:
+        value = vs.to_json(tschema.columns[column].type, row[column])
+        if isinstance(value, list) and value[0] == "set" and len(value[1]) == 1:
+            value = value[1][0]  # RFC 7047 allows a lone atom for a one-element set
+        values[column] = value
+    return values
+
+
+@command("port-export", 1, 1, "port-export PORT  (JSON document on stdout)", writes=False)
+def cmd_port_export(ctx: CommandContext, args: list[str]) -> None:
+    m = ctx.model
+    port = port_key(m, args[0])
+    assert port is not None
+    bridge = bridge_of_port(m, port)
+    if bridge is None:
+        raise ModelError(f"port {args[0]} is in no bridge")
+    row = m.rows["Port"][port]
+    ifaces = [m.key_of(ref) for ref in row["interfaces"]]
+    stats = {}
+    ofport = None
+    for key in ifaces:
+        irow = m.rows["Interface"][key]
+        stats[irow["name"]] = dict(irow["statistics"])
+        ofport = ofport if ofport is not None else (irow["ofport"] or [None])[0]
+    doc = {
+        "format": FORMAT,
+        "version": VERSION,
+        "exported_at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "source": {"host": socket.gethostname(), "bridge": m.rows["Bridge"][bridge]["name"]},
+        "ofport": ofport,
+        "port": _columns(m, "Port", port, PORT_COLUMNS),
+        "interfaces": [_columns(m, "Interface", k, IFACE_COLUMNS) for k in ifaces],
+        "learned_macs": [],  # filled in from the datapath (add_learned_macs)
+        "statistics": stats,
+        "flows": [],
+    }
+    ctx.emit(json.dumps(doc, indent=2, sort_keys=True), doc)
+
+
+def add_learned_macs(client: OvsdbClient, ctx: CommandContext) -> None:
+    """port-export, second half: the MACs the datapath learned behind the port."""
+    doc = ctx.data[0]
+    try:
+        fdb = client.call("ovsr/fdb-show", [doc["source"]["bridge"]])
+    except Exception:  # --datapath none, or a bridge not running: no learned MACs
+        fdb = []
+    names = {i["name"] for i in doc["interfaces"]} | {doc["port"]["name"]}
+    doc["learned_macs"] = sorted(
+        ({"mac": e["mac"], "vlan": e["vlan"]} for e in fdb if e["port_name"] in names),
+        key=lambda e: (e["vlan"], e["mac"]),
+    )
+    ctx.out = [json.dumps(doc, indent=2, sort_keys=True)]
+
+
+# -- import -----------------------------------------------------------------------------
+
+
+def read_document(path: str) -> dict[str, Any]:
+    try:
+        doc = json.loads(Path(path).read_text())
+    except OSError as exc:
+        raise PortDocumentError(f"cannot read {path}: {exc.strerror}") from None
+    except ValueError as exc:
+        raise PortDocumentError(f"{path} is not JSON: {exc}") from None
+    validate_document(doc, path)
+    return doc
+
+
+def validate_document(doc: Any, what: str) -> None:
+    if not isinstance(doc, dict) or doc.get("format") != FORMAT:
+        raise PortDocumentError(f"{what}: not a port document (expected format {FORMAT!r})")
+    if doc.get("version") != VERSION:
+        raise PortDocumentError(
+            f"{what}: version {doc.get('version')!r} is not supported (this ovsr reads {VERSION})"
+        )
+    port, ifaces = doc.get("port"), doc.get("interfaces")
+    if not isinstance(port, dict) or not isinstance(port.get("name"), str):
+        raise PortDocumentError(f"{what}: 'port' must be an object with a 'name'")
+    if not isinstance(ifaces, list) or len(ifaces) != 1 or not isinstance(ifaces[0], dict):
+        raise PortDocumentError(f"{what}: 'interfaces' must hold exactly one interface object")
+    for table, row, allowed in (
+        ("port", port, PORT_COLUMNS),
+        ("interface", ifaces[0], IFACE_COLUMNS),
+    ):
+        unknown = sorted(set(row) - set(allowed))
+        if unknown:
+            raise PortDocumentError(
+                f"{what}: {table} column(s) {', '.join(unknown)} cannot be imported; "
+                f"accepted: {', '.join(allowed)}"
+            )
+    macs = doc.get("learned_macs", [])
+    if not isinstance(macs, list) or not all(_is_mac_entry(e) for e in macs):
+        raise PortDocumentError(
+            f"{what}: 'learned_macs' must be a list of {{mac: 'xx:xx:xx:xx:xx:xx', vlan: 0-4095}}"
+        )
+
+
+def _is_mac_entry(entry: Any) -> bool:
+    if not isinstance(entry, dict) or not isinstance(entry.get("mac"), str):
+        return False
+    parts = entry["mac"].split(":")
+    vlan = entry.get("vlan")
+    return (
+        len(parts) == 6
+        and all(len(p) == 2 and all(c in "0123456789abcdefABCDEF" for c in p) for p in parts)
+        and isinstance(vlan, int)
+        and 0 <= vlan <= 4095
+    )
+
+
+def _decode(m: Model, table: str, row: dict[str, Any], what: str) -> dict[str, Any]:
+    tschema = m.schema.tables[table]
+    values = {}
+    for column, value in row.items():
+        try:
+            values[column] = vs.from_json(tschema.columns[column].type, value)
+        except Exception as exc:
+            raise ModelError(f"{what}: {table}.{column}: {value!r} is not valid: {exc}") from None
+    return values
+
+
+@command("port-import", 1, 2, "port-import FILE [BRIDGE]")
+def cmd_port_import(ctx: CommandContext, args: list[str]) -> None:
+    m = ctx.model
+    doc = read_document(args[0])
+    bridge_name = args[1] if len(args) > 1 else doc.get("source", {}).get("bridge")
+    if not isinstance(bridge_name, str):
+        raise ModelError(
+            f"{args[0]}: no bridge named in the document; give one: port-import FILE BRIDGE"
+        )
+    bridge = bridge_key(m, bridge_name)
+    assert bridge is not None
+    name = doc["port"]["name"]
+    iface_name = doc["interfaces"][0].get("name", name)
+    if port_key(m, name, must_exist=False) is not None:
+        raise ModelError(f"port {name} already exists on this host; remove it first (del-port)")
+    if m.lookup("Interface", iface_name, must_exist=False) is not None:
+        raise ModelError(f"interface {iface_name} already exists on this host")
+    iface = m.insert("Interface", _decode(m, "Interface", doc["interfaces"][0], args[0]))
+    port_values = _decode(m, "Port", doc["port"], args[0])
+    port_values["interfaces"] = [m.ref("Interface", iface)]
+    port = m.insert("Port", port_values)
+    m.set("Bridge", bridge, "ports", [*m.rows["Bridge"][bridge]["ports"], m.ref("Port", port)])
+    summary = {
+        "imported": name,
+        "bridge": bridge_name,
+        "from_host": doc.get("source", {}).get("host"),
+        "old_ofport": doc.get("ofport"),
+        "learned_macs": doc.get("learned_macs", []),
+    }
+    ctx.emit(f"imported port {name} into {bridge_name}", summary)
+
+
+def announce(client: OvsdbClient, ctx: CommandContext) -> None:
+    """port-import, second half: once the port is live, announce its MACs."""
+    summary = ctx.data[0]
+    rows = client.call(
+        "transact",
+        [
+            "Open_vSwitch",
+            {
+                "op": "select",
+                "table": "Interface",
+                "where": [["name", "==", summary["imported"]]],
+                "columns": ["ofport"],
+            },
+        ],
+    )[0]["rows"]
+    ofport = rows[0]["ofport"] if rows else None
+    summary["ofport"] = ofport if isinstance(ofport, int) else None
+    entries = [[e["mac"], e["vlan"]] for e in summary["learned_macs"]]
+    result = client.call("ovsr/announce", [summary["bridge"], summary["imported"], entries])
+    summary["announced"] = result["announced"]
+    ctx.out.append(
+        f"port number {summary['old_ofport']} -> {summary['ofport']}; "
+        f"announced {result['announced']} MAC address(es)"
+    )
