@@ -7,7 +7,7 @@ VENV := .venv
 VPY := $(VENV)/bin/python
 STAMP_DEPS := $(VENV)/.deps-installed
 
-.PHONY: demo test deps venv lint unit integration packaging-test bench packages clean
+.PHONY: demo test deps venv lint unit integration packaging-test bench packages clean lab-up lab-down lab-status
 
 deps:
 	@bash scripts/install-deps.sh
@@ -33,6 +33,17 @@ unit: venv
 
 integration: venv
 	@bash scripts/run-stage.sh integration $(VPY) -m pytest -q -m integration tests/integration tests/ansible
+
+# The lab fleet (systemd-nspawn hosts hv1..hvN and sw1, reached over SSH): HYPERVISORS=N.
+HYPERVISORS ?= 3
+lab-up: venv
+	$(VPY) -m lab up --hypervisors $(HYPERVISORS)
+
+lab-down: venv
+	$(VPY) -m lab down
+
+lab-status: venv
+	$(VPY) -m lab status
 
 packages: deps
 	@bash scripts/build-packages.sh

@@ -13,6 +13,8 @@ packages=(
   rpm rpmlint systemd
   # tests: a booted Debian 12 host for package install, restart and upgrade tests
   debootstrap systemd-container
+  # the lab fleet is managed over SSH (Ansible, Fabric, testinfra)
+  openssh-client
 )
 
 missing=()

@@ -3,8 +3,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VPY=.venv/bin/python
-$VPY -m ruff check ovs_runtime tests bench roles scripts
-$VPY -m mypy ovs_runtime
+$VPY -m ruff check ovs_runtime lab tests bench roles scripts
+$VPY -m mypy ovs_runtime lab
 mapfile -t scripts < <(git ls-files '*.sh' .ci/run)
 shellcheck "${scripts[@]}"
 # Roles and playbooks: yamllint, and ansible-lint's production profile.

@@ -9,8 +9,8 @@ from collections.abc import Iterator
 
 import pytest
 
+from lab.nspawn import NspawnHost
 from ovs_runtime import __version__
-from tests.packaging.nspawn_host import NspawnHost
 from tests.packaging.test_packages import build
 
 pytestmark = pytest.mark.skipif(

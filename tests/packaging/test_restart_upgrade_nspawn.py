@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from lab.nspawn import NspawnHost
 from ovs_runtime import __version__
-from tests.packaging.nspawn_host import NspawnHost
 from tests.packaging.test_packages import build
 
 pytestmark = pytest.mark.skipif(
