@@ -6,9 +6,14 @@ Wiring (all addresses from 198.51.100.0/24 and 203.0.113.0/24):
 - Management: each host's ``host0`` holds its ``ansible_host`` address (198.51.100.1X/25);
   the control node's end, ``ve-lab-X``, holds 198.51.100.1/32 with a host route to it.
   Hosts are reached from the control node only, as from a bastion.
-- Rack: hypervisor ``hvN``'s ``eth1`` is a veth into sw1's front-panel port ``swpN``.
-- Bare-metal servers: namespace ``lab-bm1`` on the control node; its ``eth0`` is sw1's
-  ``swp10``, address 198.51.100.140/26 (logical network tenant-a, VLAN 10).
+- Rack: hypervisor ``hvN``'s ``eth1`` is a veth into sw1's front-panel port ``swpN``,
+  and holds the hypervisor's underlay address 203.0.113.1N/24 (what the host's own network
+  config would set; the role moves it onto the bridge with ``move-addresses``).
+- The switch's own tunnel endpoint: sw1's ``vtep0`` (203.0.113.10/24) is a veth into its
+  port ``swp0``, as a Linux switch routes its VTEP address into the bridge.
+- Bare-metal servers: namespaces ``lab-bm1`` and ``lab-bm2`` on the control node; their
+  ``eth0`` are sw1's ``swp10`` (198.51.100.140/26, tenant-a) and ``swp11``
+  (198.51.100.200/26, tenant-b).
 
 Nothing is routed off the machine: no default routes, no forwarding. State (PIDs, links,
 namespaces) is kept in ``build/lab/state.json`` so ``down`` removes exactly what ``up``
@@ -37,7 +42,10 @@ LAB_DIR = Path(os.environ.get("OVSR_LAB_DIR", str(REPO / "build" / "lab")))
 CONTROL_IP = "198.51.100.1"
 MGMT_PREFIX = 25
 MACHINE_PREFIX = "lab-"
-BARE_METAL = {"bm1": ("swp10", "198.51.100.140", 26)}
+BARE_METAL = {
+    "bm1": ("swp10", "198.51.100.140", 26),  # tenant-a (VLAN 10, VNI 5010)
+    "bm2": ("swp11", "198.51.100.200", 26),  # tenant-b (VLAN 20)
+}
 EXTRA_INVENTORY = REPO / "inventories" / "lab" / "hosts-extra.yml"
 DEFAULT_HYPERVISORS = 3
 MAX_HYPERVISORS = 9  # swp1..swp9; swp10 and up are for bare-metal servers
@@ -222,6 +230,16 @@ def _wire_rack(hosts: list[LabHost]) -> None:
     switch = hosts[0]
     for n, host in enumerate(hosts[1:], start=1):
         _veth_between(host.netns_path, "eth1", switch.netns_path, f"swp{n}", f"r{n}")
+        _address(host.netns_path, "eth1", host.underlay_ip, 24)
+    _veth_between(switch.netns_path, "vtep0", switch.netns_path, "swp0", "v0")
+    _address(switch.netns_path, "vtep0", switch.underlay_ip, 24)
+
+
+def _address(path: str, device: str, address: str, prefixlen: int) -> None:
+    with NetNS(path) as nsr:
+        nsr.addr(
+            "add", index=nsr.link_lookup(ifname=device)[0], address=address, prefixlen=prefixlen
+        )
 
 
 def _wire_bare_metal(switch: LabHost) -> None:

@@ -250,6 +250,7 @@ def _status_row(state: InterfaceState) -> dict[str, Any]:
         "ifindex": optional(state.ifindex),
         "mac_in_use": optional(state.mac_in_use),
         "statistics": ["map", sorted([k, v] for k, v in state.statistics.items())],
+        "status": ["map", sorted([k, v] for k, v in state.status.items())],
     }
 
 

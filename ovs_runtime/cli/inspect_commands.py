@@ -63,4 +63,7 @@ def _dpif_lines(data: dict[str, Any]) -> list[str]:
                     f"      TX packets:{info['tx_packets']} bytes:{info['tx_bytes']} "
                     f"dropped:{info['tx_dropped']} errors:{info['tx_errors']}"
                 )
+    for name, endpoint in data.get("tunnel_endpoints", {}).items():
+        drops = ", ".join(f"{k}:{v}" for k, v in sorted(endpoint["drops"].items())) or "none"
+        lines.append(f"  tunnel endpoint {name}: {endpoint['ports']} port(s), drops: {drops}")
     return lines

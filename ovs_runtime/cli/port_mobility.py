@@ -91,12 +91,20 @@ def cmd_port_export(ctx: CommandContext, args: list[str]) -> None:
 
 
 def add_learned_macs(client: OvsdbClient, ctx: CommandContext) -> None:
-    """port-export, second half: the MACs the datapath learned behind the port."""
+    """port-export, second half: the MACs the datapath learned behind the port, and its
+    counters as they are now (the database copy is up to a second old)."""
     doc = ctx.data[0]
+    bridge = doc["source"]["bridge"]
     try:
-        fdb = client.call("ovsr/fdb-show", [doc["source"]["bridge"]])
+        fdb = client.call("ovsr/fdb-show", [bridge])
+        live = client.call("ovsr/dpif-show", [])["bridges"][bridge]["ports"]
     except Exception:  # --datapath none, or a bridge not running: no learned MACs
-        fdb = []
+        fdb, live = [], {}
+    counters = live.get(doc["port"]["name"], {})
+    for iface in doc["statistics"]:
+        doc["statistics"][iface].update(
+            {k: v for k, v in counters.items() if k.startswith(("rx_", "tx_"))}
+        )
     names = {i["name"] for i in doc["interfaces"]} | {doc["port"]["name"]}
     doc["learned_macs"] = sorted(
         ({"mac": e["mac"], "vlan": e["vlan"]} for e in fdb if e["port_name"] in names),

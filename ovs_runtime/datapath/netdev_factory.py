@@ -6,11 +6,13 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 
+from ovs_runtime.bridge.tunnel_config import TUNNEL_TYPES, TunnelConfigError, parse_tunnel
 from ovs_runtime.datapath.fd_store import FdStore, fd_name
 from ovs_runtime.netdev.provider import Netdev, NetdevGone
+from ovs_runtime.netdev.tunnel import TunnelEndpoints
 
 NetdevFactory = Callable[[str, str, dict[str, str]], Netdev]  # (kind, name, options)
-SUPPORTED_TYPES = ("", "system", "internal", "tap", "patch")
+SUPPORTED_TYPES = ("", "system", "internal", "tap", "patch", "vxlan", "geneve")
 
 
 class KernelNetdevs:
@@ -18,8 +20,15 @@ class KernelNetdevs:
 
     def __init__(self, fd_store: FdStore | None = None) -> None:
         self.fd_store = fd_store
+        self.endpoints = TunnelEndpoints()
 
     def __call__(self, kind: str, name: str, options: dict[str, str]) -> Netdev:
+        if kind in TUNNEL_TYPES:
+            try:
+                config = parse_tunnel(name, kind, options)
+            except TunnelConfigError as exc:
+                raise NetdevGone(str(exc)) from None
+            return self.endpoints.port(name, config)
         return open_kernel_netdev(kind, name, options, self.fd_store)
 
     def forget(self, kind: str, name: str) -> None:

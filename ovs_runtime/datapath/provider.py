@@ -27,6 +27,7 @@ class InterfaceState:
     ifindex: int | None = None
     mac_in_use: str | None = None
     statistics: dict[str, int] = field(default_factory=dict)
+    status: dict[str, str] = field(default_factory=dict)  # Interface.status (tunnels)
 
 
 class DatapathProvider(Protocol):

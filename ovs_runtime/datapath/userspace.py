@@ -21,6 +21,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ovs_runtime.bridge.desired_state import PortSpec
+from ovs_runtime.bridge.tunnel_config import TUNNEL_TYPES
 from ovs_runtime.datapath import vnet_header
 from ovs_runtime.datapath.bridge_state import BridgeState
 from ovs_runtime.datapath.flow_cache import (
@@ -64,6 +65,7 @@ class UserspaceDatapath:
         self.epoll = select.epoll()
         self.by_fd: dict[int, PortHandle] = {}
         self.fdless: list[PortHandle] = []
+        self.endpoints: dict[int, Any] = {}  # shared tunnel sockets, by fd
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.iterations = 0
@@ -104,6 +106,9 @@ class UserspaceDatapath:
         for fd, mask in events or ():
             handle = self.by_fd.get(fd)
             if handle is None:
+                endpoint = self.endpoints.get(fd)
+                if endpoint is not None:
+                    endpoint.pump()  # fills the tunnel ports' queues, drained below
                 continue
             if mask & (select.EPOLLERR | select.EPOLLHUP):
                 self._port_failed(handle, f"device {handle.iface} reported an error")
@@ -112,7 +117,8 @@ class UserspaceDatapath:
         for _ in range(64):  # patch chains are short; this bounds a misconfigured loop
             busy = False
             for handle in list(self.fdless):
-                if handle.netdev is not None:
+                netdev = handle.netdev
+                if netdev is not None and getattr(netdev, "queue", True):
                     count = self._drain(handle, now)
                     handled += count
                     busy = busy or count > 0
@@ -278,6 +284,10 @@ class UserspaceDatapath:
             self.by_fd[fd] = handle
         else:
             self.fdless.append(handle)
+        endpoint = getattr(netdev, "endpoint", None)
+        if endpoint is not None and endpoint.fileno() not in self.endpoints:
+            self.epoll.register(endpoint.fileno(), select.EPOLLIN)
+            self.endpoints[endpoint.fileno()] = endpoint
         self._link_patches()
         return None
 
@@ -304,6 +314,12 @@ class UserspaceDatapath:
         self.dirty.discard(netdev)
         netdev.close()
         handle.netdev = None
+        endpoint = getattr(netdev, "endpoint", None)
+        if endpoint is not None and endpoint.users == 0:
+            fd = endpoint.fileno()
+            if self.endpoints.pop(fd, None) is not None:
+                self.epoll.unregister(fd)
+            endpoint.close()
         self._link_patches()
 
     def _port_failed(self, handle: PortHandle, reason: str) -> None:
@@ -361,7 +377,7 @@ class UserspaceDatapath:
             handle.vlan = PortVlan.from_config(port.vlan_mode, port.tag, port.trunks)
             state.ports[port.name] = handle
             state.by_ofport[ofport] = handle
-            state.normal.set_port(ofport, handle.vlan)
+            state.normal.set_port(ofport, handle.vlan, mesh=kind in TUNNEL_TYPES)
             if len(port.interfaces) > 1:
                 handle.error = "ports with several interfaces (bonds) are not supported"
                 return handle.error
@@ -384,7 +400,7 @@ class UserspaceDatapath:
             assert handle is not None
             handle.spec = port
             handle.vlan = PortVlan.from_config(port.vlan_mode, port.tag, port.trunks)
-            state.normal.set_port(ofport, handle.vlan)
+            state.normal.set_port(ofport, handle.vlan, mesh=kind in TUNNEL_TYPES)
             return handle.error
 
     def remove_port(self, bridge: str, port: str) -> None:
@@ -431,6 +447,7 @@ class UserspaceDatapath:
                         ifindex=status.ifindex,
                         mac_in_use=status.mac,
                         statistics=netdev.stats.as_dict(),
+                        status=status.extra,
                     )
         return states
 
@@ -512,6 +529,13 @@ class UserspaceDatapath:
                         },
                     }
                     for name, b in sorted(self.bridges.items())
+                },
+                "tunnel_endpoints": {
+                    f"{e.kind} {e.sock.getsockname()[0]}:{e.sock.getsockname()[1]}": {
+                        "ports": len(e.ports),
+                        "drops": dict(e.drops),
+                    }
+                    for e in self.endpoints.values()
                 },
             }
 

@@ -77,6 +77,9 @@ class Database:
         self.storage = storage
         self.tables: Tables = {name: {} for name in schema.tables}
         self.listeners: list[ChangeListener] = []
+        # Checks of meaning beyond the schema (tunnel options, say), run with the
+        # integrity checks: one that raises OvsdbError fails the whole transaction.
+        self.commit_checks: list[Callable[[TxnView], None]] = []
         self.last_txn_id = str(uuid.UUID(int=0))
         self.n_transactions = 0
 
@@ -150,6 +153,9 @@ class Database:
             return outcome.results
         try:
             integrity.run_commit_checks(self.schema, outcome.view)
+            if outcome.view.changed_tables():
+                for check in self.commit_checks:
+                    check(outcome.view)
             self._commit(outcome)
         except OvsdbError as exc:
             outcome.results.append(exc.to_json())

@@ -28,14 +28,20 @@ class NormalBridge:
     ports: dict[int, PortVlan] = field(default_factory=dict)
     drops: Counter[str] = field(default_factory=Counter)
     config_generation: int = 0
+    mesh: set[int] = field(default_factory=set)  # tunnel ports of a full mesh
 
-    def set_port(self, ofport: int, vlan: PortVlan) -> None:
-        if self.ports.get(ofport) != vlan:
+    def set_port(self, ofport: int, vlan: PortVlan, mesh: bool = False) -> None:
+        if self.ports.get(ofport) != vlan or (ofport in self.mesh) != mesh:
             self.ports[ofport] = vlan
+            if mesh:
+                self.mesh.add(ofport)
+            else:
+                self.mesh.discard(ofport)
             self.config_generation += 1
             self.mac_table.generation += 1
 
     def remove_port(self, ofport: int) -> None:
+        self.mesh.discard(ofport)
         if self.ports.pop(ofport, None) is not None:
             self.mac_table.forget_port(ofport)
             self.config_generation += 1
@@ -81,13 +87,18 @@ class NormalBridge:
                 if out == in_port:
                     return vlan, ()  # the destination is behind the ingress port
                 cfg = self.ports.get(out)
+                if in_port in self.mesh and out in self.mesh:
+                    return vlan, ()  # split horizon: the sender reaches it directly
                 if cfg is not None and cfg.carries(vlan):
                     return vlan, ((out, cfg.output_tag(vlan)),)
         return vlan, self.flood(in_port, vlan)
 
     def flood(self, in_port: int, vlan: int) -> Outputs:
+        # Split horizon: a frame that came over a mesh tunnel already reached every
+        # other tunnel endpoint from its source, so it never goes back into the mesh.
+        from_mesh = in_port in self.mesh
         return tuple(
             (port, cfg.output_tag(vlan))
             for port, cfg in sorted(self.ports.items())
-            if port != in_port and cfg.carries(vlan)
+            if port != in_port and cfg.carries(vlan) and not (from_mesh and port in self.mesh)
         )

@@ -1,0 +1,237 @@
+"""``vxlan`` and ``geneve`` ports: Ethernet over UDP, encapsulated in userspace.
+
+All tunnel ports with the same type, ``local_ip`` and ``dst_port`` share one UDP socket,
+a ``TunnelEndpoint``. When it is readable the datapath calls ``pump``: each datagram is
+checked and decapsulated, and its inner frame queued on the port for (sender address,
+VNI); anything else is dropped and counted by reason. A port sends by completing the
+frame's offloads in software (``packet.offload``), adding the tunnel header and sending
+to ``remote_ip``. The socket sets "don't fragment": a frame too large for the path fails
+with a counted error and a message in ``Interface.status``, never silently.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import socket
+import time
+from collections import Counter
+
+from ovs_runtime.bridge.tunnel_config import TunnelConfig
+from ovs_runtime.datapath import vnet_header
+from ovs_runtime.netdev.provider import NetdevGone, NetdevStats, NetdevStatus, Packet
+from ovs_runtime.packet.offload import OffloadError, complete_frame
+from ovs_runtime.packet.tunnel_header import (
+    OVERHEAD_IPV4,
+    OVERHEAD_IPV6,
+    BadTunnelPacket,
+    decapsulate,
+    header_for,
+)
+
+log = logging.getLogger(__name__)
+
+IP_MTU_DISCOVER = 10
+IP_PMTUDISC_DO = 2
+IPV6_MTU_DISCOVER = 23
+IPV6_PMTUDISC_DO = 2
+IP_MTU = 14
+IP_FREEBIND = 15  # bind to local_ip before the address exists (it may move onto a bridge)
+PUMP_BUDGET = 256
+MAX_DATAGRAM = 65535
+REACHABILITY_TTL = 2.0
+
+
+class TunnelEndpoint:
+    """One UDP socket for every tunnel port of a (type, local_ip, dst_port)."""
+
+    def __init__(self, kind: str, local_ip: str, port: int) -> None:
+        self.kind = kind
+        family = socket.AF_INET6 if ":" in local_ip else socket.AF_INET
+        self.sock = socket.socket(family, socket.SOCK_DGRAM)
+        try:
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET:
+                self.sock.setsockopt(socket.IPPROTO_IP, IP_MTU_DISCOVER, IP_PMTUDISC_DO)
+                self.sock.setsockopt(socket.IPPROTO_IP, IP_FREEBIND, 1)
+            else:
+                self.sock.setsockopt(socket.IPPROTO_IPV6, IPV6_MTU_DISCOVER, IPV6_PMTUDISC_DO)
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+            self.sock.bind((local_ip or ("::" if family == socket.AF_INET6 else "0.0.0.0"), port))
+        except OSError as exc:
+            self.sock.close()
+            raise NetdevGone(
+                f"cannot open the {kind} socket on UDP port {port}: {exc.strerror}"
+            ) from None
+        self.sock.setblocking(False)
+        self.ports: dict[tuple[str, int], TunnelNetdev] = {}
+        self.drops: Counter[str] = Counter()
+        self.users = 0
+
+    def fileno(self) -> int:
+        return self.sock.fileno()
+
+    def pump(self) -> int:
+        """Read waiting datagrams into the ports' queues; returns how many were read."""
+        count = 0
+        recvfrom = self.sock.recvfrom
+        ports = self.ports
+        while count < PUMP_BUDGET:
+            try:
+                payload, address = recvfrom(MAX_DATAGRAM)
+            except BlockingIOError:
+                break
+            except OSError:
+                self.drops["socket-error"] += 1
+                break
+            count += 1
+            try:
+                vni, inner = decapsulate(self.kind, payload)
+            except BadTunnelPacket as exc:
+                self.drops[exc.args[0]] += 1
+                continue
+            port = ports.get((address[0], vni))
+            if port is None:
+                self.drops["unknown-tunnel"] += 1
+                continue
+            port.queue.append((vnet_header.EMPTY, inner))
+        return count
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+class TunnelEndpoints:
+    """The open endpoints, so tunnel ports of one (type, local_ip, dst_port) share one."""
+
+    def __init__(self) -> None:
+        self.open: dict[tuple[str, str, int], TunnelEndpoint] = {}
+
+    def port(self, name: str, config: TunnelConfig) -> TunnelNetdev:
+        key = config.endpoint_key
+        endpoint = self.open.get(key)
+        if endpoint is None or endpoint.users == 0:
+            if endpoint is not None:
+                endpoint.close()
+            endpoint = TunnelEndpoint(config.kind, config.local_ip or "", config.dst_port)
+            self.open[key] = endpoint
+        return TunnelNetdev(name, config, endpoint)
+
+
+class TunnelNetdev:
+    """One tunnel port: frames in from its endpoint's queue, out encapsulated."""
+
+    def __init__(self, name: str, config: TunnelConfig, endpoint: TunnelEndpoint) -> None:
+        self.name = name
+        self.config = config
+        self.endpoint = endpoint
+        self.stats = NetdevStats()
+        self.queue: list[Packet] = []
+        self.header = header_for(config.kind, config.vni)
+        self.address = (config.remote_ip, config.dst_port)
+        self.overhead = OVERHEAD_IPV6 if ":" in config.remote_ip else OVERHEAD_IPV4
+        self.last_error: str | None = None
+        self.offload_errors = 0
+        self._reachable: tuple[float, str | None, bool] = (0.0, None, False)
+        key = (config.remote_ip, config.vni)
+        if key in endpoint.ports:
+            raise NetdevGone(
+                f"{endpoint.ports[key].name} already is the {config.kind} tunnel to "
+                f"{config.remote_ip} with key {config.vni}"
+            )
+        endpoint.ports[key] = self
+        endpoint.users += 1
+
+    def fileno(self) -> int:
+        return -1  # frames arrive through the endpoint's socket (see TunnelEndpoint.pump)
+
+    def receive(self, budget: int) -> list[Packet]:
+        taken, self.queue = self.queue[:budget], self.queue[budget:]
+        self.stats.rx_packets += len(taken)
+        self.stats.rx_bytes += sum(len(f) for _, f in taken)
+        return taken
+
+    def send(self, header: bytes, frame: bytes) -> None:
+        try:
+            frames = complete_frame(header, frame)
+        except OffloadError as exc:
+            self.stats.tx_dropped += 1
+            self.offload_errors += 1
+            self.last_error = f"dropped a frame whose offloads cannot be completed: {exc}"
+            return
+        sendto = self.endpoint.sock.sendto
+        for inner in frames:
+            try:
+                sendto(self.header + inner, self.address)
+            except BlockingIOError:
+                self.stats.tx_dropped += 1
+                continue
+            except OSError as exc:
+                self.stats.tx_errors += 1
+                if exc.errno == errno.EMSGSIZE:
+                    self.last_error = self._too_big(len(inner))
+                else:
+                    self.last_error = f"send to {self.config.remote_ip} failed: {exc.strerror}"
+                continue
+            self.stats.tx_packets += 1
+            self.stats.tx_bytes += len(inner)
+
+    def _too_big(self, size: int) -> str:
+        try:
+            mtu = self.endpoint.sock.getsockopt(socket.IPPROTO_IP, IP_MTU)
+        except OSError:
+            mtu = 0
+        limit = f"path MTU {mtu}" if mtu else "the path MTU"
+        return (
+            f"frame of {size} bytes + {self.overhead} bytes of {self.config.kind} overhead "
+            f"exceeds {limit}: lower the MTU of the ports in this network to "
+            f"{(mtu or 1500) - self.overhead - 14} or raise the underlay MTU"
+        )
+
+    def status(self) -> NetdevStatus:
+        egress, reachable = self._route()
+        extra = {
+            "tunnel_remote_ip": self.config.remote_ip,
+            "tunnel_key": str(self.config.vni),
+            "tunnel_dst_port": str(self.config.dst_port),
+            "tunnel_remote_reachable": "true" if reachable else "false",
+        }
+        if egress:
+            extra["tunnel_egress_iface"] = egress
+        if self.last_error:
+            extra["tunnel_last_error"] = self.last_error
+        return NetdevStatus(link_state="up" if reachable else "down", admin_state="up", extra=extra)
+
+    def _route(self) -> tuple[str | None, bool]:
+        """The egress device toward remote_ip and whether it has carrier (cached briefly)."""
+        checked, egress, reachable = self._reachable
+        now = time.monotonic()
+        if now - checked < REACHABILITY_TTL:
+            return egress, reachable
+        egress, reachable = route_to(self.config.remote_ip)
+        self._reachable = (now, egress, reachable)
+        return egress, reachable
+
+    def close(self) -> None:
+        key = (self.config.remote_ip, self.config.vni)
+        if self.endpoint.ports.get(key) is self:
+            del self.endpoint.ports[key]
+        self.endpoint.users -= 1
+
+
+def route_to(address: str) -> tuple[str | None, bool]:
+    from pyroute2 import IPRoute
+    from pyroute2.netlink.exceptions import NetlinkError
+
+    try:
+        with IPRoute() as ipr:
+            routes = ipr.route("get", dst=address)
+            if not routes:
+                return None, False
+            oif = routes[0].get_attr("RTA_OIF")
+            links = ipr.get_links(oif)
+            name = links[0].get_attr("IFLA_IFNAME")
+            carrier = links[0].get_attr("IFLA_OPERSTATE") in ("UP", "UNKNOWN")
+            return str(name), bool(carrier) and routes[0]["type"] == 1  # RTN_UNICAST
+    except (NetlinkError, OSError, IndexError):
+        return None, False

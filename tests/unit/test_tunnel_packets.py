@@ -1,0 +1,135 @@
+"""Tunnel headers, tunnel options and software offload completion, without root."""
+
+from __future__ import annotations
+
+import struct
+
+import pytest
+
+from ovs_runtime.bridge.tunnel_config import TunnelConfigError, parse_tunnel
+from ovs_runtime.datapath import vnet_header
+from ovs_runtime.ofproto.normal import NormalBridge
+from ovs_runtime.ofproto.vlan import PortVlan
+from ovs_runtime.packet.ethernet import parse_l2
+from ovs_runtime.packet.offload import complete_frame, ones_complement_sum, segment_tcp
+from ovs_runtime.packet.tunnel_header import BadTunnelPacket, decapsulate, header_for
+
+INNER = b"\x02" * 6 + b"\x04" * 6 + b"\x08\x00" + b"\x45" + b"\x00" * 45
+
+
+@pytest.mark.parametrize("kind", ["vxlan", "geneve"])
+def test_encapsulation_round_trips(kind: str) -> None:
+    assert decapsulate(kind, header_for(kind, 5010) + INNER) == (5010, INNER)
+
+
+def test_geneve_options_are_skipped_and_critical_ones_refused() -> None:
+    options = b"\x01\x02\x03\x04" * 2
+    header = bytes([2, 0]) + struct.pack("!HI", 0x6558, 7 << 8)
+    assert decapsulate("geneve", header + options + INNER) == (7, INNER)
+    critical = bytes([2, 0x40]) + struct.pack("!HI", 0x6558, 7 << 8)
+    with pytest.raises(BadTunnelPacket, match="critical"):
+        decapsulate("geneve", critical + options + INNER)
+
+
+@pytest.mark.parametrize(
+    ("kind", "payload", "reason"),
+    [
+        ("vxlan", b"", "truncated"),
+        ("vxlan", header_for("vxlan", 1) + b"\x00" * 5, "truncated"),
+        ("vxlan", b"\x00" * 8 + INNER, "bad-vxlan-flags"),
+        ("geneve", b"\x40\x00\x65\x58" + b"\x00" * 4 + INNER, "bad-geneve-version"),
+        ("geneve", b"\x00\x00\x08\x00" + b"\x00" * 4 + INNER, "geneve-not-ethernet"),
+        ("geneve", b"\x3f\x00\x65\x58" + b"\x00" * 4 + INNER, "truncated"),
+    ],
+)
+def test_malformed_tunnel_packets_name_their_fault(kind: str, payload: bytes, reason: str) -> None:
+    with pytest.raises(BadTunnelPacket) as info:
+        decapsulate(kind, payload)
+    assert info.value.args[0] == reason
+
+
+def test_tunnel_options_parse_like_ovs() -> None:
+    config = parse_tunnel("vx1", "vxlan", {"remote_ip": "203.0.113.2", "key": "5010"})
+    assert (config.vni, config.dst_port, config.ttl, config.tos) == (5010, 4789, 64, 0)
+    assert parse_tunnel("g", "geneve", {"remote_ip": "2001:db8::1"}).dst_port == 6081
+    assert parse_tunnel("v", "vxlan", {"remote_ip": "203.0.113.2", "tos": "inherit"}).tos is None
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({}, "remote_ip is required"),
+        ({"remote_ip": "flow"}, "remote_ip=flow needs flow-table"),
+        ({"remote_ip": "example"}, "not an IPv4 or IPv6 address"),
+        ({"remote_ip": "203.0.113.2", "key": "x"}, "expected 0 to 16777215"),
+        ({"remote_ip": "203.0.113.2", "dst_port": "0"}, "expected 1 to 65535"),
+        ({"remote_ip": "203.0.113.2", "ttl": "300"}, "expected 1 to 255"),
+        ({"remote_ip": "203.0.113.2", "in_key": "1", "out_key": "2"}, "different in_key"),
+        ({"remote_ip": "203.0.113.2", "peer": "x"}, "unknown option"),
+    ],
+)
+def test_bad_tunnel_options_name_the_option(options: dict[str, str], message: str) -> None:
+    with pytest.raises(TunnelConfigError, match=message):
+        parse_tunnel("vx1", "vxlan", options)
+
+
+def tcp_super_frame(payload_len: int) -> bytes:
+    eth = b"\x02" * 6 + b"\x04" * 6 + b"\x08\x00"
+    tcp = struct.pack("!HHIIBBHHH", 1234, 5201, 1000, 0, 5 << 4, 0x19, 500, 0, 0)
+    ip = struct.pack(
+        "!BBHHHBBH4s4s",
+        0x45,
+        0,
+        40 + payload_len,
+        77,
+        0x4000,
+        64,
+        6,
+        0,
+        bytes([198, 51, 100, 1]),
+        bytes([198, 51, 100, 2]),
+    )
+    return eth + ip + tcp + bytes(i % 251 for i in range(payload_len))
+
+
+def tcp_checksum_ok(segment: bytes) -> bool:
+    length = len(segment) - 34
+    pseudo = segment[26:34] + struct.pack("!xBH", 6, length)
+    return ones_complement_sum(segment[34:], ones_complement_sum(pseudo)) == 0xFFFF
+
+
+def test_tcp_super_frames_become_valid_segments() -> None:
+    frame = tcp_super_frame(5000)
+    segments = segment_tcp(frame, 1400)
+    assert [len(s) for s in segments] == [1454, 1454, 1454, 854]
+    assert b"".join(s[54:] for s in segments) == frame[54:]
+    for i, seg in enumerate(segments):
+        assert ones_complement_sum(seg[14:34]) == 0xFFFF  # IPv4 header checksum
+        assert tcp_checksum_ok(seg)
+        assert struct.unpack_from("!I", seg, 38)[0] == 1000 + i * 1400
+        fin_psh = seg[47] & 0x09
+        assert fin_psh == (0x09 if i == len(segments) - 1 else 0)
+
+
+def test_a_partial_checksum_is_completed() -> None:
+    frame = bytearray(tcp_super_frame(100))
+    length = len(frame) - 34
+    pseudo = ones_complement_sum(frame[26:34] + struct.pack("!xBH", 6, length))
+    struct.pack_into("=H", frame, 50, pseudo)  # what the kernel leaves: the pseudo sum
+    header = struct.pack("<BBHHHH", vnet_header.FLAG_NEEDS_CSUM, 0, 0, 0, 34, 16)
+    (done,) = complete_frame(header, bytes(frame))
+    assert tcp_checksum_ok(done)
+    assert complete_frame(vnet_header.EMPTY, bytes(frame)) == [bytes(frame)]
+
+
+def test_split_horizon_keeps_mesh_frames_out_of_the_mesh() -> None:
+    bridge = NormalBridge("br0")
+    access = PortVlan.from_config(None, 10, ())
+    bridge.set_port(1, access)
+    for tunnel in (2, 3):
+        bridge.set_port(tunnel, access, mesh=True)
+    broadcast = parse_l2(b"\xff" * 6 + b"\x02\x00\x00\x00\x00\x09" + b"\x08\x06" + bytes(46))
+    _, from_tunnel = bridge.decide(2, broadcast, 0.0)
+    assert [port for port, _ in from_tunnel] == [1]
+    _, from_vm = bridge.decide(1, broadcast, 0.0)
+    assert [port for port, _ in from_vm] == [2, 3]
