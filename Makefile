@@ -7,7 +7,7 @@ VENV := .venv
 VPY := $(VENV)/bin/python
 STAMP_DEPS := $(VENV)/.deps-installed
 
-.PHONY: demo test deps venv lint unit integration packaging-test bench packages clean lab-up lab-down lab-status
+.PHONY: demo test deps venv lint unit integration packaging-test bench packages clean lab-up lab-down lab-status fleet-test
 
 deps:
 	@bash scripts/install-deps.sh
@@ -53,6 +53,10 @@ bench: venv
 
 packaging-test: venv
 	@bash scripts/run-stage.sh packaging $(VPY) -m pytest -q tests/packaging
+
+# The lab fleet, deployed with the playbooks and exercised over SSH (tests/fleet).
+fleet-test: venv
+	@bash scripts/run-stage.sh fleet $(VPY) -m pytest -q tests/fleet
 
 test: venv
 	@bash scripts/test.sh

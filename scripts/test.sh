@@ -7,4 +7,5 @@ make --no-print-directory lint
 make --no-print-directory unit
 make --no-print-directory integration
 make --no-print-directory packaging-test
+make --no-print-directory fleet-test
 echo "=== all stages passed in $(( $(date +%s) - total_start )) s"

@@ -41,9 +41,11 @@ class TapNetdev:
         self.stats = NetdevStats()
         self.remote_namespace = False
         self.inherited = inherited_fd is not None
-        if inherited_fd is not None and _tap_name(inherited_fd) == name:
+        if inherited_fd is not None and _tap_name(inherited_fd) is not None:
+            # Still attached to its device, kept alive by systemd meanwhile: the same
+            # port, even if the device was moved into a VM's namespace and renamed.
             os.set_blocking(inherited_fd, False)
-            self.fd = inherited_fd  # the same device, kept alive by systemd meanwhile
+            self.fd = inherited_fd
             return
         if inherited_fd is not None:
             os.close(inherited_fd)

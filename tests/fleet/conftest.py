@@ -60,14 +60,7 @@ class Fleet:
     def ssh(self, host: str, command: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         address = next(h.mgmt_ip for h in self.hosts if h.name == host)
         proc = subprocess.run(
-            [
-                "ssh",
-                *("-i", str(lab_fleet.LAB_DIR / "id_ed25519")),
-                *("-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null"),
-                *("-o", "LogLevel=ERROR", "-o", "BatchMode=yes"),
-                f"root@{address}",
-                command,
-            ],
+            [*self.ssh_argv(), f"root@{address}", command],
             capture_output=True,
             text=True,
             timeout=120,
@@ -77,6 +70,40 @@ class Fleet:
                 f"{host}: {command}: {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
             )
         return proc
+
+    def guest(self, host: str, name: str, port: str, address: str, mtu: int, mac: str = "") -> None:
+        """Make a "VM" namespace on a hypervisor out of one of its TAP ports."""
+        self._guest_script(host, " ".join([name, port, address, str(mtu), mac]).strip())
+
+    def pause_guest(self, host: str, name: str) -> None:
+        """The VM stops answering and sending (paused), its NIC still plugged."""
+        self._guest_script(host, f"pause {name}")
+
+    def _guest_script(self, host: str, args: str) -> None:
+        script = (REPO / "lab" / "guest.py").read_text()
+        address_of = next(h.mgmt_ip for h in self.hosts if h.name == host)
+        proc = subprocess.run(
+            [*self.ssh_argv(), f"root@{address_of}", f"python3 - {args}"],
+            input=script,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert proc.returncode == 0, proc.stderr
+
+    def in_guest(
+        self, host: str, guest: str, command: str, check: bool = False
+    ) -> subprocess.CompletedProcess[str]:
+        return self.ssh(host, f"nsenter --net=/run/netns/{guest} {command}", check=check)
+
+    @staticmethod
+    def ssh_argv() -> list[str]:
+        return [
+            "ssh",
+            *("-i", str(lab_fleet.LAB_DIR / "id_ed25519")),
+            *("-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null"),
+            *("-o", "LogLevel=ERROR", "-o", "BatchMode=yes"),
+        ]
 
     def fleet_cli(self, *args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
@@ -106,6 +133,9 @@ def deployed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
         lab = Fleet(hosts, deb.parent)
         first = lab.playbook("site.yml")
         assert first.returncode == 0, first.stdout[-4000:] + first.stderr[-2000:]
+        for n in (1, 2, 3):  # tenant-a VMs (over VXLAN) and tenant-b VMs (over trunks)
+            lab.guest(f"hv{n}", "vm1", "vm1", f"198.51.100.{130 + n}/26", 1450)
+            lab.guest(f"hv{n}", "vm2", "vm2", f"198.51.100.{192 + n}/26", 1500)
         yield lab
     finally:
         lab_fleet.down(log=False)
