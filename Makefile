@@ -7,7 +7,7 @@ VENV := .venv
 VPY := $(VENV)/bin/python
 STAMP_DEPS := $(VENV)/.deps-installed
 
-.PHONY: demo test deps venv lint unit integration packaging-test bench packages clean lab-up lab-down lab-status fleet-test
+.PHONY: demo demo-host test deps venv lint unit integration packaging-test bench packages clean lab-up lab-down lab-status fleet-test molecule
 
 deps:
 	@bash scripts/install-deps.sh
@@ -23,7 +23,10 @@ $(STAMP_DEPS): requirements-dev.txt pyproject.toml | $(VPY)
 venv: deps $(STAMP_DEPS)
 
 demo: venv
-	@bash scripts/demo.sh
+	@bash scripts/demo.sh demo_fleet
+
+demo-host: venv
+	@bash scripts/demo.sh demo_single_host
 
 lint: venv
 	@bash scripts/run-stage.sh lint bash scripts/lint.sh
@@ -63,3 +66,7 @@ test: venv
 
 clean:
 	rm -rf $(VENV) dist build *.egg-info .mypy_cache .ruff_cache .pytest_cache
+
+# Molecule scenarios (delegated driver on the lab): default (one host), fleet, upgrade.
+molecule: venv
+	@bash scripts/run-stage.sh molecule bash scripts/molecule.sh

@@ -22,6 +22,23 @@ class FleetHost:
     groups: tuple[str, ...]
 
 
+def host_variables(sources: list[str], name: str, names: tuple[str, ...]) -> dict[str, Any]:
+    """The named variables of one host, templated as a playbook would see them."""
+    from ansible.inventory.manager import InventoryManager
+    from ansible.parsing.dataloader import DataLoader
+    from ansible.template import Templar
+    from ansible.vars.manager import VariableManager
+
+    loader = DataLoader()
+    inventory = InventoryManager(loader=loader, sources=sources)
+    host = inventory.get_host(name)
+    if host is None:
+        raise InventoryError(f"host {name!r} is not in {', '.join(sources)}")
+    variables = VariableManager(loader=loader, inventory=inventory).get_vars(host=host)
+    templar = Templar(loader=loader, variables=variables)
+    return {n: templar.template(variables[n]) for n in names if n in variables}
+
+
 def load_hosts(sources: list[str], limit: str | None = None) -> list[FleetHost]:
     from ansible.inventory.manager import InventoryManager
     from ansible.parsing.dataloader import DataLoader

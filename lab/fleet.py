@@ -16,8 +16,9 @@ Wiring (all addresses from 198.51.100.0/24 and 203.0.113.0/24):
   (198.51.100.200/26, tenant-b).
 
 Nothing is routed off the machine: no default routes, no forwarding. State (PIDs, links,
-namespaces) is kept in ``build/lab/state.json`` so ``down`` removes exactly what ``up``
-made, and is safe to run twice or after a crash (it also finds stray lab hosts by name).
+namespaces) is kept in ``/var/lib/ovs-runtime-lab/state.json``, so ``down`` removes
+exactly what ``up`` made, and is safe to run twice or after a crash (it also finds stray
+lab hosts by name).
 """
 
 from __future__ import annotations
@@ -38,7 +39,9 @@ from pyroute2 import IPRoute, NetNS, netns
 from lab.nspawn import NspawnHost
 
 REPO = Path(__file__).resolve().parent.parent
-LAB_DIR = Path(os.environ.get("OVSR_LAB_DIR", str(REPO / "build" / "lab")))
+# Outside the checkout: the inventory names the SSH key by this absolute path, which
+# every tool reads untemplated (ssh, testinfra, Fabric).
+LAB_DIR = Path(os.environ.get("OVSR_LAB_DIR", "/var/lib/ovs-runtime-lab"))
 CONTROL_IP = "198.51.100.1"
 MGMT_PREFIX = 25
 MACHINE_PREFIX = "lab-"

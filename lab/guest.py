@@ -3,6 +3,7 @@ TAP port PORT into the NIC of a "VM", a network namespace NAME with ADDRESS on e
 MAC, to play a VM that migrated here with its own MAC address). Guests are IPv4-only, so
 they send nothing unasked.
 
+``python3 - address NAME CIDR add|del < guest.py`` adds or removes an extra address.
 ``python3 - pause NAME < guest.py`` plays a paused VM (as before the last step of a live
 migration): its NIC stays plugged, but it no longer answers or sends anything.
 
@@ -40,6 +41,13 @@ def pause_guest(name: str) -> None:
         nsr.link("set", index=index, arp=False)
 
 
+def guest_address(name: str, cidr: str, action: str) -> None:
+    ip, prefixlen = cidr.split("/")
+    with NetNS(name) as nsr:
+        index = nsr.link_lookup(ifname="eth0")[0]
+        nsr.addr(action, index=index, address=ip, prefixlen=int(prefixlen))
+
+
 def make_guest(name: str, port: str, address: str, mtu: int, mac: str | None = None) -> None:
     if name not in netns.listnetns():
         netns.create(name)
@@ -69,6 +77,8 @@ def make_guest(name: str, port: str, address: str, mtu: int, mac: str | None = N
 
 if __name__ == "__main__" and sys.argv[1] == "pause":
     pause_guest(sys.argv[2])
+elif __name__ == "__main__" and sys.argv[1] == "address":
+    guest_address(sys.argv[2], sys.argv[3], sys.argv[4])
 elif __name__ == "__main__":
     mac = sys.argv[5] if len(sys.argv) > 5 else None
     make_guest(sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), mac)

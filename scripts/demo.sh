@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# `make demo`: the single-host demo (the lab fleet comes with a later issue).
+# `make demo`: the lab fleet (scripts/demo_fleet.py); `make demo-host`: one host.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-exec .venv/bin/python scripts/demo.py
+exec .venv/bin/python "scripts/${1:-demo_fleet}.py"

@@ -8,6 +8,6 @@ $VPY -m mypy ovs_runtime lab fleet
 mapfile -t scripts < <(git ls-files '*.sh' .ci/run)
 shellcheck "${scripts[@]}"
 # Roles and playbooks: yamllint, and ansible-lint's production profile.
-PATH="$PWD/.venv/bin:$PATH" .venv/bin/yamllint -s roles playbooks inventories .yamllint .ansible-lint
-PATH="$PWD/.venv/bin:$PATH" .venv/bin/ansible-lint -q roles playbooks inventories
+PATH="$PWD/.venv/bin:$PATH" .venv/bin/yamllint -s roles playbooks inventories molecule .yamllint .ansible-lint
+PATH="$PWD/.venv/bin:$PATH" .venv/bin/ansible-lint -q roles playbooks inventories molecule
 echo "lint: ruff, mypy, shellcheck, yamllint and ansible-lint clean"

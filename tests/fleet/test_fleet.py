@@ -11,10 +11,11 @@ from __future__ import annotations
 import json
 import re
 import subprocess
+import sys
 import time
 from pathlib import Path
 
-from tests.fleet.conftest import Fleet, changed_count
+from lab.control import REPO, LabControl, changed_count
 from tests.packaging.test_packages import build
 
 TENANT_A = {"hv1": "198.51.100.131", "hv2": "198.51.100.132", "hv3": "198.51.100.133"}
@@ -22,17 +23,19 @@ TENANT_B = {"hv1": "198.51.100.193", "hv2": "198.51.100.194", "hv3": "198.51.100
 BM1, BM2 = "198.51.100.140", "198.51.100.200"
 
 
-def reaches(fleet: Fleet, host: str, guest: str, address: str) -> bool:
+def reaches(fleet: LabControl, host: str, guest: str, address: str) -> bool:
     return fleet.in_guest(host, guest, f"ping -c 2 -i 0.2 -W 1 {address}").returncode == 0
 
 
-def test_a_second_converge_changes_nothing(deployed: Fleet) -> None:
+def test_a_second_converge_changes_nothing(deployed: LabControl) -> None:
     again = deployed.playbook("site.yml")
     assert again.returncode == 0, again.stdout[-3000:]
     assert changed_count(again.stdout) == 0, again.stdout[-3000:]
 
 
-def test_tenant_a_spans_the_hypervisors_over_vxlan_and_reaches_bare_metal(deployed: Fleet) -> None:
+def test_tenant_a_spans_the_hypervisors_over_vxlan_and_reaches_bare_metal(
+    deployed: LabControl,
+) -> None:
     for src in ("hv1", "hv2", "hv3"):
         for dst, address in TENANT_A.items():
             if dst != src:
@@ -43,7 +46,7 @@ def test_tenant_a_spans_the_hypervisors_over_vxlan_and_reaches_bare_metal(deploy
     assert {"vx5010-hv2", "vx5010-hv3", "vx5010-sw1"} <= behind, behind
 
 
-def test_tenant_b_spans_the_rack_over_trunks_and_reaches_bare_metal(deployed: Fleet) -> None:
+def test_tenant_b_spans_the_rack_over_trunks_and_reaches_bare_metal(deployed: LabControl) -> None:
     for src in ("hv1", "hv2", "hv3"):
         for dst, address in TENANT_B.items():
             if dst != src:
@@ -53,18 +56,42 @@ def test_tenant_b_spans_the_rack_over_trunks_and_reaches_bare_metal(deployed: Fl
     assert any(e["vlan"] == 20 and e["port_name"] == "eth1" for e in fdb)
 
 
-def test_the_tenants_are_isolated(deployed: Fleet) -> None:
+def test_the_tenants_are_isolated(deployed: LabControl) -> None:
     # A tenant-b VM that takes a tenant-a address still cannot reach tenant-a: the
     # networks are apart at layer 2, not by addressing.
-    deployed.in_guest("hv1", "vm2", "ip addr add 198.51.100.150/26 dev eth0", check=True)
+    deployed.guest_address("hv1", "vm2", "198.51.100.150/26", "add")
     try:
         assert not reaches(deployed, "hv1", "vm2", TENANT_A["hv2"])
         assert not reaches(deployed, "hv1", "vm2", BM1)
     finally:
-        deployed.in_guest("hv1", "vm2", "ip addr del 198.51.100.150/26 dev eth0")
+        deployed.guest_address("hv1", "vm2", "198.51.100.150/26", "del")
 
 
-def test_fleet_status_shows_every_host_and_its_tunnels(deployed: Fleet) -> None:
+def test_the_testinfra_suite_passes_against_the_lab(deployed: LabControl) -> None:
+    """tests/infra, the host verification suite Molecule also runs, on every lab host."""
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            str(REPO / "tests" / "infra"),
+            "--hosts=ansible://all",
+            f"--ansible-inventory={REPO / 'inventories' / 'lab'}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=REPO,
+    )
+    assert proc.returncode == 0, proc.stdout[-5000:]
+    # 6 checks on 4 hosts; only sw1's VM reachability is skipped (it hosts no VMs).
+    assert re.search(r"\b23 passed, 1 skipped", proc.stdout), proc.stdout[-1000:]
+
+
+def test_fleet_status_shows_every_host_and_its_tunnels(deployed: LabControl) -> None:
     proc = deployed.fleet_cli("--format", "json", "status")
     assert proc.returncode == 0, proc.stderr
     rows = {r["host"]: r for r in json.loads(proc.stdout)}
@@ -78,7 +105,7 @@ def test_fleet_status_shows_every_host_and_its_tunnels(deployed: Fleet) -> None:
     assert re.search(r"hv1\s+active\s+0\.1\.0\s+br-int\s+3/3", table), table
 
 
-def test_fleet_collect_pulls_state_and_logs(deployed: Fleet, tmp_path: Path) -> None:
+def test_fleet_collect_pulls_state_and_logs(deployed: LabControl, tmp_path: Path) -> None:
     proc = deployed.fleet_cli("collect", str(tmp_path / "dump"))
     assert proc.returncode == 0, proc.stderr
     for host in ("hv1", "sw1"):
@@ -89,7 +116,7 @@ def test_fleet_collect_pulls_state_and_logs(deployed: Fleet, tmp_path: Path) -> 
         assert "[daemon]" in (folder / "ovs-runtimed.conf").read_text()
 
 
-def test_fleet_migrate_moves_a_vm_and_the_fabric_relearns_at_once(deployed: Fleet) -> None:
+def test_fleet_migrate_moves_a_vm_and_the_fabric_relearns_at_once(deployed: LabControl) -> None:
     deployed.ssh("hv1", "ovsr add-port br-int mig tag=10 -- set Interface mig type=tap")
     deployed.guest("hv1", "mig", "mig", "198.51.100.150/26", 1450)
     assert reaches(deployed, "hv1", "mig", TENANT_A["hv2"])
@@ -123,7 +150,7 @@ def test_fleet_migrate_moves_a_vm_and_the_fabric_relearns_at_once(deployed: Flee
     assert reaches(deployed, "hv2", "vm1", "198.51.100.150")
 
 
-def test_fleet_rolling_restart_stops_at_the_first_unhealthy_host(deployed: Fleet) -> None:
+def test_fleet_rolling_restart_stops_at_the_first_unhealthy_host(deployed: LabControl) -> None:
     proc = deployed.fleet_cli("--limit", "hypervisors", "rolling-restart")
     assert proc.returncode == 0, proc.stderr
     assert [line.split(":")[0] for line in proc.stdout.splitlines()] == ["hv1", "hv2", "hv3"]
@@ -146,7 +173,7 @@ def test_fleet_rolling_restart_stops_at_the_first_unhealthy_host(deployed: Fleet
     assert deployed.fleet_cli("status").returncode == 0
 
 
-def test_fleet_refuses_unknown_hosts_and_bad_inventories(deployed: Fleet) -> None:
+def test_fleet_refuses_unknown_hosts_and_bad_inventories(deployed: LabControl) -> None:
     proc = deployed.fleet_cli("migrate", "vm1", "--from", "hv1", "--to", "hv9")
     assert proc.returncode == 1 and "host 'hv9' is not in the inventory" in proc.stderr
     proc = deployed.fleet_cli("--limit", "nosuchgroup", "status")
@@ -154,7 +181,7 @@ def test_fleet_refuses_unknown_hosts_and_bad_inventories(deployed: Fleet) -> Non
 
 
 def test_rolling_upgrade_keeps_config_and_reports_lost_pings(
-    deployed: Fleet, tmp_path: Path
+    deployed: LabControl, tmp_path: Path
 ) -> None:
     """Last: the fleet moves to a newer build with playbooks/upgrade.yml while a tenant-a
     VM on hv1 pings one on hv2 every 10 ms, over the VXLAN mesh."""

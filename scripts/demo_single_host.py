@@ -1,6 +1,6 @@
 """Single-host demo: a real ovs-runtimed switching three namespace "VMs" on two VLANs.
 
-Run by `make demo`. Every namespace, link and process it makes is removed at the end,
+Run by `make demo-host`. Every namespace, link and process it makes is removed at the end,
 also on failure or Ctrl-C.
 """
 
