@@ -19,7 +19,7 @@ mkdir -p "$build" "$dist"
 src=$build/ovs-runtime-$version
 mkdir -p "$src"
 git ls-files -z | grep -zv '^packaging/debian/' | xargs -0 cp --parents -t "$src"
-if [ -n "${OVSR_VERSION:-}" ]; then
+if [ -n "${OVSR_VERSION:-}" ] && [ "$OVSR_VERSION" != "$version" ]; then
   # A differently numbered build of the same tree (upgrade tests).
   sed -i "s/^__version__ = .*/__version__ = \"$OVSR_VERSION\"/" "$src/ovs_runtime/__init__.py"
   mv "$src" "$build/ovs-runtime-$OVSR_VERSION"

@@ -9,6 +9,7 @@ carried over 802.1Q trunks through sw1, with bare-metal bm2.
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -85,6 +86,7 @@ def test_the_testinfra_suite_passes_against_the_lab(deployed: LabControl) -> Non
         text=True,
         timeout=600,
         cwd=REPO,
+        env=dict(os.environ, PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}"),
     )
     assert proc.returncode == 0, proc.stdout[-5000:]
     # 6 checks on 4 hosts; only sw1's VM reachability is skipped (it hosts no VMs).

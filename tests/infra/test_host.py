@@ -65,19 +65,19 @@ def test_socket_mode_and_group(host: Any) -> None:
 def test_bridges_ports_and_vlans_exactly_as_declared(host: Any, inventory: list[str]) -> None:
     declared = declared_bridges(inventory, host_name(host))
     bridges = {b["name"]: b for b in ovsr_json(host, "list", "Bridge")}
-    ports = {p["_uuid"][1]: p for p in ovsr_json(host, "list", "Port")}
-    ifaces = {i["_uuid"][1]: i for i in ovsr_json(host, "list", "Interface")}
+    ports = {p["_uuid"]: p for p in ovsr_json(host, "list", "Port")}
+    ifaces = {i["_uuid"]: i for i in ovsr_json(host, "list", "Interface")}
     assert sorted(bridges) == sorted(declared), "bridges differ from the inventory"
     for name, wanted in declared.items():
         running = {}
         for ref in as_list(bridges[name]["ports"]):
-            port = ports[ref[1]]
+            port = ports[ref]
             if port["name"] != name:  # the bridge's own local port is implied
                 running[port["name"]] = port
         assert sorted(running) == sorted(wanted), f"bridge {name}: ports differ"
         for pname, spec in wanted.items():
             port = running[pname]
-            iface = ifaces[as_list(port["interfaces"])[0][1]]
+            iface = ifaces[as_list(port["interfaces"])[0]]
             assert scalar(port["tag"]) == spec.get("tag"), f"{pname}: tag"
             assert as_list(port["trunks"]) == sorted(spec.get("trunks", [])), f"{pname}: trunks"
             if "vlan_mode" in spec:
@@ -101,8 +101,7 @@ def test_reachability_matrix_as_declared(host: Any, inventory: list[str]) -> Non
     if not guests:
         pytest.skip("this inventory declares no guests on this host")
     missing = [g for g in guests if not host.file(f"/run/netns/{g}").exists]
-    if missing:
-        pytest.skip(f"guests {missing} not created here (make demo or the fleet scenario does)")
+    assert not missing, f"declared guests {missing} do not exist (lab/guest.py makes them)"
     for guest, cidr in guests.items():
         own = cidr.split("/")[0]
         network = next(n for n, members in v["lab_networks"].items() if own in members)
