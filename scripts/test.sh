@@ -8,4 +8,5 @@ make --no-print-directory unit
 make --no-print-directory integration
 make --no-print-directory packaging-test
 make --no-print-directory fleet-test
+make --no-print-directory molecule
 echo "=== all stages passed in $(( $(date +%s) - total_start )) s"
