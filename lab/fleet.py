@@ -337,15 +337,20 @@ def _power_off(pid: int) -> None:
         )
 
 
-def _wait_or_kill(pid: int, timeout: float = 30) -> None:
+def _wait_or_kill(pids: set[int], timeout: float = 15) -> None:
+    """Wait for all hosts to power off, together; kill what is left after ``timeout``.
+    The hosts are volatile, so a kill loses nothing (systemd in a container can take
+    long to give up on cgroups it cannot clean)."""
     deadline = time.monotonic() + timeout
-    while alive(pid) and time.monotonic() < deadline:
+    while any(alive(p) for p in pids) and time.monotonic() < deadline:
         time.sleep(0.2)
-    if alive(pid):
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(pid, signal.SIGKILL)
-        while alive(pid) and time.monotonic() < deadline + 10:
-            time.sleep(0.1)
+    for pid in pids:
+        if alive(pid):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while any(alive(p) for p in pids) and time.monotonic() < deadline:
+        time.sleep(0.1)
 
 
 def down(log: bool = True) -> None:
@@ -354,8 +359,7 @@ def down(log: bool = True) -> None:
     # Power off all at once, then wait: a fleet shuts down in the time of one host.
     for pid in sorted(pids):
         _power_off(pid)
-    for pid in sorted(pids):
-        _wait_or_kill(pid)
+    _wait_or_kill(pids)
     for name in BARE_METAL:
         with contextlib.suppress(Exception):
             netns.remove(f"{MACHINE_PREFIX}{name}")
