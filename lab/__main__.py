@@ -24,7 +24,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.action == "up":
         try:
             fleet.up(args.hypervisors)
-        except ValueError as exc:
+        except (ValueError, fleet.LabError) as exc:
             print(f"lab: {exc}", file=sys.stderr)
             return 1
     elif args.action == "down":

@@ -26,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -149,13 +150,42 @@ def _identity_files(host: LabHost) -> dict[Path, str]:
     return {folder / "hostname": "/etc/hostname", folder / "machine-id": "/etc/machine-id"}
 
 
+class LabError(RuntimeError):
+    pass
+
+
+PREREQUISITES = {  # command -> the Debian package that has it
+    "systemd-nspawn": "systemd-container",
+    "debootstrap": "debootstrap",
+    "ssh-keygen": "openssh-client",
+    "nsenter": "util-linux",
+}
+
+
+def check_prerequisites() -> None:
+    missing = sorted({pkg for cmd, pkg in PREREQUISITES.items() if shutil.which(cmd) is None})
+    if missing:
+        raise LabError(
+            f"missing Debian package(s) {', '.join(missing)}: run `make deps` "
+            "(scripts/install-deps.sh) as root"
+        )
+    if os.geteuid() != 0:
+        raise LabError("the lab boots containers and makes network devices: run it as root")
+
+
 def up(hypervisors: int = DEFAULT_HYPERVISORS, log: bool = True) -> list[LabHost]:
+    plan(hypervisors)  # a bad count fails before anything happens
+    check_prerequisites()
     running = load_state()
     if running and all(alive(h.pid) for h in running):
         if len(running) == hypervisors + 1:
-            _say(log, f"lab: already up ({', '.join(h.name for h in running)})")
+            _say(log, f"lab: already up, reusing it ({', '.join(h.name for h in running)})")
             return running
-    down(log=False)  # a partial or differently sized lab: start clean
+        raise LabError(
+            f"a lab with {len(running) - 1} hypervisor(s) is running; "
+            "take it down first (make lab-down)"
+        )
+    down(log=False)  # a partial or crashed lab: never reuse half-built hosts
     hosts = plan(hypervisors)
     ssh_key()
     machines = {}

@@ -15,6 +15,8 @@ packages=(
   debootstrap systemd-container
   # the lab fleet is managed over SSH (Ansible, Fabric, testinfra)
   openssh-client
+  # make demo draws the fleet topology
+  graphviz
 )
 
 missing=()

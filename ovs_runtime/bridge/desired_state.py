@@ -44,12 +44,44 @@ class PortSpec:
 
 
 @dataclass(frozen=True)
+class MirrorSpec:
+    """A Mirror row, with its port references resolved to port names."""
+
+    uuid: uuid.UUID
+    name: str
+    select_all: bool
+    select_src_port: frozenset[str]
+    select_dst_port: frozenset[str]
+    select_vlan: frozenset[int]
+    output_port: str | None
+    output_vlan: int | None
+
+
+@dataclass(frozen=True)
 class BridgeSpec:
     uuid: uuid.UUID
     name: str
     fail_mode: str
     ports: tuple[PortSpec, ...]
     other_config: dict[str, str] = field(hash=False, default_factory=dict)
+    mirrors: tuple[MirrorSpec, ...] = ()
+
+
+def _mirror(row: Row, port_names: dict[uuid.UUID, str]) -> MirrorSpec:
+    def names(column: str) -> frozenset[str]:
+        return frozenset(port_names[u] for u in as_list(row[column]) if u in port_names)
+
+    output = scalar(row["output_port"])
+    return MirrorSpec(
+        uuid=scalar(row["_uuid"]),
+        name=scalar(row["name"], ""),
+        select_all=bool(scalar(row["select_all"], False)),
+        select_src_port=names("select_src_port"),
+        select_dst_port=names("select_dst_port"),
+        select_vlan=frozenset(as_list(row["select_vlan"])),
+        output_port=port_names.get(output) if output is not None else None,
+        output_vlan=scalar(row["output_vlan"]),
+    )
 
 
 def _interface(row: Row) -> InterfaceSpec:
@@ -92,11 +124,23 @@ def read_bridges(tables: dict[str, dict[uuid.UUID, Row]]) -> dict[str, BridgeSpe
                     )
                 )
             name = scalar(bridge_row["name"])
+            port_names = {p.uuid: p.name for p in ports}
+            mirrors = tuple(
+                sorted(
+                    (
+                        _mirror(tables["Mirror"][u], port_names)
+                        for u in as_list(bridge_row["mirrors"])
+                        if u in tables["Mirror"]
+                    ),
+                    key=lambda m: m.name,
+                )
+            )
             bridges[name] = BridgeSpec(
                 uuid=bridge_uuid,
                 name=name,
                 fail_mode=scalar(bridge_row["fail_mode"], "standalone"),
                 ports=tuple(sorted(ports, key=lambda p: p.name)),
                 other_config=as_map(bridge_row["other_config"]),
+                mirrors=mirrors,
             )
     return bridges

@@ -24,7 +24,7 @@ from ovs_runtime.db.database import Database, RowChange
 
 log = logging.getLogger(__name__)
 
-WATCHED_TABLES = frozenset({"Open_vSwitch", "Bridge", "Port", "Interface"})
+WATCHED_TABLES = frozenset({"Open_vSwitch", "Bridge", "Port", "Interface", "Mirror"})
 STATUS_COLUMNS = frozenset(
     {
         "_version",
@@ -153,6 +153,11 @@ class Reconciler:
                     continue
                 if error:
                     log.warning("bridge %s: port %s: %s", name, port, error)
+            if provider and (current is None or current != spec):
+                if spec.mirrors != (current.mirrors if current else ()):
+                    for mirror in spec.mirrors:
+                        log.info("bridge %s: mirror %s%s", name, mirror.name, _mirror_text(mirror))
+                provider.configure_mirrors(name, spec.mirrors)
             self.running[name] = spec
 
     # -- status -----------------------------------------------------------------------
@@ -164,6 +169,27 @@ class Reconciler:
             iface: InterfaceState(ofport=number, error=None)
             for (_, iface), number in self.ofports.items()
         }
+
+    def _mirror_status_ops(self) -> list[dict[str, Any]]:
+        if self.provider is None or not self.db.tables["Mirror"]:
+            return []
+        counters = self.provider.mirror_statistics()
+        ops = []
+        for mirror_uuid, row in self.db.tables["Mirror"].items():
+            stats = counters.get(str(mirror_uuid))
+            if stats is None:
+                continue
+            wanted = ["map", sorted([k, v] for k, v in stats.items())]
+            if _json_differs(row["statistics"].to_json(), wanted):
+                ops.append(
+                    {
+                        "op": "update",
+                        "table": "Mirror",
+                        "where": [["_uuid", "==", ["uuid", str(mirror_uuid)]]],
+                        "row": {"statistics": wanted},
+                    }
+                )
+        return ops
 
     def refresh_status(self) -> None:
         if self.provider is not None:
@@ -190,6 +216,7 @@ class Reconciler:
                         "row": changed,
                     }
                 )
+        ops += self._mirror_status_ops()
         acked = None
         if ack:
             for root_uuid, root in self.db.tables["Open_vSwitch"].items():
@@ -212,6 +239,15 @@ class Reconciler:
             log.error("cannot write bridge status: %s", failed[0])
         elif acked is not None:
             log.debug("configuration %d is live", acked)
+
+
+def _mirror_text(mirror: Any) -> str:
+    selects = ["all" if mirror.select_all else ""]
+    selects += [f"src={','.join(sorted(mirror.select_src_port))}"] * bool(mirror.select_src_port)
+    selects += [f"dst={','.join(sorted(mirror.select_dst_port))}"] * bool(mirror.select_dst_port)
+    selects += [f"vlan={','.join(map(str, sorted(mirror.select_vlan)))}"] * bool(mirror.select_vlan)
+    out = f"port {mirror.output_port}" if mirror.output_port else f"vlan {mirror.output_vlan}"
+    return f" ({' '.join(s for s in selects if s) or 'nothing'} -> {out})"
 
 
 def _log_move(action: Callable[..., str | None], *args: str) -> None:

@@ -35,6 +35,8 @@ import yaml
 
 from ovs_runtime.cli import value_syntax as vs
 from ovs_runtime.cli.bridge_commands import (
+    _add_ref,
+    _remove_ref,
     bridge_key,
     bridge_of_port,
     cmd_add_br,
@@ -69,6 +71,16 @@ IFACE_COLUMNS = (
     "ingress_policing_rate",
     "ingress_policing_burst",
 )
+MIRROR_KEYS = (
+    "select_all",
+    "select_src_port",
+    "select_dst_port",
+    "select_vlan",
+    "output_port",
+    "output_vlan",
+    "external_ids",
+)
+MIRROR_PORT_KEYS = ("select_src_port", "select_dst_port", "output_port")
 EXIT_CHANGED = 2
 
 
@@ -164,6 +176,30 @@ def _columns(
     return out
 
 
+def _mirror(schema: DbSchema, body: dict[str, Any], what: str) -> dict[str, Any]:
+    """A mirror: its plain columns normalised, port references kept as port names."""
+    unknown = sorted(set(body) - set(MIRROR_KEYS))
+    if unknown:
+        raise ApplyError(
+            f"{what}: unknown setting(s) {', '.join(unknown)}; accepted: {', '.join(MIRROR_KEYS)}"
+        )
+    out: dict[str, Any] = {}
+    for key, value in body.items():
+        if key in MIRROR_PORT_KEYS:
+            names = value if isinstance(value, list) else [value]
+            if not all(isinstance(n, str) and n for n in names) or (
+                key == "output_port" and len(names) != 1
+            ):
+                expected = "a port name" if key == "output_port" else "a list of port names"
+                raise ApplyError(f"{what}.{key}: expected {expected}, got {value!r}")
+            out[key] = sorted(set(names))
+        else:
+            out[key] = normalise(schema.tables["Mirror"].columns[key].type, value, f"{what}.{key}")
+    if bool(out.get("output_port")) == bool(out.get("output_vlan")):
+        raise ApplyError(f"{what}: give exactly one of output_port (SPAN) or output_vlan (RSPAN)")
+    return out
+
+
 def parse_desired(doc: Any, schema: DbSchema) -> dict[str, Any]:
     if not isinstance(doc, dict):
         raise ApplyError("the desired state must be a mapping with a 'bridges' key")
@@ -175,9 +211,14 @@ def parse_desired(doc: Any, schema: DbSchema) -> dict[str, Any]:
     bridges: dict[str, Any] = {}
     for bname, body in _named(doc.get("bridges"), "bridge").items():
         ports_section = body.pop("ports", None)
+        mirrors_section = body.pop("mirrors", None)
         bridge = {
             "columns": _columns(schema, "Bridge", body, BRIDGE_COLUMNS, f"bridge {bname}"),
             "ports": {},
+            "mirrors": {
+                name: _mirror(schema, mbody, f"bridge {bname} mirror {name}")
+                for name, mbody in _named(mirrors_section, f"bridge {bname} mirror").items()
+            },
         }
         for pname, pbody in _named(ports_section, f"bridge {bname} port").items():
             what = f"bridge {bname} port {pname}"
@@ -253,6 +294,24 @@ def current_state(m: Model, names: list[str] | None) -> dict[str, Any]:
                 port["interface"] = {c: vs.to_plain(i[c]) for c in IFACE_COLUMNS}
             ports[str(p["name"])] = port
         bridge["ports"] = dict(sorted(ports.items()))
+        port_names = {
+            m.key_of(ref): str(m.rows["Port"][m.key_of(ref)]["name"])
+            for ref in b["ports"]
+            if m.key_of(ref) in m.rows["Port"]
+        }
+        mirrors = {}
+        for mref in b["mirrors"]:
+            row = m.rows["Mirror"].get(m.key_of(mref))
+            if row is None:
+                continue
+            mirrors[str(row["name"])] = {
+                c: sorted(port_names.get(m.key_of(r), "?") for r in row[c])
+                if c in MIRROR_PORT_KEYS
+                else vs.to_plain(row[c])
+                for c in MIRROR_KEYS
+            }
+        if mirrors:
+            bridge["mirrors"] = dict(sorted(mirrors.items()))
         out[name] = bridge
     return out
 
@@ -300,6 +359,45 @@ def _apply_bridge(ctx: CommandContext, name: str, spec: dict[str, Any], replace:
         _set_columns(m, "Port", pkey, port_cols, PORT_COLUMNS, replace)
         ikey = m.key_of(m.rows["Port"][pkey]["interfaces"][0])
         _set_columns(m, "Interface", ikey, pspec["interface"], IFACE_COLUMNS, replace)
+    _apply_mirrors(m, name, bkey, spec.get("mirrors", {}), replace)
+
+
+def _apply_mirrors(m: Model, bridge: str, bkey: str, wanted: dict[str, Any], replace: bool) -> None:
+    existing = {
+        str(m.rows["Mirror"][m.key_of(ref)]["name"]): m.key_of(ref)
+        for ref in m.rows["Bridge"][bkey]["mirrors"]
+    }
+    if replace:
+        for mname, mkey in existing.items():
+            if mname not in wanted:
+                _remove_ref(m, "Bridge", bkey, "mirrors", mkey)
+                m.delete("Mirror", mkey)
+    members = {
+        str(m.rows["Port"][m.key_of(ref)]["name"]): m.key_of(ref)
+        for ref in m.rows["Bridge"][bkey]["ports"]
+    }
+    for mname, mspec in wanted.items():
+        found = existing.get(mname)
+        mkey = found if found is not None else m.insert("Mirror", {"name": mname})
+        if found is None:
+            _add_ref(m, "Bridge", bkey, "mirrors", "Mirror", mkey)
+        values = {}
+        for column in MIRROR_KEYS:
+            value = mspec.get(column)
+            if column in MIRROR_PORT_KEYS:
+                missing = [n for n in value or [] if n not in members]
+                if missing:
+                    raise ApplyError(
+                        f"bridge {bridge} mirror {mname}.{column}: {', '.join(missing)} "
+                        f"is not a port of bridge {bridge}"
+                    )
+                value = sorted(m.ref("Port", members[n]) for n in value or [])
+            elif value is None:
+                value = vs.default_value(m.column_type("Mirror", column))
+            values[column] = value
+        for column, value in values.items():
+            if m.rows["Mirror"][mkey][column] != value:
+                m.set("Mirror", mkey, column, value)
 
 
 @command(
@@ -362,6 +460,13 @@ def diff_lines(before: dict[str, Any], after: dict[str, Any]) -> list[str]:
         for column in BRIDGE_COLUMNS:
             if b.get(column) != a.get(column) and not (b.get(column) is None and not a.get(column)):
                 lines.append(f"~ bridge {name} {column}: {b.get(column)!r} -> {a[column]!r}")
+        mb, ma = b.get("mirrors", {}), a.get("mirrors", {})
+        for mname in sorted(set(mb) | set(ma)):
+            if mname not in ma:
+                lines.append(f"- mirror {name}/{mname}")
+            elif mb.get(mname) != ma[mname]:
+                sign = "~" if mname in mb else "+"
+                lines.append(f"{sign} mirror {name}/{mname}: {ma[mname]!r}")
         for pname in sorted(set(b["ports"]) | set(a["ports"])):
             pb, pa = b["ports"].get(pname), a["ports"].get(pname)
             if pb is None:

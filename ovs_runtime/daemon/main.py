@@ -21,6 +21,7 @@ from typing import Any
 from ovs_runtime import __version__
 from ovs_runtime.bridge.address_handover import AddressHandover
 from ovs_runtime.bridge.confirm_rollback import PendingRollbacks, SnapshotError
+from ovs_runtime.bridge.mirror_config import check_mirrors
 from ovs_runtime.bridge.reconciler import Reconciler
 from ovs_runtime.bridge.tunnel_config import check_tunnels
 from ovs_runtime.daemon import config as daemon_config
@@ -125,7 +126,7 @@ class Daemon:
         run_lock.acquire(self.args.run_dir)
         self.db = open_database(load_schema(), self.args.state_dir)
         ensure_root_row(self.db)
-        self.db.commit_checks.append(check_tunnels)
+        self.db.commit_checks += [check_tunnels, check_mirrors]
         fd_store = FdStore(systemd_notify.notify if systemd_notify.under_systemd() else None)
         if self.args.datapath == "userspace":
             self.datapath = UserspaceDatapath(KernelNetdevs(fd_store))

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from ovs_runtime.bridge.desired_state import MirrorSpec
 from ovs_runtime.datapath.flow_cache import FlowCache
+from ovs_runtime.datapath.mirroring import MirrorState
 from ovs_runtime.datapath.port_handle import PortHandle
 from ovs_runtime.ofproto.mac_table import DEFAULT_AGING, DEFAULT_SIZE
 from ovs_runtime.ofproto.normal import NormalBridge
@@ -17,6 +19,8 @@ class BridgeState:
     ports: dict[str, PortHandle] = field(default_factory=dict)  # by port name
     by_ofport: dict[int, PortHandle] = field(default_factory=dict)
     cache: FlowCache = field(default_factory=FlowCache)
+    mirrors: list[MirrorState] = field(default_factory=list)
+    mirror_specs: tuple[MirrorSpec, ...] = ()
 
     def configure(self, other_config: dict[str, str]) -> list[str]:
         """Apply ``mac-aging-time`` and ``mac-table-size``; returns problems to log."""

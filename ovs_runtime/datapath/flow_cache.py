@@ -27,6 +27,7 @@ class CachedDecision:
     vlan: int
     actions: tuple[tuple[Any, int, int], ...]  # (port handle, tag op, vid)
     refreshed: float  # when the source MAC's age was last re-stamped
+    mirrors: tuple[Any, ...] = ()  # mirrors that selected it, for their counters
 
 
 class FlowCache:

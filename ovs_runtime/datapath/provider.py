@@ -12,7 +12,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from ovs_runtime.bridge.desired_state import PortSpec
+from ovs_runtime.bridge.desired_state import MirrorSpec, PortSpec
 
 
 @dataclass
@@ -49,6 +49,14 @@ class DatapathProvider(Protocol):
     def interface_states(self) -> dict[str, InterfaceState]: ...
     def maintain(self) -> list[str]:
         """Periodic work (re-attach vanished devices, age MACs); returns log lines."""
+        ...
+
+    def configure_mirrors(self, bridge: str, mirrors: tuple[MirrorSpec, ...]) -> None:
+        """Replace the bridge's mirrors (after its ports are in place)."""
+        ...
+
+    def mirror_statistics(self) -> dict[str, dict[str, int]]:
+        """Mirror row UUID (text) -> counters, for ``Mirror.statistics``."""
         ...
 
     def fdb(self, bridge: str) -> list[dict[str, Any]]: ...

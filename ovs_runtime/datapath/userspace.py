@@ -20,9 +20,9 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from ovs_runtime.bridge.desired_state import PortSpec
+from ovs_runtime.bridge.desired_state import MirrorSpec, PortSpec
 from ovs_runtime.bridge.tunnel_config import TUNNEL_TYPES
-from ovs_runtime.datapath import vnet_header
+from ovs_runtime.datapath import mirroring, vnet_header
 from ovs_runtime.datapath.bridge_state import BridgeState
 from ovs_runtime.datapath.flow_cache import (
     KEEP,
@@ -31,6 +31,7 @@ from ovs_runtime.datapath.flow_cache import (
     CachedDecision,
     tag_operation,
 )
+from ovs_runtime.datapath.mirroring import mirror_actions
 from ovs_runtime.datapath.netdev_factory import KernelNetdevs, NetdevFactory
 from ovs_runtime.datapath.port_handle import PortHandle
 from ovs_runtime.datapath.provider import InterfaceState
@@ -173,6 +174,10 @@ class UserspaceDatapath:
                 if decision is None:
                     continue
             actions = decision.actions
+            if decision.mirrors:
+                for mirror in decision.mirrors:
+                    mirror.tx_packets += 1
+                    mirror.tx_bytes += len(frame)
             if len(actions) == 1 and actions[0][1] == KEEP:
                 out = actions[0][0]
                 queue = pending.get(out)
@@ -226,7 +231,12 @@ class UserspaceDatapath:
             for port, vid in outputs
             if port in bridge.by_ofport
         )
-        decision = CachedDecision(normal.generation, vlan, actions, now)
+        mirrors: tuple[Any, ...] = ()
+        if bridge.mirrors:
+            out_names = {a[0].name for a in actions}
+            copies, mirrors = mirror_actions(bridge, handle, hdr.vlan, vlan, out_names)
+            actions += tuple(copies)
+        decision = CachedDecision(normal.generation, vlan, actions, now, mirrors)
         if len(frame) >= 18:  # shorter frames could share a key with a longer one
             bridge.cache.store(key, decision)
         return decision
@@ -486,6 +496,19 @@ class UserspaceDatapath:
             self._forward_batch(handle, packets, self.clock())
             self.flush()
             return len(packets)
+
+    def configure_mirrors(self, bridge: str, mirrors: tuple[MirrorSpec, ...]) -> None:
+        with self.lock:
+            state = self.bridges[bridge]
+            state.mirror_specs = mirrors
+            mirroring.configure(state, mirrors)
+
+    def mirror_statistics(self) -> dict[str, dict[str, int]]:
+        """Mirror row UUID (text) -> counters."""
+        with self.lock:
+            return {
+                str(m.spec.uuid): m.statistics() for b in self.bridges.values() for m in b.mirrors
+            }
 
     def fdb_flush(self, bridge: str | None) -> int:
         with self.lock:

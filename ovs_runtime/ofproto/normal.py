@@ -29,6 +29,7 @@ class NormalBridge:
     drops: Counter[str] = field(default_factory=Counter)
     config_generation: int = 0
     mesh: set[int] = field(default_factory=set)  # tunnel ports of a full mesh
+    mirror_outputs: set[int] = field(default_factory=set)  # no part in switching
 
     def set_port(self, ofport: int, vlan: PortVlan, mesh: bool = False) -> None:
         if self.ports.get(ofport) != vlan or (ofport in self.mesh) != mesh:
@@ -54,6 +55,9 @@ class NormalBridge:
 
     def input_vlan(self, in_port: int, hdr: L2Header) -> int:
         """The frame's VLAN on this bridge, or ``DROP`` (counted)."""
+        if in_port in self.mirror_outputs:
+            self.drops["mirror-output-port"] += 1
+            return DROP
         cfg = self.ports.get(in_port)
         if cfg is None:
             self.drops["unknown-port"] += 1
@@ -100,5 +104,8 @@ class NormalBridge:
         return tuple(
             (port, cfg.output_tag(vlan))
             for port, cfg in sorted(self.ports.items())
-            if port != in_port and cfg.carries(vlan) and not (from_mesh and port in self.mesh)
+            if port != in_port
+            and cfg.carries(vlan)
+            and not (from_mesh and port in self.mesh)
+            and port not in self.mirror_outputs
         )
