@@ -29,6 +29,13 @@ def _node(host: str, port: str) -> str:
     return _quote(f"{host}:{port}")
 
 
+def _one(value: Any) -> Any:
+    """ovsr's JSON gives an optional column as [] or [value]."""
+    if isinstance(value, list):
+        return value[0] if value else None
+    return value
+
+
 def collect(lab: LabControl) -> dict[str, Any]:
     """host -> {bridge -> [(port, type, state, options, tag)]}, and the guests per host."""
     state: dict[str, Any] = {}
@@ -43,8 +50,8 @@ def collect(lab: LabControl) -> dict[str, Any]:
             lab.ssh(host.name, "ovsr --format json --columns=name,tag list Port").stdout
         )
         options = {i["name"]: i["options"] for i in ifaces}
-        links = {i["name"]: i["link_state"] for i in ifaces}
-        tags = {p["name"]: p["tag"] for p in ports}
+        links = {i["name"]: _one(i["link_state"]) for i in ifaces}
+        tags = {p["name"]: _one(p["tag"]) for p in ports}
         guests = lab.ssh(host.name, "ls /run/netns", check=False).stdout.split()
         state[host.name] = {
             "bridges": {
