@@ -20,7 +20,7 @@ class KernelNetdevs:
 
     def __init__(self, fd_store: FdStore | None = None) -> None:
         self.fd_store = fd_store
-        self.endpoints = TunnelEndpoints()
+        self.endpoints = TunnelEndpoints(fd_store)
 
     def __call__(self, kind: str, name: str, options: dict[str, str]) -> Netdev:
         if kind in TUNNEL_TYPES:
@@ -32,7 +32,7 @@ class KernelNetdevs:
         return open_kernel_netdev(kind, name, options, self.fd_store)
 
     def forget(self, kind: str, name: str) -> None:
-        if self.fd_store is not None:
+        if self.fd_store is not None and kind not in TUNNEL_TYPES:
             self.fd_store.forget(fd_name(_store_kind(kind), name))
 
 

@@ -329,6 +329,9 @@ class UserspaceDatapath:
             fd = endpoint.fileno()
             if self.endpoints.pop(fd, None) is not None:
                 self.epoll.unregister(fd)
+            endpoints = getattr(self.open_netdev, "endpoints", None)
+            if removed and endpoints is not None:
+                endpoints.forget(endpoint)
             endpoint.close()
         self._link_patches()
 

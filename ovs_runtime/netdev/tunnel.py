@@ -16,6 +16,7 @@ import logging
 import socket
 import time
 from collections import Counter
+from typing import Any
 
 from ovs_runtime.bridge.tunnel_config import TunnelConfig
 from ovs_runtime.datapath import vnet_header
@@ -45,9 +46,26 @@ REACHABILITY_TTL = 2.0
 class TunnelEndpoint:
     """One UDP socket for every tunnel port of a (type, local_ip, dst_port)."""
 
-    def __init__(self, kind: str, local_ip: str, port: int) -> None:
+    def __init__(
+        self, kind: str, local_ip: str, port: int, inherited_fd: int | None = None
+    ) -> None:
         self.kind = kind
+        self.ports: dict[tuple[str, int], TunnelNetdev] = {}
+        self.drops: Counter[str] = Counter()
+        self.users = 0
+        self.inherited = False
+        self.store_name = ""
         family = socket.AF_INET6 if ":" in local_ip else socket.AF_INET
+        if inherited_fd is not None:
+            sock = socket.socket(fileno=inherited_fd)
+            bound = sock.getsockname()
+            if sock.type == socket.SOCK_DGRAM and bound[1] == port:
+                # Kept by systemd across a restart: datagrams that arrived meanwhile wait
+                # in its buffer instead of being refused.
+                sock.setblocking(False)
+                self.sock, self.inherited = sock, True
+                return
+            sock.close()
         self.sock = socket.socket(family, socket.SOCK_DGRAM)
         try:
             self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -64,9 +82,6 @@ class TunnelEndpoint:
                 f"cannot open the {kind} socket on UDP port {port}: {exc.strerror}"
             ) from None
         self.sock.setblocking(False)
-        self.ports: dict[tuple[str, int], TunnelNetdev] = {}
-        self.drops: Counter[str] = Counter()
-        self.users = 0
 
     def fileno(self) -> int:
         return self.sock.fileno()
@@ -102,10 +117,17 @@ class TunnelEndpoint:
 
 
 class TunnelEndpoints:
-    """The open endpoints, so tunnel ports of one (type, local_ip, dst_port) share one."""
+    """The open endpoints, so tunnel ports of one (type, local_ip, dst_port) share one.
+    With an fd store, each socket is also kept by systemd across restarts."""
 
-    def __init__(self) -> None:
+    def __init__(self, fd_store: Any = None) -> None:
         self.open: dict[tuple[str, str, int], TunnelEndpoint] = {}
+        self.fd_store = fd_store
+
+    @staticmethod
+    def store_name(key: tuple[str, str, int]) -> str:
+        kind, local_ip, port = key
+        return f"udp.{kind}.{(local_ip or 'any').replace(':', '-')}.{port}"
 
     def port(self, name: str, config: TunnelConfig) -> TunnelNetdev:
         key = config.endpoint_key
@@ -113,9 +135,21 @@ class TunnelEndpoints:
         if endpoint is None or endpoint.users == 0:
             if endpoint is not None:
                 endpoint.close()
-            endpoint = TunnelEndpoint(config.kind, config.local_ip or "", config.dst_port)
+            stored = self.store_name(key)
+            inherited = self.fd_store.take(stored) if self.fd_store is not None else None
+            endpoint = TunnelEndpoint(
+                config.kind, config.local_ip or "", config.dst_port, inherited
+            )
+            if self.fd_store is not None and not endpoint.inherited:
+                self.fd_store.keep(stored, endpoint.fileno())
+            endpoint.store_name = stored
             self.open[key] = endpoint
         return TunnelNetdev(name, config, endpoint)
+
+    def forget(self, endpoint: TunnelEndpoint) -> None:
+        """The endpoint's last port is gone for good: systemd need not keep it."""
+        if self.fd_store is not None:
+            self.fd_store.forget(endpoint.store_name)
 
 
 class TunnelNetdev:

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import os
+import socket
 import struct
 
 import pytest
 
 from ovs_runtime.bridge.tunnel_config import TunnelConfigError, parse_tunnel
 from ovs_runtime.datapath import vnet_header
+from ovs_runtime.netdev.tunnel import TunnelEndpoints
 from ovs_runtime.ofproto.normal import NormalBridge
 from ovs_runtime.ofproto.vlan import PortVlan
 from ovs_runtime.packet.ethernet import parse_l2
@@ -133,3 +136,46 @@ def test_split_horizon_keeps_mesh_frames_out_of_the_mesh() -> None:
     assert [port for port, _ in from_tunnel] == [1]
     _, from_vm = bridge.decide(1, broadcast, 0.0)
     assert [port for port, _ in from_vm] == [2, 3]
+
+
+class RecordingStore:
+    """Stands in for systemd's fd store: what was kept, and what a restart hands back."""
+
+    def __init__(self) -> None:
+        self.kept: dict[str, int] = {}
+        self.available: dict[str, int] = {}
+        self.forgotten: list[str] = []
+
+    def keep(self, name: str, fd: int) -> None:
+        self.kept[name] = os.dup(fd)  # systemd holds its own copy
+
+    def take(self, name: str) -> int | None:
+        return self.available.pop(name, None)
+
+    def forget(self, name: str) -> None:
+        self.forgotten.append(name)
+
+
+def test_tunnel_sockets_survive_a_restart_through_the_fd_store() -> None:
+    config = parse_tunnel(
+        "vx1", "vxlan", {"remote_ip": "127.0.0.2", "local_ip": "127.0.0.1", "dst_port": "47891"}
+    )
+    store = RecordingStore()
+    first = TunnelEndpoints(store).port("vx1", config)
+    name = "udp.vxlan.127.0.0.1.47891"
+    assert list(store.kept) == [name]
+    # A datagram that arrives while the daemon restarts waits in the kept socket.
+    first.close()
+    first.endpoint.close()
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sender:
+        sender.bind(("127.0.0.2", 0))
+        sender.sendto(header_for("vxlan", 0) + INNER, ("127.0.0.1", 47891))
+    store.available = dict(store.kept)
+    endpoints = TunnelEndpoints(store)
+    again = endpoints.port("vx1", config)
+    assert again.endpoint.inherited and again.endpoint.sock.getsockname() == ("127.0.0.1", 47891)
+    assert again.endpoint.pump() == 1 and again.receive(8)[0][1] == INNER
+    endpoints.forget(again.endpoint)
+    assert store.forgotten == [name]
+    again.close()
+    again.endpoint.close()
