@@ -6,6 +6,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
+from ovs_runtime.bridge.qos_config import QosConfigError, QosSpec, qos_from_rows
 from ovs_runtime.db.datum import Datum, Row
 
 
@@ -41,6 +42,8 @@ class PortSpec:
     vlan_mode: str | None
     interfaces: tuple[InterfaceSpec, ...]
     other_config: dict[str, str] = field(hash=False, default_factory=dict)
+    qos: QosSpec | None = None
+    qos_error: str | None = None
 
 
 @dataclass(frozen=True)
@@ -94,6 +97,18 @@ def _interface(row: Row) -> InterfaceSpec:
     )
 
 
+def _port_qos(
+    tables: dict[str, dict[uuid.UUID, Row]], port_row: Row
+) -> tuple[QosSpec | None, str | None]:
+    qos_uuid = scalar(port_row["qos"])
+    if qos_uuid is None or qos_uuid not in tables["QoS"]:
+        return None, None
+    try:
+        return qos_from_rows(tables["QoS"][qos_uuid], tables["Queue"], f"QoS {qos_uuid}"), None
+    except QosConfigError as exc:  # rows from before the commit check existed
+        return None, str(exc)
+
+
 def read_bridges(tables: dict[str, dict[uuid.UUID, Row]]) -> dict[str, BridgeSpec]:
     """Every bridge reachable from the Open_vSwitch row, keyed by name."""
     bridges: dict[str, BridgeSpec] = {}
@@ -112,6 +127,7 @@ def read_bridges(tables: dict[str, dict[uuid.UUID, Row]]) -> dict[str, BridgeSpe
                     for u in as_list(port_row["interfaces"])
                     if u in tables["Interface"]
                 )
+                qos, qos_error = _port_qos(tables, port_row)
                 ports.append(
                     PortSpec(
                         uuid=port_uuid,
@@ -121,6 +137,8 @@ def read_bridges(tables: dict[str, dict[uuid.UUID, Row]]) -> dict[str, BridgeSpe
                         vlan_mode=scalar(port_row["vlan_mode"]),
                         interfaces=interfaces,
                         other_config=as_map(port_row["other_config"]),
+                        qos=qos,
+                        qos_error=qos_error,
                     )
                 )
             name = scalar(bridge_row["name"])

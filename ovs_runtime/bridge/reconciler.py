@@ -16,15 +16,18 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from ovs_runtime.bridge import ofport_allocator
+from ovs_runtime.bridge import ofport_allocator, qos_tc
 from ovs_runtime.bridge.address_handover import AddressHandover, wants_move
 from ovs_runtime.bridge.desired_state import BridgeSpec, PortSpec, read_bridges, scalar
+from ovs_runtime.bridge.qos_config import QosSpec
 from ovs_runtime.datapath.provider import DatapathProvider, InterfaceState
 from ovs_runtime.db.database import Database, RowChange
 
 log = logging.getLogger(__name__)
 
-WATCHED_TABLES = frozenset({"Open_vSwitch", "Bridge", "Port", "Interface", "Mirror"})
+WATCHED_TABLES = frozenset(
+    {"Open_vSwitch", "Bridge", "Port", "Interface", "Mirror", "QoS", "Queue"}
+)
 STATUS_COLUMNS = frozenset(
     {
         "_version",
@@ -56,6 +59,7 @@ class Reconciler:
         self.db = db
         self.provider = provider
         self.handover = handover if provider is not None else None
+        self.qos_applied: dict[str, QosSpec] = {}  # device -> what its tc holds
         self.running: dict[str, BridgeSpec] = {}
         self.ofports: dict[tuple[str, str], int] = {}  # (bridge, interface) -> number
         self.errors: dict[str, str | None] = {}  # interface -> attach error
@@ -82,7 +86,44 @@ class Reconciler:
         else:
             self._apply(desired)
         self._take_addresses(moves)
+        self._apply_qos(desired)
         self._write_status(ack=True)
+
+    # -- QoS (Linux tc on system ports) -------------------------------------------------------
+
+    def _apply_qos(self, desired: dict[str, BridgeSpec]) -> None:
+        if self.provider is None:
+            return
+        wanted = {
+            iface.name: port.qos
+            for bridge in desired.values()
+            for port in bridge.ports
+            for iface in port.interfaces
+            if iface.type in ("", "system") and port.qos is not None
+        }
+        for device in sorted(set(self.qos_applied) - set(wanted)):
+            try:
+                if qos_tc.remove(device):
+                    log.info("port %s: QoS removed", device)
+            except OSError as exc:
+                log.warning("port %s: cannot remove QoS: %s", device, exc)
+            del self.qos_applied[device]
+        for device, spec in sorted(wanted.items()):
+            if self.qos_applied.get(device) == spec:
+                continue
+            try:
+                qos_tc.install(device, spec)
+            except OSError as exc:
+                log.warning("port %s: cannot install QoS: %s", device, exc)
+                continue
+            self.qos_applied[device] = spec
+            log.info(
+                "port %s: QoS %s max-rate %d bit/s, %d queue(s)",
+                device,
+                spec.type,
+                spec.max_rate,
+                len(spec.queues),
+            )
 
     # -- uplink addresses ------------------------------------------------------------------
 

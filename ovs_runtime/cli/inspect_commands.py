@@ -12,6 +12,7 @@ INSPECT_COMMANDS = {
     "fdb-flush": (0, 1, "fdb-flush [BRIDGE]"),
     "dpif-show": (0, 0, "dpif-show"),
     "confirm": (1, 1, "confirm TOKEN"),
+    "qos-show": (1, 1, "qos-show PORT"),
 }
 
 
@@ -27,6 +28,18 @@ def run_inspect(client: OvsdbClient, name: str, args: list[str]) -> tuple[Any, l
         return result, lines
     if name == "fdb-flush":
         return result, [f"flushed {result['flushed']} MAC table entries"]
+    if name == "qos-show":
+        lines = [f"port {result['port']}: {result['qos'] or 'no QoS'}"]
+        if result.get("error"):
+            lines.append(f"  error: {result['error']}")
+        for c in result["classes"]:
+            what = "root" if c["queue"] is None else f"queue {c['queue']}"
+            rates = f"rate {c.get('rate_bps')} ceil {c.get('ceil_bps')} bit/s"
+            lines.append(
+                f"  {c['class']} {what}: {rates}, sent {c['packets']} packets "
+                f"{c['bytes']} bytes, dropped {c['drops']}"
+            )
+        return result, lines
     if name == "confirm":
         return result, [f"confirmed {result['confirmed']}: the change stays"]
     return result, _dpif_lines(result)

@@ -119,6 +119,8 @@ def parse_argv(argv: list[str]) -> tuple[GlobalOptions, list[Invocation]]:
                 raise UsageError(f"unknown option {segment[i]!r}")
             i += 1
         rest = segment[i:]
+        if not rest and index == 0 and len(segments) > 1:
+            continue  # "ovsr --db X -- cmd ...": the first segment holds only options
         if not rest:
             if len(segments) == 1 and index == 0:
                 raise UsageError("missing command; try 'ovsr --help'")

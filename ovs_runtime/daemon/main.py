@@ -19,9 +19,11 @@ from pathlib import Path
 from typing import Any
 
 from ovs_runtime import __version__
+from ovs_runtime.bridge import qos_tc
 from ovs_runtime.bridge.address_handover import AddressHandover
 from ovs_runtime.bridge.confirm_rollback import PendingRollbacks, SnapshotError
 from ovs_runtime.bridge.mirror_config import check_mirrors
+from ovs_runtime.bridge.qos_config import check_qos
 from ovs_runtime.bridge.reconciler import Reconciler
 from ovs_runtime.bridge.tunnel_config import check_tunnels
 from ovs_runtime.daemon import config as daemon_config
@@ -126,7 +128,7 @@ class Daemon:
         run_lock.acquire(self.args.run_dir)
         self.db = open_database(load_schema(), self.args.state_dir)
         ensure_root_row(self.db)
-        self.db.commit_checks += [check_tunnels, check_mirrors]
+        self.db.commit_checks += [check_tunnels, check_mirrors, check_qos]
         fd_store = FdStore(systemd_notify.notify if systemd_notify.under_systemd() else None)
         if self.args.datapath == "userspace":
             self.datapath = UserspaceDatapath(KernelNetdevs(fd_store))
@@ -233,6 +235,20 @@ class Daemon:
             except KeyError as exc:
                 raise RpcError("unknown port", str(exc.args[0])) from None
 
+        def qos_show(params: list[Any]) -> Any:
+            if len(params) != 1 or not isinstance(params[0], str):
+                raise RpcError("syntax error", "expected [port]")
+            ports = {p.name: p for b in need_datapath().bridges.values() for p in b.ports.values()}
+            handle = ports.get(params[0])
+            if handle is None:
+                raise RpcError("unknown port", f"no port named {params[0]}")
+            return {
+                "port": params[0],
+                "qos": handle.spec.qos.type if handle.spec.qos else None,
+                "error": handle.spec.qos_error,
+                "classes": qos_tc.show(handle.iface) if handle.spec.qos else [],
+            }
+
         rollbacks = PendingRollbacks(server.db)
 
         def guarded(method: Any) -> Any:
@@ -249,6 +265,7 @@ class Daemon:
         server.extra_methods["ovsr/fdb-show"] = fdb_show
         server.extra_methods["ovsr/fdb-flush"] = fdb_flush
         server.extra_methods["ovsr/announce"] = announce
+        server.extra_methods["ovsr/qos-show"] = qos_show
         server.extra_methods["ovsr/dpif-show"] = lambda params: need_datapath().describe()
 
     async def _watchdog(self, interval: float) -> None:

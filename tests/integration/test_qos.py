@@ -1,0 +1,98 @@
+"""QoS through the Linux tc stack, with real TCP: a linux-htb QoS on a port caps what the
+switch sends out of it; ``ovsr qos-show`` reports the classes; removing it removes our tc
+objects and nothing else; rates that do not parse are refused whole."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from pyroute2 import IPRoute
+
+from tests.daemon_process import DaemonProcess
+from tests.integration.switch_fixtures import apply_bridge
+from tests.netns_lab import NetnsLab
+
+CAP = 20_000_000  # 20 Mbit/s
+
+
+def tcp_mbits(lab: NetnsLab, client: str, server_ip: str, server: str) -> float:
+    srv = lab.popen(server, "iperf3", "-s", "-1", "-B", server_ip)
+    try:
+        time.sleep(0.5)
+        run = lab.run(client, "iperf3", "-c", server_ip, "-t", "3", "-J", timeout=60)
+        assert run.returncode == 0, run.stdout[-1500:] + run.stderr
+        return float(json.loads(run.stdout)["end"]["sum_received"]["bits_per_second"]) / 1e6
+    finally:
+        srv.kill()
+        srv.wait()
+
+
+def root_qdisc(device: str) -> tuple[str | None, int]:
+    with IPRoute() as ipr:
+        index = ipr.link_lookup(ifname=device)[0]
+        for msg in ipr.get_qdiscs(index=index):
+            if msg["parent"] == 0xFFFFFFFF:
+                return msg.get_attr("TCA_KIND"), msg["handle"]
+    return None, 0
+
+
+def test_linux_htb_caps_a_port_and_goes_away_cleanly(
+    switch: DaemonProcess, lab: NetnsLab, tmp_path: Path
+) -> None:
+    a = lab.add_host("a", ip="198.51.100.1/24")
+    b = lab.add_host("b", ip="198.51.100.2/24")
+    apply_bridge(switch, tmp_path, "br0", {a.switch_port: {}, b.switch_port: {}})
+    free = tcp_mbits(lab, "a", "198.51.100.2", "b")
+
+    made = switch.ovsr(
+        *("--", "--id=@q0", "create", "Queue", f"other_config:max-rate={CAP}"),
+        *("--", "--id=@qos", "create", "QoS", "type=linux-htb"),
+        f"other_config:max-rate={CAP}",
+        "queues:0=@q0",
+        *("--", "set", "Port", b.switch_port, "qos=@qos"),
+    )
+    assert made.returncode == 0, made.stderr
+    kind, handle = root_qdisc(b.switch_port)
+    assert (kind, handle) == ("htb", 0x10000)
+    capped = tcp_mbits(lab, "a", "198.51.100.2", "b")
+    print(
+        f"TCP a->b: {free:.0f} Mbit/s free, {capped:.1f} Mbit/s under a {CAP / 1e6:.0f} Mbit/s cap"
+    )
+    assert capped < CAP / 1e6 * 1.25, capped
+    assert free > 3 * capped, (free, capped)
+
+    shown = json.loads(switch.ovsr("--format", "json", "qos-show", b.switch_port).stdout)
+    assert shown["qos"] == "linux-htb"
+    queue0 = next(c for c in shown["classes"] if c["queue"] == 0)
+    assert queue0["class"] == "1:1" and queue0["bytes"] > 1_000_000  # GSO frames: few, large
+    assert "queue 0" in switch.ovsr("qos-show", b.switch_port).stdout
+
+    # Removing QoS removes our root qdisc, and leaves the other port's qdisc alone.
+    other_before = root_qdisc(a.switch_port)
+    assert switch.ovsr("clear", "Port", b.switch_port, "qos").returncode == 0
+    deadline = time.monotonic() + 5
+    while root_qdisc(b.switch_port)[0] == "htb" and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert root_qdisc(b.switch_port)[0] != "htb"
+    assert root_qdisc(a.switch_port) == other_before
+    assert tcp_mbits(lab, "a", "198.51.100.2", "b") > 3 * capped
+
+
+def test_qos_rates_that_do_not_parse_are_refused(switch: DaemonProcess) -> None:
+    cases = [
+        (("other_config:max-rate=fast",), "is not a rate"),
+        (("other_config:max-rate=-5",), "is not a rate"),
+        (("type=linux-hfsc", "other_config:max-rate=1000"), "not supported"),
+    ]
+    for settings, message in cases:
+        kind = [] if any(s.startswith("type=") for s in settings) else ["type=linux-htb"]
+        proc = switch.ovsr("create", "QoS", *kind, *settings)
+        assert proc.returncode == 1 and message in proc.stderr, (settings, proc.stderr)
+    queue = switch.ovsr(
+        *("--", "--id=@q", "create", "Queue", "other_config:min-rate=9", "other_config:max-rate=5"),
+        *("--", "create", "QoS", "type=linux-htb", "queues:0=@q"),
+    )
+    assert queue.returncode == 1 and "min-rate 9 is above max-rate 5" in queue.stderr
+    assert json.loads(switch.ovsr("--format", "json", "list", "QoS").stdout) == []
