@@ -33,6 +33,7 @@ from typing import Any
 
 import yaml
 
+from ovs_runtime.bridge.qos_config import QosConfigError, parse_qos
 from ovs_runtime.cli import value_syntax as vs
 from ovs_runtime.cli.bridge_commands import (
     _add_ref,
@@ -200,6 +201,44 @@ def _mirror(schema: DbSchema, body: dict[str, Any], what: str) -> dict[str, Any]
     return out
 
 
+def _qos(schema: DbSchema, body: Any, what: str) -> dict[str, Any] | None:
+    """A port's QoS: {type, other_config, queues: {id: {other_config}}}, checked as the
+    daemon will check it; None (or an empty mapping) means no QoS."""
+    if not body:
+        return None
+    if not isinstance(body, dict):
+        raise ApplyError(f"{what}: expected a mapping with type, other_config and queues")
+    unknown = sorted(set(body) - {"type", "other_config", "queues"})
+    if unknown:
+        raise ApplyError(
+            f"{what}: unknown setting(s) {', '.join(unknown)}; accepted: type, other_config, queues"
+        )
+    config_type = schema.tables["QoS"].columns["other_config"].type
+    queues_in = body.get("queues") or {}
+    if not isinstance(queues_in, dict):
+        raise ApplyError(f"{what}.queues: expected a mapping of queue number to settings")
+    queues = {}
+    for qid, qbody in queues_in.items():
+        try:
+            number = int(qid)
+        except (TypeError, ValueError):
+            raise ApplyError(f"{what}.queues: {qid!r} is not a queue number") from None
+        qbody = qbody or {}
+        if not isinstance(qbody, dict) or set(qbody) - {"other_config"}:
+            raise ApplyError(f"{what}.queues.{qid}: expected {{other_config: {{...}}}}")
+        queues[number] = normalise(config_type, qbody.get("other_config"), f"{what}.queues.{qid}")
+    spec = {
+        "type": str(body.get("type", "linux-htb")),
+        "other_config": normalise(config_type, body.get("other_config"), f"{what}.other_config"),
+        "queues": dict(sorted(queues.items())),
+    }
+    try:
+        parse_qos(spec["type"], spec["other_config"], spec["queues"], what)
+    except QosConfigError as exc:
+        raise ApplyError(str(exc)) from None
+    return spec
+
+
 def parse_desired(doc: Any, schema: DbSchema) -> dict[str, Any]:
     if not isinstance(doc, dict):
         raise ApplyError("the desired state must be a mapping with a 'bridges' key")
@@ -230,7 +269,9 @@ def parse_desired(doc: Any, schema: DbSchema) -> dict[str, Any]:
                     if key in iface_body:
                         raise ApplyError(f"{what}: {key} given twice (also under interface)")
                     iface_body[key] = pbody.pop(key)
+            qos = _qos(schema, pbody.pop("qos", None), f"{what}.qos") if "qos" in pbody else None
             bridge["ports"][pname] = {
+                "qos": qos,
                 "columns": _columns(schema, "Port", pbody, PORT_COLUMNS + IFACE_SHORTCUTS, what),
                 "interface": _columns(
                     schema, "Interface", iface_body, IFACE_COLUMNS, f"{what}.interface"
@@ -289,6 +330,17 @@ def current_state(m: Model, names: list[str] | None) -> dict[str, Any]:
             if p is None or p["name"] == name:
                 continue
             port = {c: vs.to_plain(p[c]) for c in PORT_COLUMNS}
+            if p["qos"] and m.key_of(p["qos"][0]) in m.rows["QoS"]:
+                qrow = m.rows["QoS"][m.key_of(p["qos"][0])]
+                port["qos"] = {
+                    "type": qrow["type"],
+                    "other_config": dict(qrow["other_config"]),
+                    "queues": {
+                        qid: dict(m.rows["Queue"][m.key_of(ref)]["other_config"])
+                        for qid, ref in sorted(qrow["queues"].items())
+                        if m.key_of(ref) in m.rows["Queue"]
+                    },
+                }
             if p["interfaces"]:
                 i = m.rows["Interface"][m.key_of(p["interfaces"][0])]
                 port["interface"] = {c: vs.to_plain(i[c]) for c in IFACE_COLUMNS}
@@ -359,7 +411,49 @@ def _apply_bridge(ctx: CommandContext, name: str, spec: dict[str, Any], replace:
         _set_columns(m, "Port", pkey, port_cols, PORT_COLUMNS, replace)
         ikey = m.key_of(m.rows["Port"][pkey]["interfaces"][0])
         _set_columns(m, "Interface", ikey, pspec["interface"], IFACE_COLUMNS, replace)
+        if pspec.get("qos") is not None or replace:
+            _apply_qos(m, pkey, pspec.get("qos"))
     _apply_mirrors(m, name, bkey, spec.get("mirrors", {}), replace)
+
+
+def _apply_qos(m: Model, pkey: str, wanted: dict[str, Any] | None) -> None:
+    current = m.rows["Port"][pkey]["qos"]
+    qkey = m.key_of(current[0]) if current else None
+    if wanted is None:
+        if qkey is not None:
+            m.set("Port", pkey, "qos", [])
+            _delete_qos(m, qkey)
+        return
+    if qkey is None:
+        qkey = m.insert("QoS", {"type": wanted["type"]})
+        m.set("Port", pkey, "qos", [m.ref("QoS", qkey)])
+    row = m.rows["QoS"][qkey]
+    if row["type"] != wanted["type"]:
+        m.set("QoS", qkey, "type", wanted["type"])
+    if row["other_config"] != wanted["other_config"]:
+        m.set("QoS", qkey, "other_config", wanted["other_config"])
+    queues = {}
+    for qid, config in wanted["queues"].items():
+        existing = row["queues"].get(qid)
+        if existing is not None and m.key_of(existing) in m.rows["Queue"]:
+            queue_key = m.key_of(existing)
+            if m.rows["Queue"][queue_key]["other_config"] != config:
+                m.set("Queue", queue_key, "other_config", config)
+        else:
+            queue_key = m.insert("Queue", {"other_config": config})
+        queues[qid] = m.ref("Queue", queue_key)
+    for qid, ref in row["queues"].items():
+        if qid not in queues:
+            m.delete("Queue", m.key_of(ref))
+    if row["queues"] != queues:
+        m.set("QoS", qkey, "queues", queues)
+
+
+def _delete_qos(m: Model, qkey: str) -> None:
+    """QoS and Queue are root tables: rows nobody uses any more are deleted with it."""
+    for ref in m.rows["QoS"][qkey]["queues"].values():
+        m.delete("Queue", m.key_of(ref))
+    m.delete("QoS", qkey)
 
 
 def _apply_mirrors(m: Model, bridge: str, bkey: str, wanted: dict[str, Any], replace: bool) -> None:
@@ -482,6 +576,8 @@ def diff_lines(before: dict[str, Any], after: dict[str, Any]) -> list[str]:
                     )
                 elif not pb and pa.get(column):
                     lines.append(f"  port {name}/{pname} {column}: {pa[column]!r}")
+            if pb.get("qos") != pa.get("qos") and (pb or pa.get("qos")):
+                lines.append(f"~ port {name}/{pname} qos: {pb.get('qos')!r} -> {pa.get('qos')!r}")
             ib, ia = pb.get("interface", {}), pa.get("interface", {})
             for column in IFACE_COLUMNS:
                 if ib.get(column) != ia.get(column) and (ib or ia.get(column)):

@@ -96,3 +96,41 @@ def test_qos_rates_that_do_not_parse_are_refused(switch: DaemonProcess) -> None:
     )
     assert queue.returncode == 1 and "min-rate 9 is above max-rate 5" in queue.stderr
     assert json.loads(switch.ovsr("--format", "json", "list", "QoS").stdout) == []
+
+
+def test_qos_in_a_desired_state_file(switch: DaemonProcess, lab: NetnsLab, tmp_path: Path) -> None:
+    a = lab.add_host("a")
+    qos = {
+        "type": "linux-htb",
+        "other_config": {"max-rate": CAP},
+        "queues": {0: {"other_config": {"min-rate": "1000000", "max-rate": CAP}}},
+    }
+    doc = {"bridges": {"br0": {"ports": {a.switch_port: {"qos": qos}}}}}
+    path = tmp_path / "qos.json"
+    path.write_text(json.dumps(doc))
+    first = switch.ovsr("apply", "--state=replaced", str(path))
+    assert first.returncode == 2 and "qos" in first.stdout, first.stdout + first.stderr
+    deadline = time.monotonic() + 5
+    while root_qdisc(a.switch_port)[0] != "htb" and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert root_qdisc(a.switch_port) == ("htb", 0x10000)
+    again = switch.ovsr("apply", "--state=replaced", str(path))
+    assert again.returncode == 0, again.stdout  # CAP as an int vs "20000000": no change
+
+    qos["other_config"] = {"max-rate": "lots"}
+    path.write_text(json.dumps(doc))
+    bad = switch.ovsr("apply", "--state=replaced", str(path))
+    assert bad.returncode == 1 and "'lots' is not a rate" in bad.stderr
+    assert root_qdisc(a.switch_port) == ("htb", 0x10000), "the bad file changed nothing"
+
+    doc["bridges"]["br0"]["ports"][a.switch_port] = {}
+    path.write_text(json.dumps(doc))
+    assert switch.ovsr("apply", "--state=replaced", str(path)).returncode == 2
+    listed = json.loads(switch.ovsr("--format", "json", "list", "QoS").stdout)
+    assert (
+        listed == [] and json.loads(switch.ovsr("--format", "json", "list", "Queue").stdout) == []
+    )
+    deadline = time.monotonic() + 5
+    while root_qdisc(a.switch_port)[0] == "htb" and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert root_qdisc(a.switch_port)[0] != "htb"
