@@ -44,6 +44,7 @@ class PortSpec:
     other_config: dict[str, str] = field(hash=False, default_factory=dict)
     qos: QosSpec | None = None
     qos_error: str | None = None
+    policing: tuple[int, int] = (0, 0)  # the interface's ingress (rate, burst), kbit
 
 
 @dataclass(frozen=True)
@@ -97,6 +98,17 @@ def _interface(row: Row) -> InterfaceSpec:
     )
 
 
+def _policing(tables: dict[str, dict[uuid.UUID, Row]], port_row: Row) -> tuple[int, int]:
+    for iface_uuid in as_list(port_row["interfaces"]):
+        row = tables["Interface"].get(iface_uuid)
+        if row is not None:
+            return (
+                int(scalar(row["ingress_policing_rate"], 0)),
+                int(scalar(row["ingress_policing_burst"], 0)),
+            )
+    return (0, 0)
+
+
 def _port_qos(
     tables: dict[str, dict[uuid.UUID, Row]], port_row: Row
 ) -> tuple[QosSpec | None, str | None]:
@@ -139,6 +151,7 @@ def read_bridges(tables: dict[str, dict[uuid.UUID, Row]]) -> dict[str, BridgeSpe
                         other_config=as_map(port_row["other_config"]),
                         qos=qos,
                         qos_error=qos_error,
+                        policing=_policing(tables, port_row),
                     )
                 )
             name = scalar(bridge_row["name"])

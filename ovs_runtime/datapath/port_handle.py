@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from ovs_runtime.bridge.desired_state import PortSpec
+from ovs_runtime.datapath.policing import Policer
 from ovs_runtime.netdev.provider import Netdev
 from ovs_runtime.ofproto.vlan import PortVlan
 
@@ -22,6 +23,7 @@ class PortHandle:
     netdev: Netdev | None = None
     error: str | None = None
     vlan: PortVlan = field(default_factory=lambda: PortVlan("trunk", None, frozenset()))
+    policer: Policer | None = None
 
     @property
     def name(self) -> str:

@@ -33,6 +33,7 @@ from ovs_runtime.datapath.flow_cache import (
 )
 from ovs_runtime.datapath.mirroring import mirror_actions
 from ovs_runtime.datapath.netdev_factory import KernelNetdevs, NetdevFactory
+from ovs_runtime.datapath.policing import policer_for
 from ovs_runtime.datapath.port_handle import PortHandle
 from ovs_runtime.datapath.provider import InterfaceState
 from ovs_runtime.netdev.provider import Netdev, NetdevGone
@@ -136,8 +137,12 @@ class UserspaceDatapath:
         except NetdevGone as exc:
             self._port_failed(handle, str(exc))
             return 0
+        received = len(packets)
+        if handle.policer is not None and packets:
+            packets = handle.policer.admit(packets, now)
+            netdev.stats.rx_dropped += received - len(packets)
         self._forward_batch(handle, packets, now)
-        return len(packets)
+        return received
 
     def _forward_batch(
         self, handle: PortHandle, packets: list[tuple[bytes, bytes]], now: float
@@ -388,6 +393,7 @@ class UserspaceDatapath:
             kind = port.interfaces[0].type if port.interfaces else ""
             handle = PortHandle(state, port, ofport, kind)
             handle.vlan = PortVlan.from_config(port.vlan_mode, port.tag, port.trunks)
+            handle.policer = policer_for(*port.policing, None)
             state.ports[port.name] = handle
             state.by_ofport[ofport] = handle
             state.normal.set_port(ofport, handle.vlan, mesh=kind in TUNNEL_TYPES)
@@ -413,6 +419,7 @@ class UserspaceDatapath:
             assert handle is not None
             handle.spec = port
             handle.vlan = PortVlan.from_config(port.vlan_mode, port.tag, port.trunks)
+            handle.policer = policer_for(*port.policing, handle.policer)
             state.normal.set_port(ofport, handle.vlan, mesh=kind in TUNNEL_TYPES)
             return handle.error
 

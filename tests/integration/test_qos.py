@@ -134,3 +134,36 @@ def test_qos_in_a_desired_state_file(switch: DaemonProcess, lab: NetnsLab, tmp_p
     while root_qdisc(a.switch_port)[0] == "htb" and time.monotonic() < deadline:
         time.sleep(0.1)
     assert root_qdisc(a.switch_port)[0] != "htb"
+
+
+def test_ingress_policing_drops_what_exceeds_the_rate(
+    switch: DaemonProcess, lab: NetnsLab, tmp_path: Path
+) -> None:
+    a = lab.add_host("a", ip="198.51.100.1/24")
+    b = lab.add_host("b", ip="198.51.100.2/24")
+    apply_bridge(switch, tmp_path, "br0", {a.switch_port: {}, b.switch_port: {}})
+    free = tcp_mbits(lab, "a", "198.51.100.2", "b")
+    rate_kbit = 10_000
+    set_rate = switch.ovsr(
+        "set",
+        "Interface",
+        a.switch_port,
+        f"ingress_policing_rate={rate_kbit}",
+        "ingress_policing_burst=1000",
+    )
+    assert set_rate.returncode == 0, set_rate.stderr
+    policed = tcp_mbits(lab, "a", "198.51.100.2", "b")
+    print(f"TCP a->b: {free:.0f} Mbit/s free, {policed:.1f} Mbit/s policed at 10 Mbit/s")
+    assert policed < rate_kbit / 1000 * 1.3, policed
+    deadline = time.monotonic() + 5
+    dropped = 0
+    while time.monotonic() < deadline and not dropped:
+        rows = json.loads(
+            switch.ovsr("--format", "json", "list", "Interface", a.switch_port).stdout
+        )
+        dropped = dict(rows[0]["statistics"]).get("rx_dropped", 0)
+        time.sleep(0.2)
+    assert dropped > 0
+    assert switch.ovsr("set", "Interface", a.switch_port, "ingress_policing_rate=0").returncode == 0
+    time.sleep(0.5)
+    assert tcp_mbits(lab, "a", "198.51.100.2", "b") > 3 * policed

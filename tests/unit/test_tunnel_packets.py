@@ -179,3 +179,16 @@ def test_tunnel_sockets_survive_a_restart_through_the_fd_store() -> None:
     assert store.forgotten == [name]
     again.close()
     again.endpoint.close()
+
+
+def test_the_ingress_policer_admits_rate_plus_burst() -> None:
+    from ovs_runtime.datapath.policing import Policer, policer_for
+
+    policer = Policer(rate_kbit=1000, burst_kbit=100)  # 1 Mbit/s, 100 kbit burst
+    frame = (vnet_header.EMPTY, bytes(1250))  # 10 kbit each
+    assert len(policer.admit([frame] * 20, now=10.0)) == 10  # the burst
+    assert len(policer.admit([frame] * 20, now=10.05)) == 5  # 50 ms at 1 Mbit/s
+    assert policer.dropped == 25
+    assert policer_for(0, 0, policer) is None
+    assert policer_for(1000, 100, policer) is policer
+    assert policer_for(2000, 0, policer).burst_kbit == 8000  # type: ignore[union-attr]
