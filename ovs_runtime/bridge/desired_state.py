@@ -4,24 +4,9 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field
-from typing import Any
 
 from ovs_runtime.bridge.qos_config import QosConfigError, QosSpec, qos_from_rows
-from ovs_runtime.db.datum import Datum, Row
-
-
-def scalar(datum: Datum, default: Any = None) -> Any:
-    if not datum.values:
-        return default
-    return next(iter(datum.values)).value
-
-
-def as_list(datum: Datum) -> list[Any]:
-    return sorted(atom.value for atom in datum.values)
-
-
-def as_map(datum: Datum) -> dict[Any, Any]:
-    return {k.value: v.value for k, v in datum.values.items()}
+from ovs_runtime.db.datum import Row, as_list, as_map, scalar
 
 
 @dataclass(frozen=True)

@@ -12,8 +12,10 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-CONFIG_COLUMNS = (
-    "name",
+from ovs_runtime.db.datum import as_list, scalar
+
+# What a mirror selects and where it sends (``ovsr apply`` declares these too).
+SETTINGS = (
     "select_all",
     "select_src_port",
     "select_dst_port",
@@ -21,10 +23,8 @@ CONFIG_COLUMNS = (
     "output_port",
     "output_vlan",
 )
-
-
-def _values(row: Any, column: str) -> list[Any]:
-    return sorted(atom.value for atom in row[column].values)
+PORT_SETTINGS = ("select_src_port", "select_dst_port", "output_port")
+CONFIG_COLUMNS = ("name", *SETTINGS)
 
 
 def _changed_by_user(view: Any, row_uuid: uuid.UUID, new: Any) -> bool:
@@ -34,7 +34,7 @@ def _changed_by_user(view: Any, row_uuid: uuid.UUID, new: Any) -> bool:
     changed = [c for c in CONFIG_COLUMNS if old[c].values != new[c].values]
     if changed == ["output_port"] and not new["output_port"].values:
         # The output port went away (a weak reference cleared by its deletion).
-        gone = _values(old, "output_port")
+        gone = as_list(old["output_port"])
         return any(view.exists("Port", u) for u in gone)
     return bool(changed)
 
@@ -46,15 +46,15 @@ def check_mirrors(view: Any) -> None:
         return
     owners: dict[uuid.UUID, tuple[str, set[uuid.UUID]]] = {}
     for _bridge_uuid, bridge in view.rows("Bridge"):
-        ports = set(_values(bridge, "ports"))
-        for mirror_uuid in _values(bridge, "mirrors"):
-            owners[mirror_uuid] = (next(iter(bridge["name"].values)).value, ports)
+        ports = set(as_list(bridge["ports"]))
+        for mirror_uuid in as_list(bridge["mirrors"]):
+            owners[mirror_uuid] = (scalar(bridge["name"]), ports)
     for row_uuid, row in view.changes["Mirror"].items():
         if row is None or not _changed_by_user(view, row_uuid, row):
             continue
-        name = next(iter(row["name"].values)).value if row["name"].values else str(row_uuid)
-        outputs = _values(row, "output_port")
-        vlans = _values(row, "output_vlan")
+        name = scalar(row["name"]) or str(row_uuid)
+        outputs = as_list(row["output_port"])
+        vlans = as_list(row["output_vlan"])
         if bool(outputs) == bool(vlans):
             raise OvsdbError(
                 "constraint violation",

@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from ovs_runtime.db.datum import as_map, scalar
+
 QOS_TYPES = ("linux-htb",)
 DEFAULT_MAX_RATE = 10_000_000_000  # 10 Gbit/s when nothing caps the port
 MAX_QUEUE = 0xFFFD  # HTB minor numbers: queue N is class 1:(N+1); 1:fffe is the root
@@ -80,18 +82,13 @@ def parse_qos(
     return QosSpec(kind, max_rate, specs)
 
 
-def _map(datum: Any) -> dict[Any, Any]:
-    return {k.value: v.value for k, v in datum.values.items()}
-
-
 def qos_from_rows(qos_row: Any, queue_rows: dict[Any, Any], what: str) -> QosSpec:
-    kind = next(iter(qos_row["type"].values)).value if qos_row["type"].values else ""
     queues = {
-        qid: _map(queue_rows[qref]["other_config"])
-        for qid, qref in _map(qos_row["queues"]).items()
+        qid: as_map(queue_rows[qref]["other_config"])
+        for qid, qref in as_map(qos_row["queues"]).items()
         if qref in queue_rows
     }
-    return parse_qos(kind, _map(qos_row["other_config"]), queues, what)
+    return parse_qos(scalar(qos_row["type"], ""), as_map(qos_row["other_config"]), queues, what)
 
 
 def check_qos(view: Any) -> None:

@@ -18,10 +18,11 @@ from typing import Any
 
 from ovs_runtime.bridge import ofport_allocator, qos_tc
 from ovs_runtime.bridge.address_handover import AddressHandover, wants_move
-from ovs_runtime.bridge.desired_state import BridgeSpec, PortSpec, read_bridges, scalar
+from ovs_runtime.bridge.desired_state import BridgeSpec, PortSpec, read_bridges
 from ovs_runtime.bridge.qos_config import QosSpec
 from ovs_runtime.datapath.provider import DatapathProvider, InterfaceState
 from ovs_runtime.db.database import Database, RowChange
+from ovs_runtime.db.datum import scalar
 
 log = logging.getLogger(__name__)
 

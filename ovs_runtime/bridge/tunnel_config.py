@@ -13,6 +13,8 @@ import ipaddress
 from dataclasses import dataclass
 from typing import Any
 
+from ovs_runtime.db.datum import as_map, scalar
+
 TUNNEL_TYPES = {"vxlan": 4789, "geneve": 6081}
 OPTIONS = (
     "remote_ip",
@@ -115,11 +117,11 @@ def check_tunnels(view: Any) -> None:
         return  # status write-backs and unrelated changes: nothing to check
     seen: dict[tuple[str, str, str, int, int], str] = {}
     for _uuid, row in view.rows("Interface"):
-        kind = _scalar(row["type"], "")
+        kind = scalar(row["type"], "")
         if kind not in TUNNEL_TYPES:
             continue
-        name = _scalar(row["name"], "?")
-        options = {k.value: v.value for k, v in row["options"].values.items()}
+        name = scalar(row["name"], "?")
+        options = as_map(row["options"])
         try:
             config = parse_tunnel(name, kind, options)
         except TunnelConfigError as exc:
@@ -144,9 +146,3 @@ def _tunnel_config_touched(view: Any) -> bool:
         if any(old[c].values != new[c].values for c in ("name", "type", "options")):
             return True
     return False
-
-
-def _scalar(datum: Any, default: Any) -> Any:
-    if not datum.values:
-        return default
-    return next(iter(datum.values)).value

@@ -33,6 +33,7 @@ from typing import Any
 
 import yaml
 
+from ovs_runtime.bridge import mirror_config
 from ovs_runtime.bridge.qos_config import QosConfigError, parse_qos
 from ovs_runtime.cli import value_syntax as vs
 from ovs_runtime.cli.bridge_commands import (
@@ -72,16 +73,8 @@ IFACE_COLUMNS = (
     "ingress_policing_rate",
     "ingress_policing_burst",
 )
-MIRROR_KEYS = (
-    "select_all",
-    "select_src_port",
-    "select_dst_port",
-    "select_vlan",
-    "output_port",
-    "output_vlan",
-    "external_ids",
-)
-MIRROR_PORT_KEYS = ("select_src_port", "select_dst_port", "output_port")
+MIRROR_KEYS = (*mirror_config.SETTINGS, "external_ids")
+MIRROR_PORT_KEYS = mirror_config.PORT_SETTINGS
 EXIT_CHANGED = 2
 
 

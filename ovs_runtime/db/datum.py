@@ -73,6 +73,21 @@ def datum_from_json(
     return datum
 
 
+def scalar(datum: Datum, default: Any = None) -> Any:
+    """The value of a 0-or-1 column (``default`` when empty)."""
+    if not datum.values:
+        return default
+    return next(iter(datum.values)).value
+
+
+def as_list(datum: Datum) -> list[Any]:
+    return sorted(atom.value for atom in datum.values)
+
+
+def as_map(datum: Datum) -> dict[Any, Any]:
+    return {k.value: v.value for k, v in datum.values.items()}
+
+
 def uuid_datum(value: uuid.UUID) -> Datum:
     return Datum(UUID_TYPE, {Atom(ovs.db.types.UuidType, value): None})
 

@@ -166,7 +166,6 @@ class TunnelNetdev:
         self.overhead = OVERHEAD_IPV6 if ":" in config.remote_ip else OVERHEAD_IPV4
         self.last_error: str | None = None
         self.offload_errors = 0
-        self._reachable: tuple[float, str | None, bool] = (0.0, None, False)
         key = (config.remote_ip, config.vni)
         if key in endpoint.ports:
             raise NetdevGone(
@@ -237,20 +236,27 @@ class TunnelNetdev:
         return NetdevStatus(link_state="up" if reachable else "down", admin_state="up", extra=extra)
 
     def _route(self) -> tuple[str | None, bool]:
-        """The egress device toward remote_ip and whether it has carrier (cached briefly)."""
-        checked, egress, reachable = self._reachable
-        now = time.monotonic()
-        if now - checked < REACHABILITY_TTL:
-            return egress, reachable
-        egress, reachable = route_to(self.config.remote_ip)
-        self._reachable = (now, egress, reachable)
-        return egress, reachable
+        return cached_route(self.config.remote_ip)
 
     def close(self) -> None:
         key = (self.config.remote_ip, self.config.vni)
         if self.endpoint.ports.get(key) is self:
             del self.endpoint.ports[key]
         self.endpoint.users -= 1
+
+
+_routes: dict[str, tuple[float, str | None, bool]] = {}
+
+
+def cached_route(address: str) -> tuple[str | None, bool]:
+    """``route_to``, asked at most every REACHABILITY_TTL seconds per remote: status is
+    read every second for every port, and many tunnels share a remote."""
+    now = time.monotonic()
+    checked, egress, reachable = _routes.get(address, (0.0, None, False))
+    if now - checked >= REACHABILITY_TTL:
+        egress, reachable = route_to(address)
+        _routes[address] = (now, egress, reachable)
+    return egress, reachable
 
 
 def route_to(address: str) -> tuple[str | None, bool]:

@@ -12,7 +12,7 @@ from pyroute2 import IPRoute
 
 from tests.daemon_process import DaemonProcess
 from tests.integration.switch_fixtures import apply_bridge
-from tests.netns_lab import NetnsLab
+from tests.netns_lab import Host, NetnsLab
 
 CAP = 20_000_000  # 20 Mbit/s
 
@@ -29,6 +29,21 @@ def tcp_mbits(lab: NetnsLab, client: str, server_ip: str, server: str) -> float:
         srv.wait()
 
 
+def two_hosts_measured(switch: DaemonProcess, lab: NetnsLab, tmp: Path) -> tuple[Host, Host, float]:
+    """Hosts a and b on br0, and a->b TCP throughput with nothing configured."""
+    a = lab.add_host("a", ip="198.51.100.1/24")
+    b = lab.add_host("b", ip="198.51.100.2/24")
+    apply_bridge(switch, tmp, "br0", {a.switch_port: {}, b.switch_port: {}})
+    return a, b, tcp_mbits(lab, "a", "198.51.100.2", "b")
+
+
+def wait_for_htb(device: str, present: bool) -> None:
+    """The daemon applies QoS after the transaction: wait for the root qdisc to follow."""
+    deadline = time.monotonic() + 5
+    while (root_qdisc(device)[0] == "htb") != present and time.monotonic() < deadline:
+        time.sleep(0.1)
+
+
 def root_qdisc(device: str) -> tuple[str | None, int]:
     with IPRoute() as ipr:
         index = ipr.link_lookup(ifname=device)[0]
@@ -41,10 +56,7 @@ def root_qdisc(device: str) -> tuple[str | None, int]:
 def test_linux_htb_caps_a_port_and_goes_away_cleanly(
     switch: DaemonProcess, lab: NetnsLab, tmp_path: Path
 ) -> None:
-    a = lab.add_host("a", ip="198.51.100.1/24")
-    b = lab.add_host("b", ip="198.51.100.2/24")
-    apply_bridge(switch, tmp_path, "br0", {a.switch_port: {}, b.switch_port: {}})
-    free = tcp_mbits(lab, "a", "198.51.100.2", "b")
+    a, b, free = two_hosts_measured(switch, lab, tmp_path)
 
     made = switch.ovsr(
         *("--", "--id=@q0", "create", "Queue", f"other_config:max-rate={CAP}"),
@@ -72,9 +84,7 @@ def test_linux_htb_caps_a_port_and_goes_away_cleanly(
     # Removing QoS removes our root qdisc, and leaves the other port's qdisc alone.
     other_before = root_qdisc(a.switch_port)
     assert switch.ovsr("clear", "Port", b.switch_port, "qos").returncode == 0
-    deadline = time.monotonic() + 5
-    while root_qdisc(b.switch_port)[0] == "htb" and time.monotonic() < deadline:
-        time.sleep(0.1)
+    wait_for_htb(b.switch_port, present=False)
     assert root_qdisc(b.switch_port)[0] != "htb"
     assert root_qdisc(a.switch_port) == other_before
     assert tcp_mbits(lab, "a", "198.51.100.2", "b") > 3 * capped
@@ -110,9 +120,7 @@ def test_qos_in_a_desired_state_file(switch: DaemonProcess, lab: NetnsLab, tmp_p
     path.write_text(json.dumps(doc))
     first = switch.ovsr("apply", "--state=replaced", str(path))
     assert first.returncode == 2 and "qos" in first.stdout, first.stdout + first.stderr
-    deadline = time.monotonic() + 5
-    while root_qdisc(a.switch_port)[0] != "htb" and time.monotonic() < deadline:
-        time.sleep(0.1)
+    wait_for_htb(a.switch_port, present=True)
     assert root_qdisc(a.switch_port) == ("htb", 0x10000)
     again = switch.ovsr("apply", "--state=replaced", str(path))
     assert again.returncode == 0, again.stdout  # CAP as an int vs "20000000": no change
@@ -130,19 +138,14 @@ def test_qos_in_a_desired_state_file(switch: DaemonProcess, lab: NetnsLab, tmp_p
     assert (
         listed == [] and json.loads(switch.ovsr("--format", "json", "list", "Queue").stdout) == []
     )
-    deadline = time.monotonic() + 5
-    while root_qdisc(a.switch_port)[0] == "htb" and time.monotonic() < deadline:
-        time.sleep(0.1)
+    wait_for_htb(a.switch_port, present=False)
     assert root_qdisc(a.switch_port)[0] != "htb"
 
 
 def test_ingress_policing_drops_what_exceeds_the_rate(
     switch: DaemonProcess, lab: NetnsLab, tmp_path: Path
 ) -> None:
-    a = lab.add_host("a", ip="198.51.100.1/24")
-    b = lab.add_host("b", ip="198.51.100.2/24")
-    apply_bridge(switch, tmp_path, "br0", {a.switch_port: {}, b.switch_port: {}})
-    free = tcp_mbits(lab, "a", "198.51.100.2", "b")
+    a, b, free = two_hosts_measured(switch, lab, tmp_path)
     rate_kbit = 10_000
     set_rate = switch.ovsr(
         "set",
