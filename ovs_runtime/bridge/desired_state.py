@@ -7,6 +7,11 @@ from dataclasses import dataclass, field
 
 from ovs_runtime.bridge.qos_config import QosConfigError, QosSpec, qos_from_rows
 from ovs_runtime.db.datum import Row, as_list, as_map, scalar
+from ovs_runtime.ofproto.port_security import (
+    PortSecurity,
+    PortSecurityError,
+    parse_port_security,
+)
 
 
 @dataclass(frozen=True)
@@ -30,6 +35,7 @@ class PortSpec:
     qos: QosSpec | None = None
     qos_error: str | None = None
     policing: tuple[int, int] = (0, 0)  # the interface's ingress (rate, burst), kbit
+    port_security: PortSecurity | None = None  # None: any source may send
 
 
 @dataclass(frozen=True)
@@ -106,6 +112,17 @@ def _port_qos(
         return None, str(exc)
 
 
+def _port_security(port_row: Row) -> PortSecurity | None:
+    entries = as_list(port_row["port_security"])
+    if not entries:
+        return None
+    try:
+        return parse_port_security(entries, f"port {scalar(port_row['name'])}")
+    except PortSecurityError:
+        # Written before the commit check existed: fail closed, nothing may send.
+        return PortSecurity(())
+
+
 def read_bridges(tables: dict[str, dict[uuid.UUID, Row]]) -> dict[str, BridgeSpec]:
     """Every bridge reachable from the Open_vSwitch row, keyed by name."""
     bridges: dict[str, BridgeSpec] = {}
@@ -137,6 +154,7 @@ def read_bridges(tables: dict[str, dict[uuid.UUID, Row]]) -> dict[str, BridgeSpe
                         qos=qos,
                         qos_error=qos_error,
                         policing=_policing(tables, port_row),
+                        port_security=_port_security(port_row),
                     )
                 )
             name = scalar(bridge_row["name"])

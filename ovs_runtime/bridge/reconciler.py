@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import uuid
 from collections.abc import Callable
 from typing import Any
 
 from ovs_runtime.bridge import ofport_allocator, qos_tc
 from ovs_runtime.bridge.address_handover import AddressHandover, wants_move
 from ovs_runtime.bridge.desired_state import BridgeSpec, PortSpec, read_bridges
+from ovs_runtime.bridge.flow_rules import read_flow_rules
 from ovs_runtime.bridge.qos_config import QosSpec
 from ovs_runtime.datapath.provider import DatapathProvider, InterfaceState
 from ovs_runtime.db.database import Database, RowChange
@@ -27,7 +29,7 @@ from ovs_runtime.db.datum import scalar
 log = logging.getLogger(__name__)
 
 WATCHED_TABLES = frozenset(
-    {"Open_vSwitch", "Bridge", "Port", "Interface", "Mirror", "QoS", "Queue"}
+    {"Open_vSwitch", "Bridge", "Port", "Interface", "Mirror", "QoS", "Queue", "Flow_Rule"}
 )
 STATUS_COLUMNS = frozenset(
     {
@@ -84,6 +86,7 @@ class Reconciler:
         if self.provider is not None:
             with self.provider.batch():
                 self._apply(desired)
+                self._apply_flows(desired)
         else:
             self._apply(desired)
         self._take_addresses(moves)
@@ -202,6 +205,39 @@ class Reconciler:
                 provider.configure_mirrors(name, spec.mirrors)
             self.running[name] = spec
 
+    def _apply_flows(self, desired: dict[str, BridgeSpec]) -> None:
+        provider = self.provider
+        assert provider is not None
+        for name, spec in desired.items():
+            bridge_row = self.db.tables["Bridge"].get(spec.uuid)
+            if bridge_row is None:
+                continue
+            rules = read_flow_rules(self.db.tables, bridge_row)
+            provider.configure_flows(name, spec.fail_mode, rules)
+
+    def _delete_expired_flows(self) -> None:
+        """Rules the datapath timed out leave the database too, as in OVS."""
+        assert self.provider is not None
+        expired = self.provider.expired_flows()
+        ops: list[dict[str, Any]] = []
+        for bridge, rule_uuid, reason in expired:
+            if uuid.UUID(rule_uuid) not in self.db.tables["Flow_Rule"]:
+                continue
+            log.info("bridge %s: flow rule %s removed (%s timeout)", bridge, rule_uuid, reason)
+            ops.append(
+                {
+                    "op": "mutate",
+                    "table": "Bridge",
+                    "where": [["name", "==", bridge]],
+                    "mutations": [["flow_rules", "delete", ["uuid", rule_uuid]]],
+                }
+            )
+        if ops:
+            results = self.db.transact(ops)
+            failed = [r for r in results if isinstance(r, dict) and "error" in r]
+            if failed:
+                log.error("cannot remove expired flow rules: %s", failed[0])
+
     # -- status -----------------------------------------------------------------------
 
     def _interface_states(self) -> dict[str, InterfaceState]:
@@ -237,6 +273,7 @@ class Reconciler:
         if self.provider is not None:
             for event in self.provider.maintain():
                 log.info("%s", event)
+            self._delete_expired_flows()
         self._write_status(ack=False)
 
     def _write_status(self, ack: bool) -> None:

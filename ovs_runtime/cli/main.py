@@ -26,10 +26,17 @@ from ovs_runtime.cli import show as show_cmd
 from ovs_runtime.cli import value_syntax as vs
 from ovs_runtime.cli.client import ClientError, OvsdbClient, default_target
 from ovs_runtime.cli.command_registry import COMMANDS, CommandContext, ExitStatus, command
+from ovs_runtime.cli.flow_commands import (
+    FLOW_COMMANDS,
+    FLOW_OPTIONS,
+    FlowCommandError,
+    run_flow_command,
+)
 from ovs_runtime.cli.inspect_commands import INSPECT_COMMANDS, run_inspect
 from ovs_runtime.cli.model import Model, ModelError
 from ovs_runtime.db.errors import OvsdbError
 from ovs_runtime.db.schema import DbSchema, parse_schema
+from ovs_runtime.ofproto.flow_match import FlowSyntaxError
 
 DB_NAME = "Open_vSwitch"
 TABLE_COMMANDS = {"set", "get", "list", "find", "clear", "add", "remove", "create", "destroy"}
@@ -111,6 +118,8 @@ def parse_argv(argv: list[str]) -> tuple[GlobalOptions, list[Invocation]]:
                     _set_global(opts, name, value)
             elif name in COMMAND_OPTIONS:
                 _set_command_option(inv_opts, name, value)
+            elif name == "--strict":  # ovs-ofctl takes it before the command
+                inv_opts["strict"] = True
             elif name in ("-h", "--help"):
                 raise UsageError("help")
             elif name == "--version":
@@ -125,6 +134,25 @@ def parse_argv(argv: list[str]) -> tuple[GlobalOptions, list[Invocation]]:
             if len(segments) == 1 and index == 0:
                 raise UsageError("missing command; try 'ovsr --help'")
             raise UsageError("empty command between '--' separators")
+        if rest[0] in FLOW_COMMANDS:
+            low, high, usage_text = FLOW_COMMANDS[rest[0]]
+            args = []
+            for token in rest[1:]:
+                if token in FLOW_OPTIONS.get(rest[0], ()):
+                    inv_opts[token[2:]] = True
+                elif token.startswith("--"):
+                    raise UsageError(
+                        f"'{rest[0]}' does not accept {token}; usage: ovsr {usage_text}"
+                    )
+                else:
+                    args.append(token)
+            for key in inv_opts:
+                if f"--{key}" not in FLOW_OPTIONS.get(rest[0], ()):
+                    raise UsageError(f"'{rest[0]}' does not accept --{key}")
+            if not low <= len(args) <= high or len(segments) > 1:
+                raise UsageError(f"usage: ovsr {usage_text} (it cannot be chained with --)")
+            invocations.append(Invocation(rest[0], args, inv_opts))
+            continue
         if rest[0] in INSPECT_COMMANDS:
             low, high, usage_text = INSPECT_COMMANDS[rest[0]]
             if not low <= len(rest) - 1 <= high or len(segments) > 1:
@@ -382,6 +410,7 @@ def usage() -> str:
     lines = [__doc__.strip(), "", "Commands:"]
     usages = [COMMANDS[name].usage for name in COMMANDS]
     usages += [usage for _, _, usage in INSPECT_COMMANDS.values()]
+    usages += [usage for _, _, usage in FLOW_COMMANDS.values()]
     lines += [f"  {usage}" for usage in sorted(usages)]
     return "\n".join(lines)
 
@@ -408,6 +437,14 @@ def main(argv: list[str] | None = None) -> int:
         _confirm_timeout(invocations)
         client = OvsdbClient(opts.db, opts.timeout)
         try:
+            if invocations[0].name in FLOW_COMMANDS:
+                inv = invocations[0]
+                data, lines = run_flow_command(client, inv.name, inv.args, inv.opts, opts.wait)
+                if opts.format == "json":
+                    print(json.dumps(data, indent=2, sort_keys=True))
+                elif lines:
+                    print("\n".join(lines))
+                return 0
             if invocations[0].name in INSPECT_COMMANDS:
                 data, lines = run_inspect(client, invocations[0].name, invocations[0].args)
                 if opts.format == "json":
@@ -426,6 +463,8 @@ def main(argv: list[str] | None = None) -> int:
         apply_cmd.ApplyError,
         UsageError,
         port_mobility.PortDocumentError,
+        FlowCommandError,
+        FlowSyntaxError,
     ) as exc:
         print(f"ovsr: {exc}", file=sys.stderr)
         return EXIT_ERROR

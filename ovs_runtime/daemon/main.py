@@ -22,7 +22,9 @@ from ovs_runtime import __version__
 from ovs_runtime.bridge import qos_tc
 from ovs_runtime.bridge.address_handover import AddressHandover
 from ovs_runtime.bridge.confirm_rollback import PendingRollbacks, SnapshotError
+from ovs_runtime.bridge.flow_rules import check_flow_rules
 from ovs_runtime.bridge.mirror_config import check_mirrors
+from ovs_runtime.bridge.port_security_config import check_port_security
 from ovs_runtime.bridge.qos_config import check_qos
 from ovs_runtime.bridge.reconciler import Reconciler
 from ovs_runtime.bridge.tunnel_config import check_tunnels
@@ -128,7 +130,13 @@ class Daemon:
         run_lock.acquire(self.args.run_dir)
         self.db = open_database(load_schema(), self.args.state_dir)
         ensure_root_row(self.db)
-        self.db.commit_checks += [check_tunnels, check_mirrors, check_qos]
+        self.db.commit_checks += [
+            check_tunnels,
+            check_mirrors,
+            check_qos,
+            check_flow_rules,
+            check_port_security,
+        ]
         fd_store = FdStore(systemd_notify.notify if systemd_notify.under_systemd() else None)
         if self.args.datapath == "userspace":
             self.datapath = UserspaceDatapath(KernelNetdevs(fd_store))
@@ -249,6 +257,27 @@ class Daemon:
                 "classes": qos_tc.show(handle.iface) if handle.spec.qos else [],
             }
 
+        def flow_stats(params: list[Any]) -> Any:
+            bridge = bridge_arg(params, required=True)
+            assert bridge is not None
+            return need_datapath().flow_statistics(bridge)
+
+        def trace(params: list[Any]) -> Any:
+            bridge = bridge_arg(params, required=True)
+            assert bridge is not None
+            if len(params) != 3 or not all(isinstance(p, str) for p in params[1:]):
+                raise RpcError("syntax error", "expected [bridge, in_port name, frame in hex]")
+            try:
+                frame = bytes.fromhex(params[2])
+            except ValueError:
+                raise RpcError("syntax error", "the frame must be hex digits") from None
+            if len(frame) < 14:
+                raise RpcError("syntax error", "the frame is shorter than an Ethernet header")
+            try:
+                return need_datapath().trace(bridge, frame, params[1])
+            except KeyError as exc:
+                raise RpcError("unknown port", str(exc.args[0])) from None
+
         rollbacks = PendingRollbacks(server.db)
 
         def guarded(method: Any) -> Any:
@@ -266,6 +295,8 @@ class Daemon:
         server.extra_methods["ovsr/fdb-flush"] = fdb_flush
         server.extra_methods["ovsr/announce"] = announce
         server.extra_methods["ovsr/qos-show"] = qos_show
+        server.extra_methods["ovsr/flow-stats"] = flow_stats
+        server.extra_methods["ovsr/trace"] = trace
         server.extra_methods["ovsr/dpif-show"] = lambda params: need_datapath().describe()
 
     async def _watchdog(self, interval: float) -> None:

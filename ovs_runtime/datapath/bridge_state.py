@@ -1,15 +1,21 @@
-"""One bridge inside the userspace datapath: its NORMAL logic, ports and flow cache."""
+"""One bridge inside the userspace datapath: its NORMAL logic, flow rules, ports and
+decision caches. It is also the ``PipelineEnv`` the flow pipeline asks about ports."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
 from ovs_runtime.bridge.desired_state import MirrorSpec
+from ovs_runtime.datapath.bridge_flows import BridgeFlows
 from ovs_runtime.datapath.flow_cache import FlowCache
 from ovs_runtime.datapath.mirroring import MirrorState
 from ovs_runtime.datapath.port_handle import PortHandle
+from ovs_runtime.ofproto import flow_key as fk
 from ovs_runtime.ofproto.mac_table import DEFAULT_AGING, DEFAULT_SIZE
 from ovs_runtime.ofproto.normal import NormalBridge
+from ovs_runtime.ofproto.port_security import PortSecurity
+from ovs_runtime.ofproto.vlan import DROP
+from ovs_runtime.packet.ethernet import VLAN_TPIDS, L2Header
 
 
 @dataclass(eq=False)
@@ -21,6 +27,57 @@ class BridgeState:
     cache: FlowCache = field(default_factory=FlowCache)
     mirrors: list[MirrorState] = field(default_factory=list)
     mirror_specs: tuple[MirrorSpec, ...] = ()
+    flows: BridgeFlows = field(default_factory=lambda: BridgeFlows(0.0))
+    security: dict[int, PortSecurity] = field(default_factory=dict)  # by ofport
+    now: float = 0.0  # the time of the translation in progress (for NORMAL's learning)
+    normal_vlan: int = -1  # the VLAN the last NORMAL action switched in
+
+    @property
+    def deep(self) -> bool:
+        """Decisions may depend on more than the Ethernet header."""
+        return self.flows.deep or any(s.uses_l3 for s in self.security.values())
+
+    def port_numbers(self) -> dict[str, int]:
+        return {name: h.ofport for name, h in self.ports.items()}
+
+    # -- PipelineEnv ----------------------------------------------------------------
+
+    def port_number(self, name: str) -> int | None:
+        handle = self.ports.get(name)
+        return handle.ofport if handle is not None else None
+
+    def port_name(self, ofport: int) -> str:
+        handle = self.by_ofport.get(ofport)
+        return handle.name if handle is not None else str(ofport)
+
+    def all_ports(self) -> list[int]:
+        return sorted(self.by_ofport)
+
+    def flood_ports(self) -> list[int]:
+        return [p for p in sorted(self.by_ofport) if p not in self.normal.mirror_outputs]
+
+    def normal_action(
+        self, key: fk.Key, learn: bool
+    ) -> tuple[list[tuple[int, int | None]], str | None]:
+        tci = key[fk.VLAN_TCI]
+        hdr = L2Header(
+            key[fk.DL_DST].to_bytes(6, "big"),
+            key[fk.DL_SRC].to_bytes(6, "big"),
+            tci & 0x0FFF if tci else None,
+            tci >> 13 & 7,
+            key[fk.DL_TYPE],
+            key[fk.DL_TYPE] in VLAN_TPIDS,
+        )
+        vlan, outputs = self.normal.decide(key[fk.IN_PORT], hdr, self.now, learn)
+        if vlan == DROP:
+            return [], self.normal.last_drop
+        self.normal_vlan = vlan
+        return list(outputs), None
+
+    def port_security(self, ofport: int) -> PortSecurity | None:
+        return self.security.get(ofport)
+
+    # -- configuration ----------------------------------------------------------------
 
     def configure(self, other_config: dict[str, str]) -> list[str]:
         """Apply ``mac-aging-time`` and ``mac-table-size``; returns problems to log."""

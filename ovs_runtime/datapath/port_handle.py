@@ -24,6 +24,7 @@ class PortHandle:
     error: str | None = None
     vlan: PortVlan = field(default_factory=lambda: PortVlan("trunk", None, frozenset()))
     policer: Policer | None = None
+    tun_id: int = 0  # the VNI a tunnel port's frames carry, for tun_id matches
 
     @property
     def name(self) -> str:

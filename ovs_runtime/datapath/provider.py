@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from ovs_runtime.bridge.desired_state import MirrorSpec, PortSpec
+from ovs_runtime.bridge.flow_rules import FlowRuleSpec
 
 
 @dataclass
@@ -57,6 +58,16 @@ class DatapathProvider(Protocol):
 
     def mirror_statistics(self) -> dict[str, dict[str, int]]:
         """Mirror row UUID (text) -> counters, for ``Mirror.statistics``."""
+        ...
+
+    def configure_flows(self, bridge: str, fail_mode: str, rules: list[FlowRuleSpec]) -> None:
+        """Replace the bridge's flow rules (the full set; unchanged rules keep their
+        counters) and set its fail mode."""
+        ...
+
+    def flow_statistics(self, bridge: str) -> list[dict[str, Any]]: ...
+    def expired_flows(self) -> list[tuple[str, str, str]]:
+        """(bridge, rule UUID, "idle"|"hard") of rules that timed out since last asked."""
         ...
 
     def fdb(self, bridge: str) -> list[dict[str, Any]]: ...

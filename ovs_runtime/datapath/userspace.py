@@ -21,13 +21,17 @@ from collections.abc import Callable
 from typing import Any
 
 from ovs_runtime.bridge.desired_state import MirrorSpec, PortSpec
+from ovs_runtime.bridge.flow_rules import FlowRuleSpec
 from ovs_runtime.bridge.tunnel_config import TUNNEL_TYPES
 from ovs_runtime.datapath import mirroring, vnet_header
+from ovs_runtime.datapath.bridge_flows import BridgeFlows
 from ovs_runtime.datapath.bridge_state import BridgeState
 from ovs_runtime.datapath.flow_cache import (
     KEEP,
+    NO_LEARNING,
     POP,
     PUSH,
+    REWRITE,
     CachedDecision,
     tag_operation,
 )
@@ -37,8 +41,11 @@ from ovs_runtime.datapath.policing import policer_for
 from ovs_runtime.datapath.port_handle import PortHandle
 from ovs_runtime.datapath.provider import InterfaceState
 from ovs_runtime.netdev.provider import Netdev, NetdevGone
+from ovs_runtime.ofproto import flow_key
+from ovs_runtime.ofproto.flow_key import exact_bytes
 from ovs_runtime.ofproto.normal import NormalBridge
-from ovs_runtime.ofproto.vlan import DROP, PortVlan
+from ovs_runtime.ofproto.pipeline import Output, describe_wildcards
+from ovs_runtime.ofproto.vlan import PortVlan
 from ovs_runtime.packet.announce import rarp_announcement
 from ovs_runtime.packet.ethernet import (
     MalformedFrame,
@@ -47,11 +54,14 @@ from ovs_runtime.packet.ethernet import (
     pop_vlan,
     push_vlan,
 )
+from ovs_runtime.packet.offload import OffloadError, complete_frame
+from ovs_runtime.packet.rewrite import rewrite
 
 log = logging.getLogger(__name__)
 
 BATCH = 64
 REFRESH_INTERVAL = 1.0  # how often a cached flow re-stamps its source MAC's age
+FLOW_MAINTENANCE_INTERVAL = 1.0  # rule counters and timeouts are this fresh
 
 
 class UserspaceDatapath:
@@ -72,6 +82,7 @@ class UserspaceDatapath:
         self._thread: threading.Thread | None = None
         self.iterations = 0
         self.dirty: set[Netdev] = set()
+        self.last_flow_maintenance = 0.0
 
     # -- the loop ---------------------------------------------------------------------
 
@@ -127,7 +138,18 @@ class UserspaceDatapath:
             if not busy:
                 break
         self.flush()
+        if now - self.last_flow_maintenance >= FLOW_MAINTENANCE_INTERVAL:
+            self.last_flow_maintenance = now
+            self.maintain_flows(now)
         return handled
+
+    def maintain_flows(self, now: float) -> None:
+        """Credit cached decisions' packets to their rules, then expire rules whose
+        idle or hard timeout passed (their rows are deleted by the reconciler)."""
+        for bridge in self.bridges.values():
+            bridge.cache.push_all(now)
+            if bridge.flows.expire(now):
+                bridge.normal.invalidate()
 
     def _drain(self, handle: PortHandle, now: float) -> int:
         netdev = handle.netdev
@@ -155,19 +177,26 @@ class UserspaceDatapath:
         cache = bridge.cache
         entries = cache.entries
         ofport = handle.ofport
+        deep = bridge.deep
         hits = 0
         # Frames for a single output, unchanged, are gathered per port and handed over
         # in one call at the end (or before anything else is sent, to keep order).
         pending: dict[PortHandle, list[tuple[bytes, bytes]]] = {}
         for packet in packets:
             header, frame = packet
-            # The cache key is the raw header: MACs, the outer tag if any, and the
-            # EtherType after it; exactly what the NORMAL decision reads.
-            key = (ofport, frame[:18] if frame[12:14] == b"\x81\x00" else frame[:14])
+            # The exact-match key is the raw header: MACs, the outer tag if any, and the
+            # EtherType after it; with rules that look deeper, the L3/L4 bytes too.
+            if deep:
+                key: tuple[Any, ...] = (ofport, exact_bytes(frame))
+            else:
+                key = (ofport, frame[:18] if frame[12:14] == b"\x81\x00" else frame[:14])
             decision = entries.get(key)
             if decision is not None and decision.generation == mac_table.generation:
                 hits += 1
-                if now - decision.refreshed > REFRESH_INTERVAL:
+                if decision.drop_reason:
+                    normal.drops[decision.drop_reason] += 1
+                    handle.netdev.stats.rx_dropped += 1  # type: ignore[union-attr]
+                elif decision.vlan >= 0 and now - decision.refreshed > REFRESH_INTERVAL:
                     # Keep the source MAC from ageing out, without an update per packet.
                     decision.refreshed = now
                     mac_table.learn(decision.vlan, frame[6:12], ofport, now)
@@ -175,10 +204,15 @@ class UserspaceDatapath:
                 if decision is not None:
                     cache.invalidations += 1
                 cache.misses += 1
-                decision = self._decide(handle, key, frame, now)
+                cacheable = len(frame) >= 18 and key[1] is not None
+                decision = self._decide(handle, key if cacheable else None, frame, now)
                 if decision is None:
                     continue
+            decision.n_packets += 1
+            decision.n_bytes += len(frame)
             actions = decision.actions
+            if not actions:
+                continue
             if decision.mirrors:
                 for mirror in decision.mirrors:
                     mirror.tx_packets += 1
@@ -216,55 +250,83 @@ class UserspaceDatapath:
         pending.clear()
 
     def _decide(
-        self, handle: PortHandle, key: tuple[Any, ...], frame: bytes, now: float
+        self, handle: PortHandle, exact_key: tuple[Any, ...] | None, frame: bytes, now: float
     ) -> CachedDecision | None:
-        """A cache miss: parse, run NORMAL, compile the actions and cache them."""
+        """An exact-match miss: parse, try the megaflow cache, else run the pipeline,
+        compile its outputs and cache the decision under both keys."""
         bridge = handle.bridge
         normal = bridge.normal
         try:
-            hdr = parse_l2(frame)
+            parse_l2(frame)
         except MalformedFrame as exc:
             normal.drops[exc.reason] += 1
             handle.netdev.stats.rx_dropped += 1  # type: ignore[union-attr]
             return None
-        vlan, outputs = normal.decide(handle.ofport, hdr, now)
-        if vlan == DROP:
+        key = flow_key.extract(frame, handle.ofport, handle.tun_id)
+        decision = bridge.cache.megaflow_lookup(key, normal.generation)
+        if decision is not None:
+            if exact_key is not None:
+                bridge.cache.entries[exact_key] = decision
+            if decision.drop_reason:
+                normal.drops[decision.drop_reason] += 1
+                handle.netdev.stats.rx_dropped += 1  # type: ignore[union-attr]
+            elif decision.vlan >= 0:
+                normal.mac_table.learn(decision.vlan, frame[6:12], handle.ofport, now)
+            return decision
+        bridge.now = now
+        bridge.normal_vlan = NO_LEARNING
+        result = bridge.flows.pipeline.translate(key, bridge)
+        vlan = bridge.normal_vlan
+        if result.drop_reason:
+            if result.drop_reason.startswith("port-security"):
+                normal.drops[result.drop_reason] += 1
             handle.netdev.stats.rx_dropped += 1  # type: ignore[union-attr]
-            return None
-        actions = tuple(
-            (bridge.by_ofport[port], tag_operation(hdr.vlan, vid), vid or 0)
-            for port, vid in outputs
-            if port in bridge.by_ofport
-        )
+        actions = compile_outputs(bridge, key, result.outputs)
         mirrors: tuple[Any, ...] = ()
-        if bridge.mirrors:
+        if bridge.mirrors and not result.drop_reason:
+            frame_vid = key[flow_key.VLAN_TCI] & 0x0FFF if key[flow_key.VLAN_TCI] else None
             out_names = {a[0].name for a in actions}
-            copies, mirrors = mirror_actions(bridge, handle, hdr.vlan, vlan, out_names)
+            mirror_vlan = vlan if vlan >= 0 else handle.vlan.input_vlan(frame_vid)
+            copies, mirrors = mirror_actions(
+                bridge, handle, frame_vid, max(mirror_vlan, 0), out_names
+            )
             actions += tuple(copies)
-        decision = CachedDecision(normal.generation, vlan, actions, now, mirrors)
-        if len(frame) >= 18:  # shorter frames could share a key with a longer one
-            bridge.cache.store(key, decision)
+        decision = CachedDecision(
+            normal.generation,
+            vlan,
+            actions,
+            now,
+            mirrors,
+            tuple(result.rules),
+            drop_reason=result.drop_reason if not actions else None,
+        )
+        bridge.cache.store(exact_key, tuple(result.wildcards), key, decision, now)
         return decision
 
     def _output(
-        self, actions: tuple[tuple[Any, int, int], ...], header: bytes, frame: bytes
+        self, actions: tuple[tuple[Any, int, Any], ...], header: bytes, frame: bytes
     ) -> None:
-        """Several outputs, or tag changes: build each variant of the frame once."""
-        variants: dict[tuple[int, int], tuple[bytes, bytes]] = {}
-        for out, op, vid in actions:
+        """Several outputs, tag changes or rewrites: build each variant of the frame
+        once."""
+        variants: dict[tuple[int, Any], list[tuple[bytes, bytes]]] = {}
+        for out, op, arg in actions:
             netdev = out.netdev
             if netdev is None:
                 continue
             if op == KEEP:
-                out_header, out_frame = header, frame
+                frames = [(header, frame)]
             else:
-                variant = variants.get((op, vid))
-                if variant is None:
-                    variant = _retag(header, frame, op, vid)
-                    variants[(op, vid)] = variant
-                out_header, out_frame = variant
+                frames = variants.get((op, arg))  # type: ignore[assignment]
+                if frames is None:
+                    try:
+                        frames = _variant(header, frame, op, arg)
+                    except OffloadError:
+                        out.bridge.normal.drops["offload-error"] += 1
+                        frames = []
+                    variants[(op, arg)] = frames
             try:
-                netdev.send(out_header, out_frame)
+                for out_header, out_frame in frames:
+                    netdev.send(out_header, out_frame)
             except NetdevGone as exc:
                 self._port_failed(out, str(exc))
                 continue
@@ -369,7 +431,7 @@ class UserspaceDatapath:
 
     def add_bridge(self, name: str, other_config: dict[str, str]) -> None:
         with self.lock:
-            bridge = BridgeState(name, NormalBridge(name))
+            bridge = BridgeState(name, NormalBridge(name), flows=BridgeFlows(self.clock()))
             self.bridges[name] = bridge
             for problem in bridge.configure(other_config):
                 log.warning("%s", problem)
@@ -394,9 +456,11 @@ class UserspaceDatapath:
             handle = PortHandle(state, port, ofport, kind)
             handle.vlan = PortVlan.from_config(port.vlan_mode, port.tag, port.trunks)
             handle.policer = policer_for(*port.policing, None)
+            handle.tun_id = _tunnel_key(port)
             state.ports[port.name] = handle
             state.by_ofport[ofport] = handle
             state.normal.set_port(ofport, handle.vlan, mesh=kind in TUNNEL_TYPES)
+            self._ports_changed(state, handle)
             if len(port.interfaces) > 1:
                 handle.error = "ports with several interfaces (bonds) are not supported"
                 return handle.error
@@ -420,7 +484,9 @@ class UserspaceDatapath:
             handle.spec = port
             handle.vlan = PortVlan.from_config(port.vlan_mode, port.tag, port.trunks)
             handle.policer = policer_for(*port.policing, handle.policer)
+            handle.tun_id = _tunnel_key(port)
             state.normal.set_port(ofport, handle.vlan, mesh=kind in TUNNEL_TYPES)
+            self._ports_changed(state, handle)
             return handle.error
 
     def remove_port(self, bridge: str, port: str) -> None:
@@ -434,6 +500,19 @@ class UserspaceDatapath:
             self._detach(handle)
             state.by_ofport.pop(handle.ofport, None)
             state.normal.remove_port(handle.ofport)
+            state.security.pop(handle.ofport, None)
+            self._ports_changed(state, None)
+
+    def _ports_changed(self, state: BridgeState, handle: PortHandle | None) -> None:
+        """Port security and rules naming ports follow the port set."""
+        if handle is not None:
+            security = handle.spec.port_security
+            if security is not None:
+                state.security[handle.ofport] = security
+            else:
+                state.security.pop(handle.ofport, None)
+        state.flows.recompile_ports(state.port_numbers())
+        state.normal.invalidate()
 
     def maintain(self) -> list[str]:
         events = []
@@ -520,6 +599,72 @@ class UserspaceDatapath:
                 str(m.spec.uuid): m.statistics() for b in self.bridges.values() for m in b.mirrors
             }
 
+    def configure_flows(self, bridge: str, fail_mode: str, rules: list[FlowRuleSpec]) -> None:
+        """Install the bridge's rules (the full set) and its fail mode."""
+        with self.lock:
+            state = self.bridges[bridge]
+            now = self.clock()
+            changed = state.flows.set_fail_mode(fail_mode, now)
+            if state.flows.configure(rules, state.port_numbers(), now) or changed:
+                state.cache.clear(now)
+                state.normal.invalidate()
+
+    def flow_statistics(self, bridge: str) -> list[dict[str, Any]]:
+        with self.lock:
+            state = self.bridges[bridge]
+            now = self.clock()
+            state.cache.push_all(now)
+            return state.flows.statistics(now)
+
+    def expired_flows(self) -> list[tuple[str, str, str]]:
+        """(bridge, rule UUID, idle|hard) for rules that timed out since the last call."""
+        with self.lock:
+            gone = []
+            for name, state in self.bridges.items():
+                gone += [(name, str(u), why) for u, why in state.flows.expired]
+                state.flows.expired.clear()
+            return gone
+
+    def trace(self, bridge: str, frame: bytes, in_port: str) -> dict[str, Any]:
+        """What the bridge would do with ``frame`` arriving on ``in_port``, without
+        sending it or learning from it."""
+        with self.lock:
+            state = self.bridges[bridge]
+            handle = state.ports.get(in_port)
+            if handle is None:
+                raise KeyError(f"bridge {bridge} has no port {in_port}")
+            key = flow_key.extract(frame, handle.ofport, handle.tun_id)
+            drops = state.normal.drops.copy()
+            state.now = self.clock()
+            state.normal_vlan = NO_LEARNING
+            try:
+                result = state.flows.pipeline.translate(key, state, trace=True, learn=False)
+            finally:
+                state.normal.drops = drops
+            outputs = []
+            for out in result.outputs:
+                compiled = compile_outputs(state, key, [out])
+                if not compiled:
+                    continue
+                out_handle, op, _arg = compiled[0]
+                tci = out.key[flow_key.VLAN_TCI]
+                outputs.append(
+                    {
+                        "port": out_handle.name,
+                        "vlan": tci & 0x0FFF if tci else None,
+                        "rewritten": op == REWRITE,
+                        "queue": out.queue,
+                    }
+                )
+            return {
+                "bridge": bridge,
+                "in_port": in_port,
+                "steps": result.trace,
+                "outputs": outputs,
+                "drop_reason": result.drop_reason,
+                "megaflow": describe_wildcards(key, result.wildcards),
+            }
+
     def fdb_flush(self, bridge: str | None) -> int:
         with self.lock:
             targets = [self.bridges[bridge]] if bridge else list(self.bridges.values())
@@ -536,12 +681,9 @@ class UserspaceDatapath:
                 "iterations": self.iterations,
                 "bridges": {
                     name: {
-                        "flow_cache": {
-                            "entries": len(b.cache.entries),
-                            "hits": b.cache.hits,
-                            "misses": b.cache.misses,
-                            "invalidations": b.cache.invalidations,
-                        },
+                        "flow_cache": b.cache.describe(),
+                        "flow_rules": len(b.flows.rules),
+                        "fail_mode": b.flows.fail_mode,
                         "mac_table": {
                             "entries": len(b.normal.mac_table.entries),
                             "max": b.normal.mac_table.max_entries,
@@ -571,6 +713,64 @@ class UserspaceDatapath:
                     for e in self.endpoints.values()
                 },
             }
+
+
+def _tunnel_key(port: PortSpec) -> int:
+    if not port.interfaces or port.interfaces[0].type not in TUNNEL_TYPES:
+        return 0
+    try:
+        return int(port.interfaces[0].options.get("key", "0"), 0)
+    except ValueError:
+        return 0
+
+
+def _variant(header: bytes, frame: bytes, op: int, arg: Any) -> list[tuple[bytes, bytes]]:
+    if op == REWRITE:
+        old, new = arg
+        return [
+            (vnet_header.EMPTY, rewrite(complete, old, new))
+            for complete in complete_frame(header, frame)
+        ]
+    return [_retag(header, frame, op, arg)]
+
+
+def compile_outputs(
+    bridge: BridgeState, key: flow_key.Key, outputs: list[Output]
+) -> tuple[tuple[Any, int, Any], ...]:
+    """The pipeline's outputs as (port handle, operation, argument): a tag operation
+    where only the VLAN tag changes, else a rewrite from the original key to the
+    output's."""
+    in_tci = key[flow_key.VLAN_TCI]
+    in_vid = in_tci & 0x0FFF if in_tci else None
+    compiled: list[tuple[Any, int, Any]] = []
+    for out in outputs:
+        handle = bridge.by_ofport.get(out.port)
+        if handle is None:
+            continue
+        out_key = out.key
+        out_tci = out_key[flow_key.VLAN_TCI]
+        out_vid = out_tci & 0x0FFF if out_tci else None
+        op = tag_operation(in_vid, out_vid)
+        changed = any(out_key[i] != key[i] for i in REWRITTEN_FIELDS)
+        if op == PUSH and out_tci & 0xE000:
+            changed = True  # a priority to set: only a rewrite carries it
+        if in_tci and out_tci and (in_tci ^ out_tci) & 0xE000:
+            changed = True
+        if changed:
+            compiled.append((handle, REWRITE, (key, out_key)))
+        else:
+            compiled.append((handle, op, out_vid or 0))
+    return tuple(compiled)
+
+
+REWRITTEN_FIELDS = (
+    flow_key.DL_SRC,
+    flow_key.DL_DST,
+    flow_key.NW_SRC,
+    flow_key.NW_DST,
+    flow_key.NW_TOS,
+    flow_key.NW_TTL,
+)
 
 
 def _retag(header: bytes, frame: bytes, op: int, vid: int) -> tuple[bytes, bytes]:

@@ -30,6 +30,15 @@ class NormalBridge:
     config_generation: int = 0
     mesh: set[int] = field(default_factory=set)  # tunnel ports of a full mesh
     mirror_outputs: set[int] = field(default_factory=set)  # no part in switching
+    last_drop: str = ""  # the reason of the latest DROP, for the pipeline and its trace
+
+    def _drop(self, reason: str) -> None:
+        self.drops[reason] += 1
+        self.last_drop = reason
+
+    def invalidate(self) -> None:
+        """Something every cached decision may depend on changed (rules, fail mode)."""
+        self.mac_table.generation += 1
 
     def set_port(self, ofport: int, vlan: PortVlan, mesh: bool = False) -> None:
         if self.ports.get(ofport) != vlan or (ofport in self.mesh) != mesh:
@@ -56,15 +65,15 @@ class NormalBridge:
     def input_vlan(self, in_port: int, hdr: L2Header) -> int:
         """The frame's VLAN on this bridge, or ``DROP`` (counted)."""
         if in_port in self.mirror_outputs:
-            self.drops["mirror-output-port"] += 1
+            self._drop("mirror-output-port")
             return DROP
         cfg = self.ports.get(in_port)
         if cfg is None:
-            self.drops["unknown-port"] += 1
+            self._drop("unknown-port")
             return DROP
         vlan = cfg.input_vlan(hdr.vlan)
         if vlan == DROP:
-            self.drops["vlan-violation"] += 1
+            self._drop("vlan-violation")
             return DROP
         # A frame accepted as untagged (or priority-tagged) must not hide a VLAN tag
         # behind the first: that is how double-tagging hops VLANs.
@@ -72,18 +81,22 @@ class NormalBridge:
         if untagged_in and cfg.mode != "trunk":
             inner = hdr.ethertype
             if inner in VLAN_TPIDS:
-                self.drops["stacked-vlan"] += 1
+                self._drop("stacked-vlan")
                 return DROP
         return vlan
 
-    def decide(self, in_port: int, hdr: L2Header, now: float) -> tuple[int, Outputs]:
+    def decide(
+        self, in_port: int, hdr: L2Header, now: float, learn: bool = True
+    ) -> tuple[int, Outputs]:
+        """``learn=False`` (a trace) decides the same way without changing the table."""
         vlan = self.input_vlan(in_port, hdr)
         if vlan == DROP:
             return DROP, ()
         if not is_multicast(hdr.src):
-            self.mac_table.learn(vlan, hdr.src, in_port, now)
+            if learn:
+                self.mac_table.learn(vlan, hdr.src, in_port, now)
         else:
-            self.drops["multicast-source"] += 1
+            self._drop("multicast-source")
             return DROP, ()
         if not is_multicast(hdr.dst):
             out = self.mac_table.lookup(vlan, hdr.dst, now)

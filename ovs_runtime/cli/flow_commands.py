@@ -1,0 +1,460 @@
+"""``ovsr`` commands for flow rules, in ovs-ofctl's syntax: ``add-flow``, ``add-flows``,
+``mod-flows``, ``del-flows``, ``dump-flows``, ``replace-flows`` and ``trace``.
+
+Rules are rows of the ``Flow_Rule`` table (see ``bridge.flow_rules``), so each command is
+one OVSDB transaction: a bad flow, or one bad line in a file, changes nothing. Ports may
+be written by name or number; they are stored by name. Like every ``ovsr`` write, the
+command returns once the daemon has put the change in force (``--no-wait`` skips that).
+Counters come from the running datapath.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from ovs_runtime.cli.client import ClientError, OvsdbClient
+from ovs_runtime.ofproto import flow_key as fk
+from ovs_runtime.ofproto import flow_syntax
+from ovs_runtime.ofproto.flow_actions import format_actions
+from ovs_runtime.ofproto.flow_match import FlowSyntaxError, format_match
+from ovs_runtime.ofproto.flow_syntax import FlowFilter, FlowRule
+from ovs_runtime.packet.synthesize import build_frame
+
+DB_NAME = "Open_vSwitch"
+FLOW_COMMANDS = {
+    "add-flow": (2, 2, "add-flow BRIDGE FLOW"),
+    "add-flows": (2, 2, "add-flows BRIDGE FILE ('-' for standard input)"),
+    "mod-flows": (2, 2, "mod-flows [--strict] BRIDGE FLOW"),
+    "del-flows": (1, 2, "del-flows [--strict] BRIDGE [MATCH]"),
+    "dump-flows": (1, 2, "dump-flows BRIDGE [MATCH]"),
+    "replace-flows": (2, 2, "replace-flows BRIDGE FILE"),
+    "trace": (2, 2, "trace BRIDGE FLOW (e.g. in_port=p1,tcp,nw_dst=198.51.100.2,tp_dst=80)"),
+}
+FLOW_OPTIONS = {"del-flows": {"--strict"}, "mod-flows": {"--strict"}}
+ROW_COLUMNS = ("table", "priority", "cookie", "match", "actions", "idle_timeout", "hard_timeout")
+
+
+class FlowCommandError(Exception):
+    pass
+
+
+@dataclass
+class BridgeRules:
+    """One bridge's ports and rules, as read from the database."""
+
+    name: str
+    uuid: str
+    root: str
+    ports: set[str] = field(default_factory=set)
+    numbers: dict[int, str] = field(default_factory=dict)  # ofport -> port name
+    rules: dict[str, FlowRule] = field(default_factory=dict)  # row UUID -> rule
+
+    def resolve_port(self, text: str) -> str:
+        if text in self.ports:
+            return text
+        if text.upper() == "LOCAL" and self.name in self.ports:
+            return self.name
+        if text.isdigit() and int(text) in self.numbers:
+            return self.numbers[int(text)]
+        raise FlowSyntaxError(
+            f"bridge {self.name} has no port {text!r} (ports: {', '.join(sorted(self.ports))})"
+        )
+
+
+def _rows(result: dict[str, Any]) -> list[dict[str, Any]]:
+    return result.get("rows", [])
+
+
+def load(client: OvsdbClient, bridge: str) -> BridgeRules:
+    results = client.call(
+        "transact",
+        [
+            DB_NAME,
+            {"op": "select", "table": "Open_vSwitch", "where": [], "columns": ["_uuid"]},
+            {
+                "op": "select",
+                "table": "Bridge",
+                "where": [["name", "==", bridge]],
+                "columns": ["_uuid", "ports", "flow_rules"],
+            },
+            {
+                "op": "select",
+                "table": "Port",
+                "where": [],
+                "columns": ["_uuid", "name", "interfaces"],
+            },
+            {"op": "select", "table": "Interface", "where": [], "columns": ["_uuid", "ofport"]},
+            {"op": "select", "table": "Flow_Rule", "where": [], "columns": ["_uuid", *ROW_COLUMNS]},
+        ],
+    )
+    for result in results:
+        if isinstance(result, dict) and result.get("error"):
+            raise FlowCommandError(f"cannot read the database: {result['error']}")
+    roots, bridges, ports, interfaces, rules = (_rows(r) for r in results)
+    if not bridges:
+        raise FlowCommandError(f"no bridge named {bridge}")
+    row = bridges[0]
+    view = BridgeRules(bridge, row["_uuid"][1], roots[0]["_uuid"][1])
+    members = {u for _, u in _set(row["ports"])}
+    ofports = {i["_uuid"][1]: i["ofport"] for i in interfaces}
+    for port in ports:
+        if port["_uuid"][1] in members:
+            view.ports.add(port["name"])
+            for _, iface in _set(port["interfaces"]):
+                number = ofports.get(iface)
+                if isinstance(number, int) and number > 0:
+                    view.numbers[number] = port["name"]
+    wanted = {u for _, u in _set(row["flow_rules"])}
+    for rule_row in rules:
+        row_uuid = rule_row["_uuid"][1]
+        if row_uuid in wanted:
+            view.rules[row_uuid] = flow_syntax.parse_rule(_text(rule_row))
+    return view
+
+
+def _set(value: Any) -> list[Any]:
+    if isinstance(value, list) and value and value[0] == "set":
+        return list(value[1])
+    return [value] if value else []
+
+
+def _text(row: dict[str, Any]) -> str:
+    head = ",".join(f"{c}={row[c]}" for c in ROW_COLUMNS if c not in ("match", "actions"))
+    match = f",{row['match']}" if row["match"] else ""
+    return f"{head}{match} actions={row['actions']}"
+
+
+def _row(rule: FlowRule) -> dict[str, Any]:
+    return {
+        "table": rule.table,
+        "priority": rule.priority,
+        "cookie": rule.cookie,
+        "match": format_match(rule.match),
+        "actions": format_actions(rule.actions),
+        "idle_timeout": rule.idle_timeout,
+        "hard_timeout": rule.hard_timeout,
+        "created": time.time(),
+    }
+
+
+def write(
+    client: OvsdbClient,
+    view: BridgeRules,
+    insert: list[FlowRule],
+    delete: list[str],
+    update: dict[str, FlowRule],
+    wait: bool,
+    comment: str,
+) -> None:
+    """One transaction: delete, update and insert rows, then (with ``wait``) block until
+    the daemon has the new rules in force."""
+    ops: list[dict[str, Any]] = []
+    bridge_where = [["_uuid", "==", ["uuid", view.uuid]]]
+    if delete:
+        ops.append(
+            {
+                "op": "mutate",
+                "table": "Bridge",
+                "where": bridge_where,
+                "mutations": [["flow_rules", "delete", ["set", [["uuid", u] for u in delete]]]],
+            }
+        )
+    for row_uuid, rule in update.items():
+        ops.append(
+            {
+                "op": "update",
+                "table": "Flow_Rule",
+                "where": [["_uuid", "==", ["uuid", row_uuid]]],
+                "row": {k: v for k, v in _row(rule).items() if k != "created"},
+            }
+        )
+    names = []
+    for n, rule in enumerate(insert):
+        names.append(f"rule{n}")
+        ops.append(
+            {"op": "insert", "table": "Flow_Rule", "row": _row(rule), "uuid-name": names[-1]}
+        )
+    if names:
+        ops.append(
+            {
+                "op": "mutate",
+                "table": "Bridge",
+                "where": bridge_where,
+                "mutations": [
+                    ["flow_rules", "insert", ["set", [["named-uuid", n] for n in names]]]
+                ],
+            }
+        )
+    if not ops:
+        return
+    root_where = [["_uuid", "==", ["uuid", view.root]]]
+    if wait:
+        ops.append(
+            {
+                "op": "mutate",
+                "table": "Open_vSwitch",
+                "where": root_where,
+                "mutations": [["next_cfg", "+=", 1]],
+            }
+        )
+        ops.append(
+            {"op": "select", "table": "Open_vSwitch", "where": root_where, "columns": ["next_cfg"]}
+        )
+    ops.append({"op": "comment", "comment": f"ovsr: {comment}"})
+    results = client.call("transact", [DB_NAME, *ops])
+    for result in results:
+        if isinstance(result, dict) and result.get("error"):
+            details = result.get("details") or ""
+            raise FlowCommandError(f"transaction failed: {result['error']}: {details}")
+    if wait:
+        from ovs_runtime.cli.main import wait_for_cur_cfg
+
+        wait_for_cur_cfg(client, results[-2]["rows"][0]["next_cfg"])
+
+
+def _read_file(path: str) -> str:
+    if path == "-":
+        return sys.stdin.read()
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return handle.read()
+    except OSError as exc:
+        raise FlowCommandError(f"cannot read {path}: {exc.strerror}") from None
+
+
+def _dedupe(rules: list[FlowRule]) -> list[FlowRule]:
+    """A later rule with the same table, priority and match replaces an earlier one."""
+    by_identity: dict[tuple[object, ...], FlowRule] = {}
+    for rule in rules:
+        by_identity.pop(rule.identity, None)
+        by_identity[rule.identity] = rule
+    return list(by_identity.values())
+
+
+def _add(
+    client: OvsdbClient, view: BridgeRules, rules: list[FlowRule], wait: bool, comment: str
+) -> dict[str, Any]:
+    rules = _dedupe(rules)
+    identities = {r.identity for r in rules}
+    replaced = [u for u, r in view.rules.items() if r.identity in identities]
+    write(client, view, rules, replaced, {}, wait, comment)
+    return {"bridge": view.name, "added": len(rules) - len(replaced), "replaced": len(replaced)}
+
+
+def _selected(view: BridgeRules, flt: FlowFilter, strict: bool) -> list[str]:
+    return [u for u, r in view.rules.items() if flt.selects(r, strict)]
+
+
+def replace_plan(view: BridgeRules, rules: list[FlowRule]) -> tuple[list[FlowRule], list[str], int]:
+    """(rules to insert, rows to delete, unchanged count): only what differs changes."""
+    current = {r.identity: (u, r) for u, r in view.rules.items()}
+    insert, delete, unchanged = [], [], 0
+    wanted = {}
+    for rule in _dedupe(rules):
+        wanted[rule.identity] = rule
+        existing = current.get(rule.identity)
+        if existing is not None and existing[1] == rule:
+            unchanged += 1
+            continue
+        if existing is not None:
+            delete.append(existing[0])
+        insert.append(rule)
+    delete += [u for identity, (u, _r) in current.items() if identity not in wanted]
+    return insert, delete, unchanged
+
+
+def run_flow_command(
+    client: OvsdbClient, name: str, args: list[str], opts: dict[str, Any], wait: bool
+) -> tuple[Any, list[str]]:
+    """Returns (data for --format json, text lines)."""
+    view = load(client, args[0])
+    strict = bool(opts.get("strict"))
+    comment = " ".join([name, *args])
+    if name == "add-flow":
+        data = _add(
+            client, view, [flow_syntax.parse_rule(args[1], view.resolve_port)], wait, comment
+        )
+        return data, []
+    if name == "add-flows":
+        rules = flow_syntax.parse_file(_read_file(args[1]), view.resolve_port, args[1])
+        data = _add(client, view, rules, wait, comment)
+        return data, [f"{view.name}: {data['added']} rule(s) added, {data['replaced']} replaced"]
+    if name == "replace-flows":
+        rules = flow_syntax.parse_file(_read_file(args[1]), view.resolve_port, args[1])
+        insert, delete, unchanged = replace_plan(view, rules)
+        write(client, view, insert, delete, {}, wait, comment)
+        data = {
+            "bridge": view.name,
+            "added": _new(view, insert),
+            "changed": len(insert) - _new(view, insert),
+            "removed": len(delete) - (len(insert) - _new(view, insert)),
+            "unchanged": unchanged,
+        }
+        return data, [
+            f"{view.name}: {data['added']} added, {data['changed']} changed, "
+            f"{data['removed']} removed, {data['unchanged']} unchanged"
+        ]
+    if name == "mod-flows":
+        rule = flow_syntax.parse_rule(args[1], view.resolve_port)
+        flt = FlowFilter(
+            rule.match, table=rule.table if "table=" in args[1] else None, priority=rule.priority
+        )
+        chosen = _selected(view, flt, strict)
+        updates = {
+            u: FlowRule(
+                view.rules[u].table,
+                view.rules[u].priority,
+                view.rules[u].match,
+                rule.actions,
+                view.rules[u].cookie,
+                view.rules[u].idle_timeout,
+                view.rules[u].hard_timeout,
+            )
+            for u in chosen
+        }
+        write(client, view, [], [], updates, wait, comment)
+        return {"bridge": view.name, "modified": len(updates)}, [
+            f"{view.name}: {len(updates)} rule(s) modified"
+        ]
+    if name == "del-flows":
+        flt = flow_syntax.parse_filter(args[1] if len(args) > 1 else "", view.resolve_port)
+        chosen = _selected(view, flt, strict)
+        write(client, view, [], chosen, {}, wait, comment)
+        return {"bridge": view.name, "deleted": len(chosen)}, [
+            f"{view.name}: {len(chosen)} rule(s) deleted"
+        ]
+    if name == "dump-flows":
+        flt = flow_syntax.parse_filter(args[1] if len(args) > 1 else "", view.resolve_port)
+        return dump(client, view, flt)
+    return trace(client, view, args[1])
+
+
+def _new(view: BridgeRules, insert: list[FlowRule]) -> int:
+    identities = {r.identity for r in view.rules.values()}
+    return sum(1 for r in insert if r.identity not in identities)
+
+
+def dump(client: OvsdbClient, view: BridgeRules, flt: FlowFilter) -> tuple[Any, list[str]]:
+    try:
+        stats = {s["uuid"]: s for s in client.call("ovsr/flow-stats", [view.name])}
+    except ClientError:  # no datapath (--datapath none): rules without counters
+        stats = {}
+    entries: list[tuple[FlowRule, Any, str | None]] = []
+    for row_uuid, rule in view.rules.items():
+        if flt.selects(rule, strict=False):
+            entries.append((rule, stats.get(row_uuid, {}), row_uuid))
+    implicit = stats.get(None)
+    if implicit is not None:
+        rule = flow_syntax.parse_rule("priority=0 actions=NORMAL")
+        if flt.selects(rule, strict=False):
+            entries.append((rule, implicit, None))
+    entries.sort(key=lambda e: (e[0].table, -e[0].priority))
+    data, lines = [], []
+    for rule, stat, rule_uuid in entries:
+        record = {
+            "uuid": rule_uuid,
+            "implicit": rule_uuid is None,
+            "table": rule.table,
+            "priority": rule.priority,
+            "cookie": rule.cookie,
+            "match": format_match(rule.match),
+            "actions": format_actions(rule.actions),
+            "idle_timeout": rule.idle_timeout,
+            "hard_timeout": rule.hard_timeout,
+            "n_packets": stat.get("n_packets", 0),
+            "n_bytes": stat.get("n_bytes", 0),
+            "duration": stat.get("duration"),
+            "idle_age": stat.get("idle_age"),
+        }
+        data.append(record)
+        head = [f" cookie={rule.cookie:#x}"]
+        if record["duration"] is not None:
+            head.append(f"duration={record['duration']:.3f}s")
+        head += [
+            f"table={rule.table}",
+            f"n_packets={record['n_packets']}",
+            f"n_bytes={record['n_bytes']}",
+        ]
+        if rule.idle_timeout:
+            head.append(f"idle_timeout={rule.idle_timeout}")
+        if rule.hard_timeout:
+            head.append(f"hard_timeout={rule.hard_timeout}")
+        if record["idle_age"] is not None:
+            head.append(f"idle_age={int(record['idle_age'])}")
+        match = f",{record['match']}" if record["match"] else ""
+        note = "  (fail_mode standalone)" if rule_uuid is None else ""
+        lines.append(
+            ", ".join(head) + f", priority={rule.priority}{match} actions={record['actions']}{note}"
+        )
+    return data, lines
+
+
+def packet_values(match: Any) -> dict[int, int]:
+    """The exact field values a trace describes (masks are not allowed there)."""
+    values = {}
+    for index, (value, mask) in match.fields.items():
+        if index == fk.VLAN_TCI:
+            if mask & 0x0FFF != 0x0FFF and value:
+                raise FlowSyntaxError("trace: give dl_vlan as a number")
+            values[index] = value
+            continue
+        if mask != fk.FULL[index] and not (index == fk.NW_TOS and mask == 0xFC):
+            raise FlowSyntaxError(
+                "trace: a packet has exact values; masks and prefixes are for rules"
+            )
+        values[index] = value
+    return values
+
+
+def trace(client: OvsdbClient, view: BridgeRules, text: str) -> tuple[Any, list[str]]:
+    flt = flow_syntax.parse_filter(text, view.resolve_port)
+    if flt.match.in_port is None:
+        raise FlowSyntaxError("trace: say where the packet enters, with in_port=PORT")
+    frame = build_frame(packet_values(flt.match))
+    result = client.call("ovsr/trace", [view.name, flt.match.in_port, frame.hex()])
+    lines = [
+        f"Flow: {format_match(flt.match)}",
+        f'bridge("{view.name}")',
+        "-" * (len(view.name) + 10),
+    ]
+    for step in result["steps"] or []:
+        indent = "    " * step["depth"]
+        kind = step["step"]
+        if kind == "port_security":
+            lines.append(f"{indent}port security: {step['verdict']}")
+        elif kind == "table":
+            rule = step["rule"]
+            if rule is None:
+                lines.append(f"{indent}{step['table']:>2}. no rule matched: drop")
+            else:
+                match = rule["match"] or "(any)"
+                extra = " (fail_mode standalone)" if rule["implicit"] else ""
+                lines.append(
+                    f"{indent}{step['table']:>2}. priority {rule['priority']}, {match}{extra}"
+                )
+        elif kind == "action":
+            lines.append(f"{indent}{step['action']}")
+        elif kind == "output":
+            via = f" by NORMAL, {step['vlan']}" if step.get("via") else ""
+            lines.append(f"{indent}-> output to {step['port']}{via}")
+        elif kind == "final":
+            lines.append(f"{indent}no output: dropped")
+        else:
+            lines.append(f"{indent}{step.get('detail', kind)}")
+    lines.append("")
+    megaflow = ",".join(f"{k}={v}" for k, v in result["megaflow"].items())
+    lines.append(f"Megaflow: {megaflow}")
+    if result["outputs"]:
+        outs = []
+        for out in result["outputs"]:
+            vlan = f" vlan {out['vlan']}" if out["vlan"] is not None else ""
+            rewrite = " (rewritten)" if out["rewritten"] else ""
+            outs.append(f"{out['port']}{vlan}{rewrite}")
+        lines.append("Datapath actions: output to " + ", ".join(outs))
+    else:
+        reason = f" ({result['drop_reason']})" if result.get("drop_reason") else ""
+        lines.append(f"Datapath actions: drop{reason}")
+    return result, lines

@@ -1,0 +1,138 @@
+"""A bridge's flow rules inside the datapath: the pipeline, rule state and timeouts.
+
+``configure`` takes the full rule set from the bridge layer and changes only what
+differs: a rule whose row is unchanged keeps its object, so its counters and idle timer
+continue (``replace-flows`` relies on this); a changed row (``mod-flows``) keeps its
+counters but gets the new actions. A bridge in ``fail_mode`` standalone has the implicit
+rule ``table=0, priority=0, actions=NORMAL`` beneath all others; ``secure`` has none.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any
+
+from ovs_runtime.bridge.flow_rules import FlowRuleSpec
+from ovs_runtime.ofproto import flow_key as fk
+from ovs_runtime.ofproto.classifier import Rule
+from ovs_runtime.ofproto.flow_match import Match
+from ovs_runtime.ofproto.flow_syntax import FlowRule
+from ovs_runtime.ofproto.pipeline import Pipeline
+
+DEFAULT_RULE = FlowRule(table=0, priority=0, match=Match(), actions=(("normal",),))
+L2_FIELDS = frozenset({fk.IN_PORT, fk.DL_SRC, fk.DL_DST, fk.VLAN_TCI, fk.DL_TYPE})
+
+
+class BridgeFlows:
+    def __init__(self, now: float) -> None:
+        self.pipeline = Pipeline()
+        self.rules: dict[uuid.UUID, tuple[FlowRuleSpec, Rule]] = {}
+        self.default: Rule | None = None
+        self.fail_mode = "standalone"
+        self.deep = False  # some rule reads beyond the Ethernet header
+        self.timed: list[Rule] = []
+        self.expired: list[tuple[uuid.UUID, str]] = []
+        self.last_maintenance = now
+        self.set_fail_mode("standalone", now)
+
+    def set_fail_mode(self, mode: str, now: float) -> bool:
+        wanted = mode != "secure"
+        if wanted == (self.default is not None) and mode == self.fail_mode:
+            return False
+        self.fail_mode = mode
+        if self.default is not None:
+            self.pipeline.table(0).remove(self.default)
+            self.default = None
+        if wanted:
+            self.default = Rule(None, DEFAULT_RULE, now, implicit=True)
+            self.default.seq = 1 << 62  # below every explicit rule of priority 0
+            self.pipeline.table(0).insert(self.default)
+        return True
+
+    def configure(self, specs: list[FlowRuleSpec], ports: dict[str, int], now: float) -> bool:
+        """Install exactly ``specs``; returns True if anything changed."""
+        wall = time.time()
+        wanted = {s.uuid: s for s in specs}
+        changed = False
+        for row_uuid in list(self.rules):
+            spec = wanted.get(row_uuid)
+            old_spec, rule = self.rules[row_uuid]
+            if spec is not None and spec.version == old_spec.version:
+                continue
+            self.pipeline.table(rule.table).remove(rule)
+            del self.rules[row_uuid]
+            changed = True
+            if spec is not None and spec.rule.identity == old_spec.rule.identity:
+                # mod-flows: same rule, new actions; counters and timers continue.
+                rule.spec, rule.actions = spec.rule, spec.rule.actions
+                rule.compile(ports)
+                self.pipeline.table(rule.table).insert(rule)
+                self.rules[row_uuid] = (spec, rule)
+        for row_uuid, spec in wanted.items():
+            if row_uuid in self.rules:
+                continue
+            # hard_timeout counts from the install time in the row, across restarts.
+            rule = Rule(row_uuid, spec.rule, now - max(0.0, wall - spec.created))
+            rule.used = now
+            rule.compile(ports)
+            self.pipeline.table(rule.table).insert(rule)
+            self.rules[row_uuid] = (spec, rule)
+            changed = True
+        if changed:
+            self._index()
+        return changed
+
+    def recompile_ports(self, ports: dict[str, int]) -> None:
+        """Ports were added, removed or renumbered: re-resolve ``in_port`` names."""
+        for _spec, rule in self.rules.values():
+            if rule.spec.match.in_port is not None:
+                table = self.pipeline.table(rule.table)
+                table.remove(rule)
+                rule.compile(ports)
+                table.insert(rule)
+
+    def _index(self) -> None:
+        self.timed = [
+            r for _s, r in self.rules.values() if r.spec.idle_timeout or r.spec.hard_timeout
+        ]
+        self.deep = any(
+            set(r.spec.match.fields) - L2_FIELDS
+            or any(a[0] in ("set_field", "dec_ttl") for a in r.actions)
+            for _s, r in self.rules.values()
+        )
+
+    def expire(self, now: float) -> list[tuple[uuid.UUID, str]]:
+        """Remove rules whose idle or hard timeout passed; returns (uuid, reason)."""
+        gone = []
+        for rule in self.timed:
+            reason = rule.expired(now)
+            if reason is not None:
+                gone.append((rule.uuid, reason))
+                self.pipeline.table(rule.table).remove(rule)
+                self.rules.pop(rule.uuid, None)
+        if gone:
+            self._index()
+            self.expired.extend(gone)
+        return gone
+
+    def all_rules(self) -> list[Rule]:
+        rules = [r for _s, r in self.rules.values()]
+        if self.default is not None:
+            rules.append(self.default)
+        return rules
+
+    def statistics(self, now: float) -> list[dict[str, Any]]:
+        return [
+            {
+                "uuid": str(r.uuid) if r.uuid else None,
+                "implicit": r.implicit,
+                "table": r.table,
+                "priority": r.priority,
+                "n_packets": r.n_packets,
+                "n_bytes": r.n_bytes,
+                "duration": round(now - r.installed, 3),
+                "idle_age": round(now - r.used, 3),
+            }
+            for r in self.all_rules()
+        ]
