@@ -80,7 +80,7 @@ def split_actions(text: str) -> list[str]:
 
 
 def _table(text: str, what: str) -> int:
-    value = parse_int(text, what, 8)
+    value = parse_int(text, what, 16)
     if value > 254:
         raise FlowSyntaxError(f"{what}: table {value} is out of range 0..254")
     return value

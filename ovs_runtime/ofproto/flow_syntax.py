@@ -93,7 +93,7 @@ def _split(text: str) -> tuple[list[str], str | None]:
 def _setting(name: str, text: str) -> int:
     what = f"{name}"
     if name == "table":
-        value = flow_match.parse_int(text, what, 8)
+        value = flow_match.parse_int(text, what, 16)
         if value > 254:
             raise FlowSyntaxError(f"table={text} is out of range 0..254")
         return value

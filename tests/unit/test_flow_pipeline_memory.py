@@ -1,0 +1,342 @@
+"""Flow rules in the userspace datapath with in-memory ports (no root): the pipeline,
+rewrites, timeouts, counters, caches, port security and the tracer."""
+
+from __future__ import annotations
+
+import random
+import struct
+import time
+import uuid
+
+import pytest
+
+from ovs_runtime.bridge.desired_state import InterfaceSpec, PortSpec
+from ovs_runtime.bridge.flow_rules import FlowRuleSpec
+from ovs_runtime.ofproto import flow_key as fk
+from ovs_runtime.ofproto.flow_match import FlowSyntaxError
+from ovs_runtime.ofproto.flow_syntax import parse_rule
+from ovs_runtime.ofproto.port_security import parse_port_security
+from ovs_runtime.packet.offload import ones_complement_sum
+from ovs_runtime.packet.synthesize import build_frame
+from tests.unit.test_switching_memory import MemoryHarness
+
+NET = 0xC6336400  # 198.51.100.0
+MACS = {name: 0x020000000000 + n for n, name in enumerate("abcd", 1)}
+
+
+def ip(n: int) -> int:
+    return NET + n
+
+
+class FlowHarness(MemoryHarness):
+    def __init__(self, ports: str = "abcd") -> None:
+        super().__init__()
+        self.configure({name: {} for name in ports})
+        self.specs: list[FlowRuleSpec] = []
+        self.mode = "standalone"
+
+    def resolve(self, text: str) -> str:
+        if text in self.dp.bridges["br0"].ports:
+            return text
+        raise FlowSyntaxError(f"no port {text!r}")
+
+    def flows(self, *lines: str, mode: str = "standalone") -> list[FlowRuleSpec]:
+        self.specs = [
+            FlowRuleSpec(uuid.uuid4(), line, parse_rule(line, self.resolve), time.time())
+            for line in lines
+        ]
+        self.mode = mode
+        self.dp.configure_flows("br0", mode, self.specs)
+        return self.specs
+
+    def udp(
+        self,
+        src: str,
+        dst_ip: int,
+        dport: int = 7,
+        dst_mac: int | None = None,
+        extra: dict[int, int] | None = None,
+    ) -> bytes:
+        values = {
+            fk.DL_SRC: MACS[src],
+            fk.DL_DST: dst_mac if dst_mac is not None else 0xFFFFFFFFFFFF,
+            fk.DL_TYPE: fk.ETH_IP,
+            fk.NW_PROTO: 17,
+            fk.NW_SRC: ip(ord(src) - 96),
+            fk.NW_DST: dst_ip,
+            fk.TP_DST: dport,
+            **(extra or {}),
+        }
+        return build_frame(values)
+
+    def got(self) -> dict[str, list[bytes]]:
+        return {name: frames for name, frames in self.received().items() if frames}
+
+    def stats(self) -> dict[str, int]:
+        by_uuid = {s["uuid"]: s["n_packets"] for s in self.dp.flow_statistics("br0")}
+        return {spec.version: by_uuid[str(spec.uuid)] for spec in self.specs}
+
+
+def test_standalone_bridge_has_an_implicit_normal_rule_and_secure_has_none() -> None:
+    h = FlowHarness()
+    h.send("a", h.udp("a", ip(2)))
+    assert set(h.got()) == {"b", "c", "d"}, "NORMAL floods"
+    h.flows(mode="secure")
+    h.send("a", h.udp("a", ip(2)))
+    assert h.got() == {}, "secure: nothing forwarded that no rule allows"
+    h.flows("priority=1,in_port=a actions=output:c", mode="secure")
+    h.send("a", h.udp("a", ip(2)))
+    assert set(h.got()) == {"c"}
+
+
+def test_acl_drops_one_pair_and_the_rest_still_flows() -> None:
+    h = FlowHarness()
+    h.flows("priority=100,ip,nw_src=198.51.100.1,nw_dst=198.51.100.2 actions=drop")
+    h.send("a", h.udp("a", ip(2)))
+    assert h.got() == {}
+    h.send("a", h.udp("a", ip(3)))
+    assert set(h.got()) == {"b", "c", "d"}
+    h.send("c", h.udp("c", ip(2)))
+    assert set(h.got()) == {"a", "b", "d"}
+    assert h.stats()["priority=100,ip,nw_src=198.51.100.1,nw_dst=198.51.100.2 actions=drop"] == 1
+
+
+def test_redirect_resubmit_and_goto_table() -> None:
+    h = FlowHarness()
+    h.flows(
+        "priority=10,udp,tp_dst=53 actions=resubmit(,1),output:d",
+        "table=1,priority=5,ip,nw_dst=198.51.100.2 actions=goto_table:3",
+        "table=3,priority=1 actions=output:b",
+    )
+    h.send("a", h.udp("a", ip(2), dport=53))
+    assert set(h.got()) == {"b", "d"}
+    h.send("a", h.udp("a", ip(3), dport=53))
+    assert set(h.got()) == {"d"}, "table 1 misses: only the redirect"
+
+
+def test_vlan_rewrite_push_retag_and_strip() -> None:
+    h = FlowHarness()
+    h.flows(
+        "priority=10,in_port=a actions=mod_vlan_vid:20,output:b",
+        "priority=10,in_port=b,dl_vlan=20 actions=mod_vlan_vid:30,mod_vlan_pcp:5,output:c",
+        "priority=10,in_port=c,dl_vlan=30 actions=strip_vlan,output:d",
+    )
+    h.send("a", h.udp("a", ip(2)))
+    (frame,) = h.got()["b"]
+    assert frame[12:16] == struct.pack("!HH", 0x8100, 20)
+    h.send("b", frame)
+    (frame,) = h.got()["c"]
+    assert frame[12:16] == struct.pack("!HH", 0x8100, (5 << 13) | 30)
+    h.send("c", frame)
+    (frame,) = h.got()["d"]
+    assert frame[12:14] == b"\x08\x00" and fk.extract(frame, 0)[fk.NW_DST] == ip(2)
+
+
+def _valid_ipv4_udp(frame: bytes) -> bool:
+    ihl = (frame[14] & 15) * 4
+    header = frame[14 : 14 + ihl]
+    if ones_complement_sum(header) != 0xFFFF:
+        return False
+    length = struct.unpack("!H", frame[16:18])[0] - ihl
+    udp = frame[14 + ihl : 14 + ihl + length]
+    pseudo = frame[26:34] + struct.pack("!BBH", 0, 17, length)
+    return ones_complement_sum(pseudo + udp) == 0xFFFF
+
+
+def test_address_rewrites_fix_checksums_and_dec_ttl() -> None:
+    h = FlowHarness()
+    h.flows(
+        "priority=10,udp,nw_dst=198.51.100.2 actions=mod_nw_dst:198.51.100.9,"
+        "mod_nw_src:198.51.100.8,mod_dl_dst:02:00:00:00:00:09,dec_ttl,output:b",
+        "priority=10,udp,nw_dst=198.51.100.3 actions=dec_ttl,output:c",
+    )
+    original = h.udp("a", ip(2))
+    assert _valid_ipv4_udp(original)
+    h.send("a", original)
+    (frame,) = h.got()["b"]
+    key = fk.extract(frame, 0)
+    assert (key[fk.NW_SRC], key[fk.NW_DST], key[fk.DL_DST]) == (ip(8), ip(9), 0x020000000009)
+    assert key[fk.NW_TTL] == 63
+    assert _valid_ipv4_udp(frame), "IP and UDP checksums were fixed"
+    h.send("a", h.udp("a", ip(3), extra={fk.NW_TTL: 1}))
+    assert h.got() == {}, "TTL 1 expires at dec_ttl"
+
+
+def test_a_rule_change_is_in_force_for_the_next_packet() -> None:
+    h = FlowHarness()
+    h.flows("priority=10,udp actions=output:b")
+    for _ in range(3):
+        h.send("a", h.udp("a", ip(2)))
+        assert set(h.got()) == {"b"}
+    assert h.dp.bridges["br0"].cache.hits >= 2
+    h.flows("priority=10,udp actions=output:c")
+    h.send("a", h.udp("a", ip(2)))
+    assert set(h.got()) == {"c"}, "no stale cached decision after a rule change"
+    h.flows()
+    h.send("a", h.udp("a", ip(2)))
+    assert set(h.got()) == {"b", "c", "d"}
+
+
+def test_megaflows_cover_many_exact_flows_whatever_the_rule_count() -> None:
+    h = FlowHarness()
+    noise = [
+        f"priority=100,ip,nw_dst=203.0.113.{n % 250},nw_src=198.51.100.{n // 250} actions=drop"
+        for n in range(5000)
+    ]
+    h.flows(*noise, "priority=50,ip,nw_dst=198.51.100.2 actions=output:b")
+    bridge = h.dp.bridges["br0"]
+    for sport in range(200):  # 200 different flows the rules do not tell apart
+        h.send("a", h.udp("a", ip(2), extra={fk.TP_SRC: 1000 + sport}))
+    assert len(h.got()["b"]) == 200
+    cache = bridge.cache.describe()
+    assert cache["megaflows"] == 1, cache
+    assert cache["megaflow_hits"] == 199, "one classifier run, then the megaflow answers"
+    key = fk.extract(h.udp("a", ip(2)), 1)
+    wildcards = [0] * fk.KEY_SIZE
+    bridge.flows.pipeline.table(0).lookup(key, wildcards)
+    assert wildcards[fk.TP_SRC] == 0 and wildcards[fk.NW_DST] == fk.FULL[fk.NW_DST]
+
+
+def test_priorities_and_ties_resolve_like_ovs() -> None:
+    h = FlowHarness()
+    h.flows(
+        "priority=10,ip actions=output:b",
+        "priority=20,ip,nw_dst=198.51.100.2 actions=output:c",
+        "priority=20,udp actions=output:d",  # overlaps the rule above at equal priority
+    )
+    h.send("a", h.udp("a", ip(2)))
+    assert set(h.got()) == {"c"}, "equal priority: the rule installed first wins"
+    h.send("a", h.udp("a", ip(3)))
+    assert set(h.got()) == {"d"}
+
+
+def test_timeouts_expire_rules_by_the_clock() -> None:
+    h = FlowHarness()
+    idle, hard, keep = h.flows(
+        "priority=10,udp,tp_dst=1,idle_timeout=5 actions=output:b",
+        "priority=10,udp,tp_dst=2,hard_timeout=8 actions=output:c",
+        "priority=10,udp,tp_dst=3 actions=output:d",
+    )
+    for step in range(12):
+        h.now += 1
+        h.send("a", h.udp("a", ip(2), dport=2))  # keeps the hard-timeout rule busy
+        h.dp.maintain_flows(h.now)
+        if step == 2:
+            h.send("a", h.udp("a", ip(2), dport=1))  # one hit resets the idle timer
+    expired = {u: why for _b, u, why in h.dp.expired_flows()}
+    assert expired == {str(idle.uuid): "idle", str(hard.uuid): "hard"}
+    h.send("a", h.udp("a", ip(2), dport=2))
+    assert set(h.got()) == {"b", "c", "d"}, "expired: back to NORMAL"
+    assert str(keep.uuid) in {s["uuid"] for s in h.dp.flow_statistics("br0")}
+
+
+def test_unchanged_rules_keep_counters_when_the_set_is_replaced() -> None:
+    h = FlowHarness()
+    first, second = h.flows(
+        "priority=10,udp,tp_dst=1 actions=output:b", "priority=10,udp,tp_dst=2 actions=output:c"
+    )
+    for _ in range(3):
+        h.send("a", h.udp("a", ip(2), dport=1))
+    h.specs = [
+        first,
+        FlowRuleSpec(
+            uuid.uuid4(),
+            "new",
+            parse_rule("priority=10,udp,tp_dst=2 actions=output:d"),
+            time.time(),
+        ),
+    ]
+    h.dp.configure_flows("br0", "standalone", h.specs)
+    h.send("a", h.udp("a", ip(2), dport=1))
+    stats = {s["uuid"]: s["n_packets"] for s in h.dp.flow_statistics("br0")}
+    assert stats[str(first.uuid)] == 4
+    assert str(second.uuid) not in stats
+
+
+def with_security(h: FlowHarness, port: str, entries: list[str]) -> None:
+    bridge = h.dp.bridges["br0"]
+    handle = bridge.ports[port]
+    spec = handle.spec
+    new = PortSpec(
+        spec.uuid,
+        spec.name,
+        None,
+        (),
+        None,
+        spec.interfaces,
+        port_security=parse_port_security(entries, port),
+    )
+    h.dp.update_port("br0", new, handle.ofport)
+
+
+def test_port_security_drops_spoofed_mac_ip_and_arp() -> None:
+    h = FlowHarness()
+    with_security(h, "a", ["02:00:00:00:00:01 198.51.100.1"])
+    h.send("a", h.udp("a", ip(2)))
+    assert set(h.got()) == {"b", "c", "d"}, "legitimate traffic flows"
+    h.send("a", h.udp("a", ip(2), extra={fk.DL_SRC: 0x020000000077}))
+    h.send("a", h.udp("a", ip(2), extra={fk.NW_SRC: ip(77)}))
+    arp = {fk.DL_SRC: MACS["a"], fk.DL_DST: 0xFFFFFFFFFFFF, fk.DL_TYPE: fk.ETH_ARP, fk.NW_PROTO: 1}
+    h.send("a", build_frame({**arp, fk.NW_SRC: ip(77), fk.NW_DST: ip(2)}))
+    h.send(
+        "a", build_frame({**arp, fk.NW_SRC: ip(1), fk.NW_DST: ip(2), fk.ARP_SHA: 0x020000000077})
+    )
+    assert h.got() == {}
+    h.send("a", build_frame({**arp, fk.NW_SRC: ip(1), fk.NW_DST: ip(2)}))
+    h.send("a", h.udp("a", 0xFFFFFFFF, dport=67, extra={fk.NW_SRC: 0}))  # DHCP discover
+    assert {k: len(v) for k, v in h.got().items()} == {"b": 2, "c": 2, "d": 2}
+    drops = h.dp.bridges["br0"].normal.drops
+    assert drops["port-security-mac"] == 1 and drops["port-security-ip"] == 1
+    assert drops["port-security-arp"] == 2
+    h.send("a", h.udp("a", ip(2), extra={fk.NW_SRC: ip(77)}))  # cached: still counted
+    assert drops["port-security-ip"] == 2
+    assert h.netdevs["a"].stats.rx_dropped == 5
+
+
+PORTS = "abcd"
+
+
+def _random_rule(rng: random.Random, table: int) -> str:
+    match = [rng.choice(["ip", "udp", "arp", ""])]
+    if match[0] in ("ip", "udp") and rng.random() < 0.6:
+        match.append(f"nw_dst=198.51.100.{rng.randint(1, 4)}")
+    if match[0] == "udp" and rng.random() < 0.5:
+        match.append(f"tp_dst={rng.choice([7, 53])}")
+    if rng.random() < 0.4:
+        match.append(f"in_port={rng.choice(PORTS)}")
+    actions = rng.choice(
+        [
+            f"output:{rng.choice(PORTS)}",
+            "drop",
+            "NORMAL",
+            f"mod_vlan_vid:{rng.randint(1, 30)},output:{rng.choice(PORTS)}",
+            f"output:{rng.choice(PORTS)},output:{rng.choice(PORTS)}",
+            "FLOOD",
+        ]
+        + ([f"resubmit(,{table + 1})"] if table < 2 else [])
+    )
+    head = f"table={table},priority={rng.randint(1, 50)}"
+    return ",".join([head, *[m for m in match if m]]) + f" actions={actions}"
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_trace_agrees_with_forwarding(seed: int) -> None:
+    rng = random.Random(seed)
+    h = FlowHarness()
+    rules = {}
+    for _ in range(8):
+        line = _random_rule(rng, rng.choice([0, 0, 1, 2]))
+        rules[parse_rule(line, h.resolve).identity] = line
+    h.flows(*rules.values())
+    for _ in range(25):
+        src = rng.choice(PORTS)
+        frame = h.udp(
+            src,
+            ip(rng.randint(1, 4)),
+            dport=rng.choice([7, 53]),
+            dst_mac=rng.choice([0xFFFFFFFFFFFF, MACS[rng.choice(PORTS)]]),
+        )
+        verdict = h.dp.trace("br0", frame, src)
+        h.send(src, frame)
+        observed = sorted(p for p, frames in h.got().items() for _f in frames)
+        assert sorted(o["port"] for o in verdict["outputs"]) == observed, (rules, verdict)
