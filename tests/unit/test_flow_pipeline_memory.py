@@ -10,7 +10,7 @@ import uuid
 
 import pytest
 
-from ovs_runtime.bridge.desired_state import InterfaceSpec, PortSpec
+from ovs_runtime.bridge.desired_state import PortSpec
 from ovs_runtime.bridge.flow_rules import FlowRuleSpec
 from ovs_runtime.ofproto import flow_key as fk
 from ovs_runtime.ofproto.flow_match import FlowSyntaxError

@@ -25,7 +25,7 @@ table=1, priority=5, udp, udp_dst=53, actions=mod_nw_tos:16,NORMAL
 table=1,priority=1,actions=goto_table:2
 table=2,priority=0,dl_dst=01:00:00:00:00:00/01:00:00:00:00:00,actions=FLOOD
 table=2,priority=1,ipv6,ipv6_dst=2001:db8::/32,actions=dec_ttl,normal
-priority=7,dl_type=0x0800,nw_proto=1,icmp_type=8 actions=set_field:02:00:00:00:00:09->eth_dst,output:p3
+priority=7,dl_type=0x0800,nw_proto=1,icmp_type=8 actions=set_field:02:00:00:00:00:09->eth_dst,p3
 priority=8,in_port=p2 actions=mod_vlan_vid:20,mod_vlan_pcp:3,p1
 """
 
