@@ -50,6 +50,7 @@ from ovs_runtime.cli.bridge_commands import (
 from ovs_runtime.cli.command_registry import CommandContext, command
 from ovs_runtime.cli.model import Model
 from ovs_runtime.db.schema import DbSchema, load_schema
+from ovs_runtime.ofproto.port_security import PortSecurityError, parse_port_security
 
 STATES = ("merged", "replaced", "overridden", "deleted")
 BRIDGE_COLUMNS = (
@@ -60,7 +61,7 @@ BRIDGE_COLUMNS = (
     "other_config",
     "external_ids",
 )
-PORT_COLUMNS = ("tag", "trunks", "vlan_mode", "other_config", "external_ids")
+PORT_COLUMNS = ("tag", "trunks", "vlan_mode", "port_security", "other_config", "external_ids")
 IFACE_SHORTCUTS = ("type", "options", "ofport_request", "mtu_request", "mac")
 IFACE_COLUMNS = (
     "type",
@@ -263,6 +264,7 @@ def parse_desired(doc: Any, schema: DbSchema) -> dict[str, Any]:
                         raise ApplyError(f"{what}: {key} given twice (also under interface)")
                     iface_body[key] = pbody.pop(key)
             qos = _qos(schema, pbody.pop("qos", None), f"{what}.qos") if "qos" in pbody else None
+            _check_port_security(pbody.get("port_security"), what)
             bridge["ports"][pname] = {
                 "qos": qos,
                 "columns": _columns(schema, "Port", pbody, PORT_COLUMNS + IFACE_SHORTCUTS, what),
@@ -272,6 +274,19 @@ def parse_desired(doc: Any, schema: DbSchema) -> dict[str, Any]:
             }
         bridges[bname] = bridge
     return bridges
+
+
+def _check_port_security(entries: Any, what: str) -> None:
+    if entries is None:
+        return
+    if isinstance(entries, str):
+        entries = [entries]
+    if not isinstance(entries, list) or not all(isinstance(e, str) for e in entries):
+        raise ApplyError(f"{what}.port_security: expected a list of 'MAC [IP ...]' strings")
+    try:
+        parse_port_security(entries, what)
+    except PortSecurityError as exc:
+        raise ApplyError(str(exc)) from None
 
 
 def load_request(inv: Any) -> dict[str, Any]:

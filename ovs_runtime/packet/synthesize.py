@@ -94,6 +94,7 @@ def build_frame(values: dict[int, int], payload: bytes = b"ovs-runtime trace") -
         l3 = struct.pack("!HHBBH", 1, 0x0800, 6, 4, values.get(fk.NW_PROTO, 1) or 1)
         l3 += sha + values.get(fk.NW_SRC, 0).to_bytes(4, "big")
         l3 += bytes(6) + values.get(fk.NW_DST, 0).to_bytes(4, "big")
+        l3 += payload  # as Ethernet padding, so captures can tell frames apart
     else:
         l3 = payload
     frame = header + l3
