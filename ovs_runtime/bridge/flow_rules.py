@@ -19,7 +19,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from ovs_runtime.db.datum import Row, as_list, scalar
+from ovs_runtime.db.datum import Row, as_list, members, scalar
 from ovs_runtime.ofproto import flow_actions, flow_match, flow_syntax
 from ovs_runtime.ofproto.flow_match import FlowSyntaxError
 from ovs_runtime.ofproto.flow_syntax import FlowRule
@@ -36,7 +36,9 @@ class FlowRuleSpec:
 
 
 COLUMNS = ("table", "priority", "cookie", "match", "actions", "idle_timeout", "hard_timeout")
-_parsed: dict[uuid.UUID, tuple[tuple[Any, ...], FlowRule]] = {}
+# row UUID -> (the row object, its rule columns, the parsed rule). Rows are replaced,
+# never changed in place, so "same object" means "same rule" without reading a column.
+_parsed: dict[uuid.UUID, tuple[Row, tuple[Any, ...], FlowRule]] = {}
 
 
 def row_values(row: Row) -> tuple[Any, ...]:
@@ -50,30 +52,32 @@ def rule_text(values: tuple[Any, ...]) -> str:
     return f"{head},{match} actions={actions}" if match else f"{head} actions={actions}"
 
 
-def parse_row(row_uuid: uuid.UUID, row: Row) -> FlowRule:
-    values = row_values(row)
+def parse_row(row_uuid: uuid.UUID, row: Row) -> tuple[tuple[Any, ...], FlowRule]:
+    """(rule columns, parsed rule) of a Flow_Rule row; raises FlowSyntaxError."""
     cached = _parsed.get(row_uuid)
-    if cached is not None and cached[0] == values:
-        return cached[1]
-    rule = flow_syntax.parse_rule(rule_text(values))
-    _parsed[row_uuid] = (values, rule)
-    return rule
+    if cached is not None and cached[0] is row:
+        return cached[1], cached[2]
+    values = row_values(row)
+    if cached is not None and cached[1] == values:
+        rule = cached[2]
+    else:
+        rule = flow_syntax.parse_rule(rule_text(values))
+    _parsed[row_uuid] = (row, values, rule)
+    return values, rule
 
 
 def read_flow_rules(tables: dict[str, dict[uuid.UUID, Row]], bridge_row: Row) -> list[FlowRuleSpec]:
     specs = []
     rows = tables["Flow_Rule"]
-    for row_uuid in as_list(bridge_row["flow_rules"]):
+    for row_uuid in members(bridge_row["flow_rules"]):
         row = rows.get(row_uuid)
         if row is None:
             continue
         try:
-            rule = parse_row(row_uuid, row)
+            values, rule = parse_row(row_uuid, row)
         except FlowSyntaxError:
             continue  # rows written before the check existed; the check names them
-        specs.append(
-            FlowRuleSpec(row_uuid, row_values(row), rule, float(scalar(row["created"], 0.0)))
-        )
+        specs.append(FlowRuleSpec(row_uuid, values, rule, float(scalar(row["created"], 0.0))))
     live = {s.uuid for s in specs}
     if len(_parsed) > 2 * max(len(live), 1024):
         for stale in [u for u in _parsed if u not in live]:
@@ -90,6 +94,23 @@ def _port_names(view: Any, bridge: Row) -> set[str]:
     return names
 
 
+def _check_canonical(bridge: str, rule_uuid: uuid.UUID, row: Row, rule: FlowRule) -> None:
+    """Rows hold the canonical text (what ``ovsr add-flow`` writes), so a rule's
+    identity is plain string equality for every client."""
+    from ovs_runtime.db.errors import OvsdbError
+
+    for column, canonical in (
+        ("match", flow_match.format_match(rule.match)),
+        ("actions", flow_actions.format_actions(rule.actions)),
+    ):
+        if scalar(row[column]) != canonical:
+            raise OvsdbError(
+                "constraint violation",
+                f"bridge {bridge}: flow rule {rule_uuid}: write {column} in canonical form "
+                f"'{canonical}' (as ovsr add-flow stores it), not '{scalar(row[column])}'",
+            )
+
+
 def check_flow_rules(view: Any) -> None:
     from ovs_runtime.db.errors import OvsdbError
 
@@ -104,18 +125,18 @@ def check_flow_rules(view: Any) -> None:
     if not changed_rules and not changed_bridges:
         return
     for bridge_uuid, bridge in view.rows("Bridge"):
-        members = as_list(bridge["flow_rules"])
-        if bridge_uuid not in changed_bridges and changed_rules.isdisjoint(members):
+        rule_uuids = members(bridge["flow_rules"])
+        if bridge_uuid not in changed_bridges and changed_rules.isdisjoint(rule_uuids):
             continue
         name = scalar(bridge["name"])
         ports = _port_names(view, bridge)
         seen: dict[tuple[Any, ...], uuid.UUID] = {}
-        for rule_uuid in members:
+        for rule_uuid in rule_uuids:
             row = view.get("Flow_Rule", rule_uuid)
             if row is None:
                 continue
             try:
-                rule = parse_row(rule_uuid, row)
+                _values, rule = parse_row(rule_uuid, row)
             except FlowSyntaxError as exc:
                 raise OvsdbError(
                     "constraint violation", f"bridge {name}: flow rule {rule_uuid}: {exc}"
@@ -131,6 +152,7 @@ def check_flow_rules(view: Any) -> None:
             seen[identity] = rule_uuid
             if rule_uuid not in changed_rules:
                 continue
+            _check_canonical(name, rule_uuid, row, rule)
             named = flow_actions.ports_in(rule.actions)
             if rule.match.in_port is not None:
                 named.add(rule.match.in_port)

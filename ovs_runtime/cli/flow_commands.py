@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import sys
 import time
+import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -50,7 +51,20 @@ class BridgeRules:
     root: str
     ports: set[str] = field(default_factory=set)
     numbers: dict[int, str] = field(default_factory=dict)  # ofport -> port name
-    rules: dict[str, FlowRule] = field(default_factory=dict)  # row UUID -> rule
+    rows: dict[str, dict[str, Any]] = field(default_factory=dict)  # row UUID -> columns
+    _parsed: dict[str, FlowRule] = field(default_factory=dict)
+
+    def rule(self, row_uuid: str) -> FlowRule:
+        """The parsed rule of a row (parsed only when a filter needs it)."""
+        rule = self._parsed.get(row_uuid)
+        if rule is None:
+            rule = self._parsed[row_uuid] = flow_syntax.parse_rule(_text(self.rows[row_uuid]))
+        return rule
+
+    def by_identity(self) -> dict[tuple[Any, ...], str]:
+        """(table, priority, canonical match) -> row UUID: the text is canonical, so no
+        parsing is needed to find a rule's row."""
+        return {(r["table"], r["priority"], r["match"]): u for u, r in self.rows.items()}
 
     def resolve_port(self, text: str) -> str:
         if text in self.ports:
@@ -68,7 +82,15 @@ def _rows(result: dict[str, Any]) -> list[dict[str, Any]]:
     return result.get("rows", [])
 
 
-def load(client: OvsdbClient, bridge: str) -> BridgeRules:
+def load(client: OvsdbClient, bridge: str, rule_where: list[Any] | None = None) -> BridgeRules:
+    """The bridge's ports and its rules; with ``rule_where``, only the rules that match
+    that OVSDB condition (``add-flow`` looks up one rule, not 100,000)."""
+    rule_select: dict[str, Any] = {
+        "op": "select",
+        "table": "Flow_Rule",
+        "where": rule_where or [],
+        "columns": ["_uuid", *ROW_COLUMNS],
+    }
     results = client.call(
         "transact",
         [
@@ -78,7 +100,7 @@ def load(client: OvsdbClient, bridge: str) -> BridgeRules:
                 "op": "select",
                 "table": "Bridge",
                 "where": [["name", "==", bridge]],
-                "columns": ["_uuid", "ports", "flow_rules"],
+                "columns": ["_uuid", "ports"] + (["flow_rules"] if rule_where is None else []),
             },
             {
                 "op": "select",
@@ -87,7 +109,7 @@ def load(client: OvsdbClient, bridge: str) -> BridgeRules:
                 "columns": ["_uuid", "name", "interfaces"],
             },
             {"op": "select", "table": "Interface", "where": [], "columns": ["_uuid", "ofport"]},
-            {"op": "select", "table": "Flow_Rule", "where": [], "columns": ["_uuid", *ROW_COLUMNS]},
+            rule_select,
         ],
     )
     for result in results:
@@ -107,12 +129,35 @@ def load(client: OvsdbClient, bridge: str) -> BridgeRules:
                 number = ofports.get(iface)
                 if isinstance(number, int) and number > 0:
                     view.numbers[number] = port["name"]
-    wanted = {u for _, u in _set(row["flow_rules"])}
+    if rule_where is None:
+        wanted = {u for _, u in _set(row["flow_rules"])}
+    else:
+        wanted = _members(client, view.uuid, [r["_uuid"][1] for r in rules])
     for rule_row in rules:
         row_uuid = rule_row["_uuid"][1]
         if row_uuid in wanted:
-            view.rules[row_uuid] = flow_syntax.parse_rule(_text(rule_row))
+            view.rows[row_uuid] = rule_row
     return view
+
+
+def _members(client: OvsdbClient, bridge_uuid: str, candidates: list[str]) -> set[str]:
+    """Which of ``candidates`` belong to the bridge (an ``includes`` query each)."""
+    if not candidates:
+        return set()
+    ops = [
+        {
+            "op": "select",
+            "table": "Bridge",
+            "where": [
+                ["_uuid", "==", ["uuid", bridge_uuid]],
+                ["flow_rules", "includes", ["uuid", candidate]],
+            ],
+            "columns": ["_uuid"],
+        }
+        for candidate in candidates
+    ]
+    results = client.call("transact", [DB_NAME, *ops])
+    return {c for c, r in zip(candidates, results, strict=True) if _rows(r)}
 
 
 def _set(value: Any) -> list[Any]:
@@ -234,50 +279,74 @@ def _dedupe(rules: list[FlowRule]) -> list[FlowRule]:
     return list(by_identity.values())
 
 
+def _text_identity(rule: FlowRule) -> tuple[Any, ...]:
+    return (rule.table, rule.priority, format_match(rule.match))
+
+
 def _add(
     client: OvsdbClient, view: BridgeRules, rules: list[FlowRule], wait: bool, comment: str
 ) -> dict[str, Any]:
+    """Add rules; one with the table, priority and match of an existing rule replaces
+    it (its counters start again), as with ovs-ofctl."""
     rules = _dedupe(rules)
-    identities = {r.identity for r in rules}
-    replaced = [u for u, r in view.rules.items() if r.identity in identities]
+    existing = view.by_identity()
+    replaced = [existing[i] for i in (_text_identity(r) for r in rules) if i in existing]
     write(client, view, rules, replaced, {}, wait, comment)
     return {"bridge": view.name, "added": len(rules) - len(replaced), "replaced": len(replaced)}
 
 
 def _selected(view: BridgeRules, flt: FlowFilter, strict: bool) -> list[str]:
-    return [u for u, r in view.rules.items() if flt.selects(r, strict)]
+    if flt.is_empty() and not strict:
+        return list(view.rows)
+    return [u for u in view.rows if flt.selects(view.rule(u), strict)]
 
 
 def replace_plan(view: BridgeRules, rules: list[FlowRule]) -> tuple[list[FlowRule], list[str], int]:
-    """(rules to insert, rows to delete, unchanged count): only what differs changes."""
-    current = {r.identity: (u, r) for u, r in view.rules.items()}
+    """(rules to insert, rows to delete, unchanged count): only what differs changes.
+    Compared as canonical text, so 100,000 stored rules need no parsing."""
+    current = view.by_identity()
     insert, delete, unchanged = [], [], 0
-    wanted = {}
+    wanted = set()
     for rule in _dedupe(rules):
-        wanted[rule.identity] = rule
-        existing = current.get(rule.identity)
-        if existing is not None and existing[1] == rule:
+        identity = _text_identity(rule)
+        wanted.add(identity)
+        row_uuid = current.get(identity)
+        if row_uuid is not None and _same(view.rows[row_uuid], rule):
             unchanged += 1
             continue
-        if existing is not None:
-            delete.append(existing[0])
+        if row_uuid is not None:
+            delete.append(row_uuid)
         insert.append(rule)
-    delete += [u for identity, (u, _r) in current.items() if identity not in wanted]
+    delete += [u for identity, u in current.items() if identity not in wanted]
     return insert, delete, unchanged
+
+
+def _same(row: dict[str, Any], rule: FlowRule) -> bool:
+    wanted = _row(rule)
+    return all(row[c] == wanted[c] for c in ROW_COLUMNS)
 
 
 def run_flow_command(
     client: OvsdbClient, name: str, args: list[str], opts: dict[str, Any], wait: bool
 ) -> tuple[Any, list[str]]:
     """Returns (data for --format json, text lines)."""
-    view = load(client, args[0])
     strict = bool(opts.get("strict"))
     comment = " ".join([name, *args])
+    no_rules = [["_uuid", "==", ["uuid", str(uuid.UUID(int=0))]]]
+    if name == "trace":
+        view = load(client, args[0], rule_where=no_rules)
+        return trace(client, view, args[1])
     if name == "add-flow":
-        data = _add(
-            client, view, [flow_syntax.parse_rule(args[1], view.resolve_port)], wait, comment
-        )
+        ports = load(client, args[0], rule_where=no_rules)
+        rule = flow_syntax.parse_rule(args[1], ports.resolve_port)
+        same = [
+            ["table", "==", rule.table],
+            ["priority", "==", rule.priority],
+            ["match", "==", format_match(rule.match)],
+        ]
+        data = _add(client, load(client, args[0], rule_where=same), [rule], wait, comment)
         return data, []
+    view = load(client, args[0])
     if name == "add-flows":
         rules = flow_syntax.parse_file(_read_file(args[1]), view.resolve_port, args[1])
         data = _add(client, view, rules, wait, comment)
@@ -303,18 +372,18 @@ def run_flow_command(
             rule.match, table=rule.table if "table=" in args[1] else None, priority=rule.priority
         )
         chosen = _selected(view, flt, strict)
-        updates = {
-            u: FlowRule(
-                view.rules[u].table,
-                view.rules[u].priority,
-                view.rules[u].match,
+        updates = {}
+        for u in chosen:
+            old = view.rule(u)
+            updates[u] = FlowRule(
+                old.table,
+                old.priority,
+                old.match,
                 rule.actions,
-                view.rules[u].cookie,
-                view.rules[u].idle_timeout,
-                view.rules[u].hard_timeout,
+                old.cookie,
+                old.idle_timeout,
+                old.hard_timeout,
             )
-            for u in chosen
-        }
         write(client, view, [], [], updates, wait, comment)
         return {"bridge": view.name, "modified": len(updates)}, [
             f"{view.name}: {len(updates)} rule(s) modified"
@@ -329,12 +398,12 @@ def run_flow_command(
     if name == "dump-flows":
         flt = flow_syntax.parse_filter(args[1] if len(args) > 1 else "", view.resolve_port)
         return dump(client, view, flt)
-    return trace(client, view, args[1])
+    raise FlowCommandError(f"unknown flow command {name}")
 
 
 def _new(view: BridgeRules, insert: list[FlowRule]) -> int:
-    identities = {r.identity for r in view.rules.values()}
-    return sum(1 for r in insert if r.identity not in identities)
+    identities = view.by_identity()
+    return sum(1 for r in insert if _text_identity(r) not in identities)
 
 
 def dump(client: OvsdbClient, view: BridgeRules, flt: FlowFilter) -> tuple[Any, list[str]]:
@@ -342,52 +411,46 @@ def dump(client: OvsdbClient, view: BridgeRules, flt: FlowFilter) -> tuple[Any, 
         stats = {s["uuid"]: s for s in client.call("ovsr/flow-stats", [view.name])}
     except ClientError:  # no datapath (--datapath none): rules without counters
         stats = {}
-    entries: list[tuple[FlowRule, Any, str | None]] = []
-    for row_uuid, rule in view.rules.items():
-        if flt.selects(rule, strict=False):
-            entries.append((rule, stats.get(row_uuid, {}), row_uuid))
+    rows: list[tuple[dict[str, Any], Any, str | None]] = [
+        (view.rows[u], stats.get(u, {}), u) for u in _selected(view, flt, strict=False)
+    ]
     implicit = stats.get(None)
     if implicit is not None:
-        rule = flow_syntax.parse_rule("priority=0 actions=NORMAL")
-        if flt.selects(rule, strict=False):
-            entries.append((rule, implicit, None))
-    entries.sort(key=lambda e: (e[0].table, -e[0].priority))
+        default = flow_syntax.parse_rule("priority=0 actions=NORMAL")
+        if flt.selects(default, strict=False):
+            rows.append((_row(default), implicit, None))
+    rows.sort(key=lambda e: (e[0]["table"], -e[0]["priority"]))
     data, lines = [], []
-    for rule, stat, rule_uuid in entries:
+    for row, stat, rule_uuid in rows:
         record = {
             "uuid": rule_uuid,
             "implicit": rule_uuid is None,
-            "table": rule.table,
-            "priority": rule.priority,
-            "cookie": rule.cookie,
-            "match": format_match(rule.match),
-            "actions": format_actions(rule.actions),
-            "idle_timeout": rule.idle_timeout,
-            "hard_timeout": rule.hard_timeout,
+            **{c: row[c] for c in ROW_COLUMNS},
             "n_packets": stat.get("n_packets", 0),
             "n_bytes": stat.get("n_bytes", 0),
             "duration": stat.get("duration"),
             "idle_age": stat.get("idle_age"),
         }
         data.append(record)
-        head = [f" cookie={rule.cookie:#x}"]
+        head = [f" cookie={row['cookie']:#x}"]
         if record["duration"] is not None:
             head.append(f"duration={record['duration']:.3f}s")
         head += [
-            f"table={rule.table}",
+            f"table={row['table']}",
             f"n_packets={record['n_packets']}",
             f"n_bytes={record['n_bytes']}",
         ]
-        if rule.idle_timeout:
-            head.append(f"idle_timeout={rule.idle_timeout}")
-        if rule.hard_timeout:
-            head.append(f"hard_timeout={rule.hard_timeout}")
+        if row["idle_timeout"]:
+            head.append(f"idle_timeout={row['idle_timeout']}")
+        if row["hard_timeout"]:
+            head.append(f"hard_timeout={row['hard_timeout']}")
         if record["idle_age"] is not None:
             head.append(f"idle_age={int(record['idle_age'])}")
         match = f",{record['match']}" if record["match"] else ""
         note = "  (fail_mode standalone)" if rule_uuid is None else ""
         lines.append(
-            ", ".join(head) + f", priority={rule.priority}{match} actions={record['actions']}{note}"
+            ", ".join(head)
+            + f", priority={row['priority']}{match} actions={record['actions']}{note}"
         )
     return data, lines
 

@@ -23,6 +23,7 @@ from ovs_runtime.db.datum import (
     Datum,
     Row,
     datum_from_json,
+    datum_json,
     default_datum,
     default_row,
     uuid_datum,
@@ -61,7 +62,7 @@ def _row_from_stored(table: TableSchema, row_uuid: uuid.UUID, data: dict[str, An
 
 def _stored_form(table: TableSchema, row: Row) -> dict[str, Any]:
     data = {
-        name: datum.to_json()
+        name: datum_json(datum)
         for name, datum in row.items()
         if name in table.columns
         and table.columns[name].persistent

@@ -16,8 +16,10 @@ Any failure raises ``OvsdbError`` and the transaction is dropped whole.
 from __future__ import annotations
 
 import uuid
-from collections import Counter
 from collections.abc import Iterator
+
+import ovs.db.types
+from ovs.db.data import Atom
 
 from ovs_runtime.db.datum import Datum, Row, referenced_uuids
 from ovs_runtime.db.errors import OvsdbError, constraint_violation
@@ -27,7 +29,18 @@ from ovs_runtime.db.txn_view import TxnView
 RowKey = tuple[str, uuid.UUID]
 
 
+_REF_COLUMNS: dict[tuple[int, str, bool], list[ColumnSchema]] = {}
+
+
 def _ref_columns(schema: DbSchema, table: str, strong: bool) -> list[ColumnSchema]:
+    key = (id(schema), table, strong)
+    cached = _REF_COLUMNS.get(key)
+    if cached is None:
+        cached = _REF_COLUMNS[key] = _find_ref_columns(schema, table, strong)
+    return cached
+
+
+def _find_ref_columns(schema: DbSchema, table: str, strong: bool) -> list[ColumnSchema]:
     columns = []
     for col in schema.tables[table].columns.values():
         for base in (col.type.key, col.type.value):
@@ -42,22 +55,64 @@ def _strong_refs(schema: DbSchema, table: str, row: Row) -> Iterator[RowKey]:
         yield from referenced_uuids(col, row[col.name], strong=True)
 
 
+def _removed_targets(schema: DbSchema, table: str, old: Row, new: Row | None) -> Iterator[RowKey]:
+    """Strong references ``old`` holds and ``new`` (None: deleted) no longer does."""
+    for col in _ref_columns(schema, table, strong=True):
+        before = old[col.name]
+        if new is None:
+            yield from referenced_uuids(col, before, strong=True)
+            continue
+        after = new[col.name]
+        if before.values == after.values:
+            continue
+        gone = {k: v for k, v in before.values.items() if k not in after.values}
+        gone.update(
+            {k: v for k, v in before.values.items() if k in after.values and after.values[k] != v}
+        )
+        yield from referenced_uuids(col, Datum(before.type, gone), strong=True)
+
+
+def _referenced(schema: DbSchema, view: TxnView, target: RowKey) -> bool:
+    """Does any row of the view hold a strong reference to ``target``?"""
+    table_name, row_uuid = target
+    atom = Atom(ovs.db.types.UuidType, row_uuid)
+    for table in schema.tables:
+        for col in _ref_columns(schema, table, strong=True):
+            key, value = col.type.key, col.type.value
+            by_key = key.ref_table_name == table_name and key.is_strong_ref()
+            by_value = (
+                value is not None and value.ref_table_name == table_name and value.is_strong_ref()
+            )
+            if not (by_key or by_value):
+                continue
+            for _row_uuid, row in view.rows(table):
+                values = row[col.name].values
+                if by_key and atom in values:
+                    return True
+                if by_value and atom in values.values():
+                    return True
+    return False
+
+
 def collect_garbage(schema: DbSchema, view: TxnView) -> None:
+    """Delete non-root rows this transaction left unreferenced, cascading. Only rows it
+    inserted or stopped referencing can have become garbage, so only those are looked
+    at: a bridge with 100,000 flow rules costs nothing extra per transaction."""
     non_root = {name for name, table in schema.tables.items() if not table.is_root}
     if not non_root:
         return
-    inbound: Counter[RowKey] = Counter()
-    for table in schema.tables:
-        for _, row in view.rows(table):
-            for target in _strong_refs(schema, table, row):
-                if target[0] in non_root:
-                    inbound[target] += 1
-    pending = [
-        (table, row_uuid)
-        for table in non_root
-        for row_uuid, _ in view.rows(table)
-        if inbound[(table, row_uuid)] == 0
-    ]
+    candidates: set[RowKey] = {key for key in view.inserted if key[0] in non_root}
+    for table, changed in view.changes.items():
+        if not _ref_columns(schema, table, strong=True):
+            continue
+        committed = view.committed[table]
+        for row_uuid, new in changed.items():
+            old = committed.get(row_uuid)
+            if old is not None:
+                candidates.update(
+                    t for t in _removed_targets(schema, table, old, new) if t[0] in non_root
+                )
+    pending = [c for c in candidates if view.exists(*c) and not _referenced(schema, view, c)]
     while pending:
         table, row_uuid = pending.pop()
         victim = view.get(table, row_uuid)
@@ -65,10 +120,12 @@ def collect_garbage(schema: DbSchema, view: TxnView) -> None:
             continue
         view.delete(table, row_uuid)
         for target in _strong_refs(schema, table, victim):
-            if target[0] in non_root:
-                inbound[target] -= 1
-                if inbound[target] == 0:
-                    pending.append(target)
+            if (
+                target[0] in non_root
+                and view.exists(*target)
+                and not _referenced(schema, view, target)
+            ):
+                pending.append(target)
 
 
 def remove_dangling_weak_refs(schema: DbSchema, view: TxnView) -> None:
@@ -106,10 +163,25 @@ def _dangles(view: TxnView, col: ColumnSchema, key: object, value: object) -> bo
 
 
 def _check_row_refs(
-    schema: DbSchema, view: TxnView, table: str, row_uuid: uuid.UUID, row: Row
+    schema: DbSchema,
+    view: TxnView,
+    table: str,
+    row_uuid: uuid.UUID,
+    row: Row,
+    old: Row | None = None,
 ) -> None:
+    """Every strong reference of ``row`` must exist; with ``old`` (the committed row),
+    only references this transaction added are looked up."""
     for col in _ref_columns(schema, table, strong=True):
-        for target_table, target in referenced_uuids(col, row[col.name], strong=True):
+        datum = row[col.name]
+        if old is not None:
+            before = old[col.name].values
+            if datum.values == before:
+                continue
+            datum = Datum(
+                datum.type, {k: v for k, v in datum.values.items() if before.get(k, 0) != v}
+            )
+        for target_table, target in referenced_uuids(col, datum, strong=True):
             if not view.exists(target_table, target):
                 raise OvsdbError(
                     "referential integrity violation",
@@ -123,18 +195,35 @@ def check_changed_rows_refs(schema: DbSchema, view: TxnView) -> None:
     as ovsdb-server's ``update_ref_counts`` does, so even a row about to be collected
     cannot carry a dangling reference)."""
     for table, changed in view.changes.items():
+        committed = view.committed[table]
         for row_uuid, row in changed.items():
             if row is not None:
-                _check_row_refs(schema, view, table, row_uuid, row)
+                _check_row_refs(schema, view, table, row_uuid, row, committed.get(row_uuid))
 
 
 def check_strong_refs(schema: DbSchema, view: TxnView) -> None:
-    """After GC, no remaining row may point at a deleted row."""
+    """After GC, no remaining row may point at a deleted row. (Only deletions can break
+    a reference that was valid, so without any, there is nothing to look at.)"""
+    deleted = {
+        (table, row_uuid)
+        for table, changed in view.changes.items()
+        for row_uuid, row in changed.items()
+        if row is None
+    }
+    if not deleted:
+        return
     for table in schema.tables:
         if not _ref_columns(schema, table, strong=True):
             continue
         for row_uuid, row in view.rows(table):
-            _check_row_refs(schema, view, table, row_uuid, row)
+            for col in _ref_columns(schema, table, strong=True):
+                for target in referenced_uuids(col, row[col.name], strong=True):
+                    if target in deleted:
+                        raise OvsdbError(
+                            "referential integrity violation",
+                            f"table {table} column {col.name} row {row_uuid} references "
+                            f"nonexistent or deleted row {target[1]} in table {target[0]}",
+                        )
 
 
 def check_indexes_and_limits(schema: DbSchema, view: TxnView) -> None:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ovs_runtime.db import condition
-from ovs_runtime.db.datum import Datum, Row, column_type
+from ovs_runtime.db.datum import Datum, Row, column_type, datum_json
 from ovs_runtime.db.errors import syntax_error
 from ovs_runtime.db.schema import DbSchema, TableSchema
 
@@ -33,7 +33,7 @@ class TableMonitor:
         return row is not None and condition.matches_all(self.where, row)
 
     def project(self, row: Row) -> dict[str, Any]:
-        return {name: row[name].to_json() for name in self.columns}
+        return {name: datum_json(row[name]) for name in self.columns}
 
 
 def _parse_request(table: TableSchema, req: Any, conditional: bool) -> TableMonitor:
@@ -78,7 +78,7 @@ def parse_monitor_requests(
 def _column_diff(old: Datum, new: Datum) -> Any:
     """The <row-diff> value of one column (ovsdb-server(7), "update2")."""
     if not (old.type.is_map() or old.type.n_max > 1):
-        return new.to_json()
+        return datum_json(new)
     diff: dict[Any, Any] = {}
     for key, value in old.values.items():
         if key not in new.values:
@@ -86,7 +86,7 @@ def _column_diff(old: Datum, new: Datum) -> Any:
     for key, value in new.values.items():
         if key not in old.values or old.values[key] != value:
             diff[key] = value  # added or changed: the client sets it
-    return Datum(old.type, diff).to_json()
+    return datum_json(Datum(old.type, diff))
 
 
 class Monitor:
@@ -141,7 +141,7 @@ class Monitor:
             return None
         if self.version == 1:
             return {
-                "old": {c: old[c].to_json() for c in changed},
+                "old": {c: datum_json(old[c]) for c in changed},
                 "new": tm.project(new),
             }
         return {"modify": {c: _column_diff(old[c], new[c]) for c in changed}}

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import cached_property
 
 from ovs_runtime.ofproto import flow_actions, flow_match
 from ovs_runtime.ofproto.flow_actions import Action
@@ -39,7 +40,7 @@ class FlowRule:
     idle_timeout: int = 0
     hard_timeout: int = 0
 
-    @property
+    @cached_property
     def identity(self) -> tuple[object, ...]:
         """Two rules with the same identity are the same OpenFlow rule (one replaces the
         other): table, priority and match."""
@@ -55,6 +56,16 @@ class FlowFilter:
     priority: int | None = None
     cookie: tuple[int, int] | None = None  # value, mask
     out_port: str | None = None
+
+    def is_empty(self) -> bool:
+        return (
+            not self.match.fields
+            and self.match.in_port is None
+            and self.table is None
+            and self.priority is None
+            and self.cookie is None
+            and self.out_port is None
+        )
 
     def selects(self, rule: FlowRule, strict: bool) -> bool:
         if self.table is not None and rule.table != self.table:
