@@ -99,6 +99,13 @@ def _check_canonical(bridge: str, rule_uuid: uuid.UUID, row: Row, rule: FlowRule
     identity is plain string equality for every client."""
     from ovs_runtime.db.errors import OvsdbError
 
+    reparsed = flow_syntax.parse_rule(flow_syntax.format_rule(rule))
+    if reparsed.match != rule.match or reparsed.actions != rule.actions:
+        raise OvsdbError(
+            "constraint violation",
+            f"bridge {bridge}: flow rule {rule_uuid}: '{scalar(row['match'])}' cannot be "
+            "stored faithfully; write the fields it matches explicitly",
+        )
     for column, canonical in (
         ("match", flow_match.format_match(rule.match)),
         ("actions", flow_actions.format_actions(rule.actions)),

@@ -380,7 +380,7 @@ def run_flow_command(
                 old.priority,
                 old.match,
                 rule.actions,
-                old.cookie,
+                rule.cookie if "cookie=" in args[1] else old.cookie,
                 old.idle_timeout,
                 old.hard_timeout,
             )
@@ -508,8 +508,7 @@ def trace(client: OvsdbClient, view: BridgeRules, text: str) -> tuple[Any, list[
         else:
             lines.append(f"{indent}{step.get('detail', kind)}")
     lines.append("")
-    megaflow = ",".join(f"{k}={v}" for k, v in result["megaflow"].items())
-    lines.append(f"Megaflow: {megaflow}")
+    lines.append(f"Megaflow: {result['megaflow']}")
     if result["outputs"]:
         outs = []
         for out in result["outputs"]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import faulthandler
 import logging
 import os
 import signal
@@ -310,6 +311,9 @@ class Daemon:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     setup_logging(args.log_level or "info")
+    # ``kill -USR1`` writes every thread's stack to stderr (the journal): how to see
+    # where a wedged daemon is stuck without stopping it.
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
     try:
         config = daemon_config.load_config(args.config)
     except daemon_config.ConfigError as exc:

@@ -30,7 +30,8 @@ class BridgeState:
     flows: BridgeFlows = field(default_factory=lambda: BridgeFlows(0.0))
     security: dict[int, PortSecurity] = field(default_factory=dict)  # by ofport
     now: float = 0.0  # the time of the translation in progress (for NORMAL's learning)
-    normal_vlan: int = -1  # the VLAN the last NORMAL action switched in
+    normal_vlan: int = -1  # the VLAN the last NORMAL action switched in (-1: none)
+    normal_learned: tuple[int, bytes, int] | None = None  # what it learned: VLAN, MAC, port
 
     @property
     def deep(self) -> bool:
@@ -72,6 +73,8 @@ class BridgeState:
         if vlan == DROP:
             return [], self.normal.last_drop
         self.normal_vlan = vlan
+        if learn and not hdr.src[0] & 1:
+            self.normal_learned = (vlan, hdr.src, key[fk.IN_PORT])
         return list(outputs), None
 
     def port_security(self, ofport: int) -> PortSecurity | None:

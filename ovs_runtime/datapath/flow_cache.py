@@ -31,13 +31,12 @@ MAX_ENTRIES = 65536
 # Output operations, chosen once per (input tagging, output tagging) pair; REWRITE
 # carries a function that builds the modified frame(s).
 KEEP, POP, PUSH, RETAG, REWRITE = 0, 1, 2, 3, 4
-NO_LEARNING = -1  # the decision did not go through NORMAL
 
 
 @dataclass(slots=True, eq=False)
 class CachedDecision:
     generation: int
-    vlan: int  # the VLAN NORMAL learned the source on, or NO_LEARNING
+    learned: tuple[int, bytes, int] | None  # (VLAN, MAC, port) NORMAL learned, to refresh
     actions: tuple[tuple[Any, int, Any], ...]  # (port handle, operation, vid or rewrite)
     refreshed: float  # when the source MAC's age was last re-stamped
     mirrors: tuple[Any, ...] = ()  # mirrors that selected it, for their counters
@@ -96,6 +95,14 @@ class FlowCache:
         if old is not None:
             push(old, now)
         table[masked_key] = decision
+        self.remember(exact_key, decision, now)
+
+    def remember(self, exact_key: tuple[Any, ...], decision: CachedDecision, now: float) -> None:
+        """Put a decision in the exact-match cache (bounded like the megaflows)."""
+        if len(self.entries) >= MAX_ENTRIES:
+            for stale in self.entries.values():
+                push(stale, now)
+            self.entries.clear()
         old = self.entries.get(exact_key)
         if old is not None:
             push(old, now)

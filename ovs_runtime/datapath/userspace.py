@@ -28,7 +28,6 @@ from ovs_runtime.datapath.bridge_flows import BridgeFlows
 from ovs_runtime.datapath.bridge_state import BridgeState
 from ovs_runtime.datapath.flow_cache import (
     KEEP,
-    NO_LEARNING,
     POP,
     PUSH,
     REWRITE,
@@ -196,10 +195,10 @@ class UserspaceDatapath:
                 if decision.drop_reason:
                     normal.drops[decision.drop_reason] += 1
                     handle.netdev.stats.rx_dropped += 1  # type: ignore[union-attr]
-                elif decision.vlan >= 0 and now - decision.refreshed > REFRESH_INTERVAL:
+                elif decision.learned and now - decision.refreshed > REFRESH_INTERVAL:
                     # Keep the source MAC from ageing out, without an update per packet.
                     decision.refreshed = now
-                    mac_table.learn(decision.vlan, frame[6:12], ofport, now)
+                    mac_table.learn(*decision.learned, now)
             else:
                 if decision is not None:
                     cache.invalidations += 1
@@ -266,15 +265,16 @@ class UserspaceDatapath:
         decision = bridge.cache.megaflow_lookup(key, normal.generation)
         if decision is not None:
             if exact_key is not None:
-                bridge.cache.entries[exact_key] = decision
+                bridge.cache.remember(exact_key, decision, now)
             if decision.drop_reason:
                 normal.drops[decision.drop_reason] += 1
                 handle.netdev.stats.rx_dropped += 1  # type: ignore[union-attr]
-            elif decision.vlan >= 0:
-                normal.mac_table.learn(decision.vlan, frame[6:12], handle.ofport, now)
+            elif decision.learned:
+                normal.mac_table.learn(*decision.learned, now)
             return decision
         bridge.now = now
-        bridge.normal_vlan = NO_LEARNING
+        bridge.normal_vlan = -1
+        bridge.normal_learned = None
         result = bridge.flows.pipeline.translate(key, bridge)
         vlan = bridge.normal_vlan
         if result.drop_reason:
@@ -282,8 +282,13 @@ class UserspaceDatapath:
                 normal.drops[result.drop_reason] += 1
             handle.netdev.stats.rx_dropped += 1  # type: ignore[union-attr]
         actions = compile_outputs(bridge, key, result.outputs)
+        if any(op == REWRITE for _h, op, _a in actions):
+            # A rewrite is built for the frame's tagging and L3 type.
+            result.wildcards[flow_key.VLAN_TCI] = 0xFFFF
+            result.wildcards[flow_key.DL_TYPE] = 0xFFFF
         mirrors: tuple[Any, ...] = ()
         if bridge.mirrors and not result.drop_reason:
+            result.wildcards[flow_key.VLAN_TCI] = 0xFFFF  # mirrors select by VLAN
             frame_vid = key[flow_key.VLAN_TCI] & 0x0FFF if key[flow_key.VLAN_TCI] else None
             out_names = {a[0].name for a in actions}
             mirror_vlan = vlan if vlan >= 0 else handle.vlan.input_vlan(frame_vid)
@@ -293,7 +298,7 @@ class UserspaceDatapath:
             actions += tuple(copies)
         decision = CachedDecision(
             normal.generation,
-            vlan,
+            bridge.normal_learned,
             actions,
             now,
             mirrors,
@@ -636,7 +641,7 @@ class UserspaceDatapath:
             key = flow_key.extract(frame, handle.ofport, handle.tun_id)
             drops = state.normal.drops.copy()
             state.now = self.clock()
-            state.normal_vlan = NO_LEARNING
+            state.normal_vlan = -1
             try:
                 result = state.flows.pipeline.translate(key, state, trace=True, learn=False)
             finally:
@@ -662,7 +667,7 @@ class UserspaceDatapath:
                 "steps": result.trace,
                 "outputs": outputs,
                 "drop_reason": result.drop_reason,
-                "megaflow": describe_wildcards(key, result.wildcards),
+                "megaflow": describe_wildcards(key, result.wildcards, in_port),
             }
 
     def fdb_flush(self, bridge: str | None) -> int:

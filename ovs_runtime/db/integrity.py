@@ -29,15 +29,16 @@ from ovs_runtime.db.txn_view import TxnView
 RowKey = tuple[str, uuid.UUID]
 
 
-_REF_COLUMNS: dict[tuple[int, str, bool], list[ColumnSchema]] = {}
+# Keyed by id(schema); the schema is kept in the value so its id cannot be reused.
+_REF_COLUMNS: dict[tuple[int, str, bool], tuple[DbSchema, list[ColumnSchema]]] = {}
 
 
 def _ref_columns(schema: DbSchema, table: str, strong: bool) -> list[ColumnSchema]:
     key = (id(schema), table, strong)
     cached = _REF_COLUMNS.get(key)
     if cached is None:
-        cached = _REF_COLUMNS[key] = _find_ref_columns(schema, table, strong)
-    return cached
+        cached = _REF_COLUMNS[key] = (schema, _find_ref_columns(schema, table, strong))
+    return cached[1]
 
 
 def _find_ref_columns(schema: DbSchema, table: str, strong: bool) -> list[ColumnSchema]:

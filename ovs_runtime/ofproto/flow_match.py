@@ -336,6 +336,23 @@ def _masked_int(value: int, mask: int, full: int, hexa: bool = False) -> str:
     return f"{value:#x}/{mask:#x}"
 
 
+def _vlan_parts(value: int, mask: int) -> list[str]:
+    """``dl_vlan``/``dl_vlan_pcp`` where they say exactly this value and mask, else
+    ``vlan_tci=V/M`` (never a form that would match something else)."""
+    if (value, mask) == (0, 0xFFFF):
+        return ["dl_vlan=0xffff"]
+    parts, rebuilt = [], Match()
+    if mask & 0x0FFF == 0x0FFF:
+        parts.append(f"dl_vlan={value & 0x0FFF}")
+        rebuilt.set(fk.VLAN_TCI, fk.VLAN_PRESENT | (value & 0x0FFF), fk.VLAN_PRESENT | 0x0FFF, "")
+    if mask & 0xE000 == 0xE000:
+        parts.append(f"dl_vlan_pcp={value >> 13 & 7}")
+        rebuilt.set(fk.VLAN_TCI, fk.VLAN_PRESENT | (value & 0xE000), fk.VLAN_PRESENT | 0xE000, "")
+    if parts and rebuilt.fields.get(fk.VLAN_TCI) == (value, mask):
+        return parts
+    return [f"vlan_tci={value:#06x}/{mask:#06x}"]
+
+
 def format_match(match: Match) -> str:
     """Canonical text: shorthand first, then fields in a fixed order (as dump-flows)."""
     f = dict(match.fields)
@@ -358,22 +375,7 @@ def format_match(match: Match) -> str:
         parts.append(f"in_port={match.in_port}")
     tci = f.pop(fk.VLAN_TCI, None)
     if tci is not None:
-        value, mask = tci
-        if (value, mask) == (0, 0xFFFF):
-            parts.append("dl_vlan=0xffff")
-        elif (
-            mask & ~(fk.VLAN_PRESENT | 0x0FFF | 0xE000) == 0
-            and value & fk.VLAN_PRESENT
-            and mask & fk.VLAN_PRESENT
-        ):
-            if mask & 0x0FFF == 0x0FFF:
-                parts.append(f"dl_vlan={value & 0x0FFF}")
-            if mask & 0xE000 == 0xE000:
-                parts.append(f"dl_vlan_pcp={value >> 13 & 7}")
-            if mask & 0x0FFF not in (0, 0x0FFF) or mask & 0xE000 not in (0, 0xE000):
-                parts.append(f"vlan_tci={value:#06x}/{mask:#06x}")
-        else:
-            parts.append(f"vlan_tci={value:#06x}/{mask:#06x}")
+        parts.extend(_vlan_parts(*tci))
     arp = dl_type in ARP_TYPES
     icmp = proto in fk.ICMP_PROTOS
     order = [

@@ -17,10 +17,12 @@ from typing import Any, Protocol
 from ovs_runtime.ofproto import flow_key as fk
 from ovs_runtime.ofproto.classifier import FlowTable, Rule
 from ovs_runtime.ofproto.flow_actions import format_action, format_actions
-from ovs_runtime.ofproto.flow_match import format_match
+from ovs_runtime.ofproto.flow_match import Match, format_match
 from ovs_runtime.ofproto.port_security import PortSecurity
 
 MAX_RESUBMIT_DEPTH = 64
+MAX_RESUBMITS = 4096  # per packet, as OVS: a rule set cannot make a lookup explode
+NO_SUCH_PORT = 0xFFFFFFFE  # resubmit(PORT) to a port that does not exist
 
 
 class PipelineEnv(Protocol):
@@ -96,11 +98,14 @@ class _Run:
         self.learn = learn
         self.queue: int | None = None
         self.stopped = False
+        self.lookups = 0
 
     def table(self, table_id: int, packet: list[int], depth: int) -> None:
         result = self.result
-        if depth > MAX_RESUBMIT_DEPTH:
-            result.note(depth, step="error", detail="resubmit depth limit reached; dropped")
+        self.lookups += 1
+        if depth > MAX_RESUBMIT_DEPTH or self.lookups > MAX_RESUBMITS:
+            result.note(depth, step="error", detail="resubmit limit reached; dropped")
+            result.outputs.clear()
             self.stopped = True
             return
         table = self.pipeline.tables.get(table_id)
@@ -162,14 +167,11 @@ class _Run:
                 self.normal(packet, depth)
             elif kind == "drop":
                 return
-            elif kind == "set_vlan_vid":
-                tci = packet[fk.VLAN_TCI]
-                packet[fk.VLAN_TCI] = fk.VLAN_PRESENT | (tci & 0xE000) | action[1]
-            elif kind == "set_vlan_pcp":
-                tci = packet[fk.VLAN_TCI]
-                packet[fk.VLAN_TCI] = fk.VLAN_PRESENT | (tci & 0x0FFF) | (action[1] << 13)
-            elif kind == "strip_vlan":
-                packet[fk.VLAN_TCI] = 0
+            elif kind in ("set_vlan_vid", "set_vlan_pcp", "strip_vlan"):
+                # How the output is built (push, pop, retag) depends on the tag the
+                # packet came with, so the decision depends on it.
+                result.wildcards[fk.VLAN_TCI] = 0xFFFF
+                self.vlan_action(kind, action, packet)
             elif kind == "push_vlan":
                 result.wildcards[fk.VLAN_TCI] = 0xFFFF
                 if packet[fk.VLAN_TCI]:
@@ -182,6 +184,8 @@ class _Run:
                 packet[fk.VLAN_TCI] = fk.VLAN_PRESENT | (packet[fk.VLAN_TCI] & 0xEFFF)
             elif kind == "set_field":
                 index, value = action[1], action[2]
+                # Whether the output is rewritten depends on the value it had.
+                result.wildcards[index] = fk.FULL[index]
                 if index in (fk.NW_SRC, fk.NW_DST, fk.NW_TOS):
                     result.wildcards[fk.DL_TYPE] = 0xFFFF
                     if packet[fk.DL_TYPE] != fk.ETH_IP and index != fk.NW_TOS:
@@ -209,7 +213,8 @@ class _Run:
                 target = table_id if table is None else table
                 sub = list(packet)
                 if port_name is not None:
-                    sub[fk.IN_PORT] = env.port_number(port_name) or 0xFFFFFFFF
+                    number = env.port_number(port_name)
+                    sub[fk.IN_PORT] = NO_SUCH_PORT if number is None else number
                 self.table(target, sub, depth + 1)
                 # A resubmit sees, and may change, the same packet (as in OVS).
                 for index in range(fk.KEY_SIZE):
@@ -217,6 +222,16 @@ class _Run:
                         packet[index] = sub[index]
             elif kind == "goto_table":
                 self.table(action[1], packet, depth + 1)
+
+    @staticmethod
+    def vlan_action(kind: str, action: tuple[Any, ...], packet: list[int]) -> None:
+        tci = packet[fk.VLAN_TCI]
+        if kind == "set_vlan_vid":
+            packet[fk.VLAN_TCI] = fk.VLAN_PRESENT | (tci & 0xE000) | action[1]
+        elif kind == "set_vlan_pcp":
+            packet[fk.VLAN_TCI] = fk.VLAN_PRESENT | (tci & 0x0FFF) | (action[1] << 13)
+        else:
+            packet[fk.VLAN_TCI] = 0
 
     def output(self, port: int, packet: list[int], depth: int) -> None:
         self.result.outputs.append(Output(port, tuple(packet), self.queue))
@@ -247,32 +262,10 @@ class _Run:
             )
 
 
-FIELD_NAMES = (
-    "in_port",
-    "tun_id",
-    "dl_src",
-    "dl_dst",
-    "vlan_tci",
-    "dl_type",
-    "nw_src",
-    "nw_dst",
-    "ipv6_src",
-    "ipv6_dst",
-    "nw_proto",
-    "nw_tos",
-    "nw_ttl",
-    "tp_src",
-    "tp_dst",
-    "arp_sha",
-)
-
-
-def describe_wildcards(key: fk.Key, wildcards: list[int]) -> dict[str, str]:
-    """The megaflow a decision is cached under: each field it read, with its mask."""
-    out = {}
-    for index, mask in enumerate(wildcards):
-        if mask:
-            value = key[index] & mask
-            full = fk.FULL[index]
-            out[FIELD_NAMES[index]] = f"{value:#x}" if mask == full else f"{value:#x}/{mask:#x}"
-    return out
+def describe_wildcards(key: fk.Key, wildcards: list[int], in_port: str) -> str:
+    """The megaflow a decision is cached under, in match syntax: each field it read."""
+    match = Match(
+        {i: (key[i] & m, m) for i, m in enumerate(wildcards) if m and i != fk.IN_PORT},
+        in_port if wildcards[fk.IN_PORT] else None,
+    )
+    return format_match(match)

@@ -36,12 +36,15 @@ def rewrite(frame: bytes, old: fk.Key, new: fk.Key) -> bytes:
         buf[0:6] = new[fk.DL_DST].to_bytes(6, "big")
     if new[fk.DL_SRC] != old[fk.DL_SRC]:
         buf[6:12] = new[fk.DL_SRC].to_bytes(6, "big")
-    old_tci, new_tci = old[fk.VLAN_TCI], new[fk.VLAN_TCI]
-    if old_tci and not new_tci:
+    # The tag is taken from the frame itself, not from ``old``: a decision is reused
+    # for every packet its megaflow covers.
+    tagged = buf[12:14] == b"\x81\x00"
+    new_tci = new[fk.VLAN_TCI]
+    if tagged and not new_tci:
         del buf[12:16]
-    elif new_tci and not old_tci:
+    elif new_tci and not tagged:
         buf[12:12] = struct.pack("!HH", 0x8100, new_tci & 0xEFFF)
-    elif new_tci != old_tci:
+    elif new_tci and (buf[14] << 8 | buf[15]) != new_tci & 0xEFFF:
         struct.pack_into("!H", buf, 14, new_tci & 0xEFFF)
     off = 18 if new_tci else 14
     if new[fk.DL_TYPE] == fk.ETH_IP and len(buf) >= off + 20:

@@ -14,7 +14,7 @@ from ovs_runtime.bridge.desired_state import PortSpec
 from ovs_runtime.bridge.flow_rules import FlowRuleSpec
 from ovs_runtime.ofproto import flow_key as fk
 from ovs_runtime.ofproto.flow_match import FlowSyntaxError
-from ovs_runtime.ofproto.flow_syntax import parse_rule
+from ovs_runtime.ofproto.flow_syntax import format_rule, parse_rule
 from ovs_runtime.ofproto.port_security import parse_port_security
 from ovs_runtime.packet.offload import ones_complement_sum
 from ovs_runtime.packet.synthesize import build_frame
@@ -340,3 +340,52 @@ def test_trace_agrees_with_forwarding(seed: int) -> None:
         h.send(src, frame)
         observed = sorted(p for p, frames in h.got().items() for _f in frames)
         assert sorted(o["port"] for o in verdict["outputs"]) == observed, (rules, verdict)
+
+
+def test_cached_decisions_depend_on_the_tag_and_values_they_rewrite() -> None:
+    """Regressions: a decision built for one packet must not be reused for another its
+    actions treat differently (found in review)."""
+    h = FlowHarness()
+    h.flows(
+        "priority=10,in_port=a actions=strip_vlan,output:b",
+        "priority=10,in_port=c,ip actions=mod_nw_dst:198.51.100.2,output:d",
+    )
+    tagged = h.udp("a", ip(2), extra={fk.VLAN_TCI: 0x1000 | 10})
+    untagged = h.udp("a", ip(2))
+    h.send("a", tagged)
+    h.send("a", untagged)
+    first, second = h.got()["b"]
+    assert first == untagged, "the tag was stripped"
+    assert second == untagged, "an untagged frame is not 'popped' too"
+    h.send("c", h.udp("c", ip(2)))  # already .2: nothing to rewrite
+    h.send("c", h.udp("c", ip(3)))
+    outs = [fk.extract(f, 0)[fk.NW_DST] for f in h.got()["d"]]
+    assert outs == [ip(2), ip(2)], "the second packet is rewritten too"
+    h.send("c", h.udp("c", ip(3), extra={fk.VLAN_TCI: 0x1000 | 7}))
+    (frame,) = h.got()["d"]
+    key = fk.extract(frame, 0)
+    assert (key[fk.VLAN_TCI], key[fk.NW_DST]) == (0x1000 | 7, ip(2))
+    assert _valid_ipv4_udp(frame[:12] + frame[16:])
+
+
+def test_a_resubmit_explosion_is_cut_off() -> None:
+    h = FlowHarness()
+    h.flows(
+        *[f"table={t},priority=1 actions=resubmit(,{t + 1}),resubmit(,{t + 1})" for t in range(30)],
+        "table=30,priority=1 actions=output:b",
+    )
+    started = time.monotonic()
+    h.send("a", h.udp("a", ip(2)))
+    assert time.monotonic() - started < 5
+    assert h.got() == {}, "dropped, as OVS does past its resubmit limit"
+
+
+def test_every_vlan_match_prints_back_to_the_same_match() -> None:
+    for text in (
+        "vlan_tci=0x1000/0x1000",
+        "vlan_tci=0/0x1000",
+        "dl_vlan=5,dl_vlan_pcp=2",
+        "dl_vlan=0xffff",
+    ):
+        rule = parse_rule(f"{text} actions=drop")
+        assert parse_rule(format_rule(rule)).match == rule.match, text
