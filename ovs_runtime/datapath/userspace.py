@@ -527,6 +527,10 @@ class UserspaceDatapath:
                 if bridge.normal.mac_table.expire(now):
                     events.append(f"bridge {bridge.name}: aged out MAC entries")
                 for handle in bridge.ports.values():
+                    stalled = getattr(handle.netdev, "rx_stalled", None)
+                    if stalled is not None and stalled():
+                        self._drain(handle, now)
+                        self.flush()
                     if handle.netdev is None and len(handle.spec.interfaces) == 1:
                         if self._attach(handle) is None:
                             events.append(f"bridge {bridge.name}: port {handle.name} re-attached")

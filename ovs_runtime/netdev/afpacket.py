@@ -158,6 +158,11 @@ class AfPacketNetdev:
             stats.rx_bytes += sum([len(frame) for _, frame in packets])
         return packets
 
+    def rx_stalled(self) -> bool:
+        """Frames wait in the receive ring that epoll will not report (see
+        ``RxRing.recover``); the datapath then drains the port itself."""
+        return self.rx_ring.recover()
+
     def _pending_error(self) -> bool:
         err = self.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
         if err in GONE_ERRNOS:

@@ -79,6 +79,7 @@ class RxRing:
         self.truncated = 0
         self.stalls = 0
         self.resyncs = 0
+        self.idle_since: int | None = None  # rx_index at the last empty-slot check
 
     def receive(self, budget: int, recv_copy: Callable[[], Packet | None]) -> list[Packet]:
         """Frames the kernel has placed in the ring, oldest first."""
@@ -147,6 +148,31 @@ class RxRing:
             return False
         self.rx_index = oldest
         self.head_known = True
+        return True
+
+    def recover(self) -> bool:
+        """Called every second: True if frames wait that the epoll loop would not see.
+
+        The kernel reports the ring readable only while the slot before its own write
+        position is unread. If a slot we passed over (a resync under overload) is filled
+        afterwards, the kernel's position stops there, the ring counts as full, every new
+        frame is dropped and epoll stays silent: the port is dead for good. So when our
+        slot has stayed empty for a whole second while other slots hold frames, we move
+        to the oldest of them; one second is far longer than any copy in progress."""
+        mm = self.map
+        if _U32.unpack_from(mm, self.rx_index * SLOT_SIZE)[0] & TP_STATUS_USER:
+            self.idle_since = None
+            return True
+        oldest = self._oldest_unread()
+        if oldest is None:
+            self.idle_since = None
+            return False
+        if self.idle_since != self.rx_index:
+            self.idle_since = self.rx_index  # look again next time
+            return False
+        self.idle_since = None
+        self.rx_index = oldest
+        self.resyncs += 1
         return True
 
     def _oldest_unread(self) -> int | None:
