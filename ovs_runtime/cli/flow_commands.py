@@ -31,10 +31,10 @@ FLOW_COMMANDS = {
     "mod-flows": (2, 2, "mod-flows [--strict] BRIDGE FLOW"),
     "del-flows": (1, 2, "del-flows [--strict] BRIDGE [MATCH]"),
     "dump-flows": (1, 2, "dump-flows BRIDGE [MATCH]"),
-    "replace-flows": (2, 2, "replace-flows BRIDGE FILE"),
+    "replace-flows": (2, 2, "replace-flows [--check] BRIDGE FILE ('-': standard input)"),
     "trace": (2, 2, "trace BRIDGE FLOW (e.g. in_port=p1,tcp,nw_dst=198.51.100.2,tp_dst=80)"),
 }
-FLOW_OPTIONS = {"del-flows": {"--strict"}, "mod-flows": {"--strict"}}
+FLOW_OPTIONS = {"del-flows": {"--strict"}, "mod-flows": {"--strict"}, "replace-flows": {"--check"}}
 ROW_COLUMNS = ("table", "priority", "cookie", "match", "actions", "idle_timeout", "hard_timeout")
 
 
@@ -354,13 +354,15 @@ def run_flow_command(
     if name == "replace-flows":
         rules = flow_syntax.parse_file(_read_file(args[1]), view.resolve_port, args[1])
         insert, delete, unchanged = replace_plan(view, rules)
-        write(client, view, insert, delete, {}, wait, comment)
+        if not opts.get("check"):  # --check: report what would change, change nothing
+            write(client, view, insert, delete, {}, wait, comment)
         data = {
             "bridge": view.name,
             "added": _new(view, insert),
             "changed": len(insert) - _new(view, insert),
             "removed": len(delete) - (len(insert) - _new(view, insert)),
             "unchanged": unchanged,
+            "checked_only": bool(opts.get("check")),
         }
         return data, [
             f"{view.name}: {data['added']} added, {data['changed']} changed, "

@@ -137,3 +137,41 @@ def test_facts_and_verify_playbook(daemon: DaemonProcess, tmp_path: Path) -> Non
     assert daemon.ovsr("set", "Port", "vm2", "tag=99").returncode == 0  # drift
     rc, out, _ = playbook(daemon, tmp_path, variables, book="verify.yml")
     assert rc != 0 and "wrong VLAN tags on ['vm2']" in out, out
+
+
+def flows(daemon: DaemonProcess) -> list[str]:
+    rows = json.loads(daemon.ovsr("--format", "json", "dump-flows", "br0").stdout)
+    return sorted(f"{r['priority']} {r['match']} {r['actions']}" for r in rows if not r["implicit"])
+
+
+def test_flow_rules_replace_only_differences_and_honour_check_mode(
+    daemon: DaemonProcess, tmp_path: Path
+) -> None:
+    acl = [
+        "priority=100,tcp,nw_dst=198.51.100.0/24,tp_dst=22,actions=drop",
+        "priority=90,in_port=vm1,dl_vlan=10 actions=NORMAL",
+    ]
+    variables: dict[str, Any] = {
+        "ovs_runtime_network_bridges": BRIDGES,
+        "ovs_runtime_network_flows": {"br0": acl},
+    }
+    rc, out, changed = playbook(daemon, tmp_path, variables)
+    assert rc == 0 and changed == 2, out  # the bridge, then its rules
+    assert flows(daemon) == [
+        "100 tcp,nw_dst=198.51.100.0/24,tp_dst=22 drop",
+        "90 in_port=vm1,dl_vlan=10 NORMAL",
+    ]
+    rc, out, changed = playbook(daemon, tmp_path, variables)
+    assert rc == 0 and changed == 0, out  # same rules: nothing to do
+    variables["ovs_runtime_network_flows"] = {"br0": acl[:1]}
+    rc, out, changed = playbook(daemon, tmp_path, variables, "--check")
+    assert rc == 0 and changed == 1, out
+    assert len(flows(daemon)) == 2, "check mode changed nothing"
+    rc, out, changed = playbook(daemon, tmp_path, variables)
+    assert rc == 0 and changed == 1 and len(flows(daemon)) == 1, out
+    variables["ovs_runtime_network_flows"] = {
+        "br0": [*acl[:1], "priority=5,ip,nw_src=1.2.3 actions=drop"]
+    }
+    rc, out, _ = playbook(daemon, tmp_path, variables)
+    assert rc != 0 and "line 2: field nw_src: '1.2.3' is not an IPv4 address" in out, out
+    assert len(flows(daemon)) == 1, "a bad rule changes nothing"
