@@ -172,7 +172,8 @@ def _text(row: dict[str, Any]) -> str:
     return f"{head}{match} actions={row['actions']}"
 
 
-def _row(rule: FlowRule) -> dict[str, Any]:
+def flow_row(rule: FlowRule) -> dict[str, Any]:
+    """The Flow_Rule row of a rule: canonical text, install time now."""
     return {
         "table": rule.table,
         "priority": rule.priority,
@@ -213,14 +214,14 @@ def write(
                 "op": "update",
                 "table": "Flow_Rule",
                 "where": [["_uuid", "==", ["uuid", row_uuid]]],
-                "row": {k: v for k, v in _row(rule).items() if k != "created"},
+                "row": {k: v for k, v in flow_row(rule).items() if k != "created"},
             }
         )
     names = []
     for n, rule in enumerate(insert):
         names.append(f"rule{n}")
         ops.append(
-            {"op": "insert", "table": "Flow_Rule", "row": _row(rule), "uuid-name": names[-1]}
+            {"op": "insert", "table": "Flow_Rule", "row": flow_row(rule), "uuid-name": names[-1]}
         )
     if names:
         ops.append(
@@ -322,7 +323,7 @@ def replace_plan(view: BridgeRules, rules: list[FlowRule]) -> tuple[list[FlowRul
 
 
 def _same(row: dict[str, Any], rule: FlowRule) -> bool:
-    wanted = _row(rule)
+    wanted = flow_row(rule)
     return all(row[c] == wanted[c] for c in ROW_COLUMNS)
 
 
@@ -420,7 +421,7 @@ def dump(client: OvsdbClient, view: BridgeRules, flt: FlowFilter) -> tuple[Any, 
     if implicit is not None:
         default = flow_syntax.parse_rule("priority=0 actions=NORMAL")
         if flt.selects(default, strict=False):
-            rows.append((_row(default), implicit, None))
+            rows.append((flow_row(default), implicit, None))
     rows.sort(key=lambda e: (e[0]["table"], -e[0]["priority"]))
     data, lines = [], []
     for row, stat, rule_uuid in rows:

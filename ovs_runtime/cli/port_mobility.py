@@ -1,16 +1,20 @@
 """``ovsr port-export PORT`` and ``ovsr port-import FILE [BRIDGE]``: a VM's network state
 as one JSON document, so it can follow the VM to another host.
 
-The document (``format: ovs-runtime/port``, ``version: 1``) holds the Port and Interface
-rows in RFC 7047 notation (only the configuration columns), the port number it had, the
-MAC addresses learned behind it with their VLANs, and its counters. Flow rules that match
-on the port join it when flow tables exist (``flows`` is there, empty, for now).
+The document (``format: ovs-runtime/port``, ``version: 2``) holds the Port and Interface
+rows in RFC 7047 notation (only the configuration columns, port security included), the
+port's QoS (type, settings and queues), the flow rules that match on it (``in_port`` is
+the port) in ovs-ofctl syntax, the port number it had, the MAC addresses learned behind
+it with their VLANs, and its counters. Version 1 documents (no QoS, no rules) still
+import.
 
-Import re-creates the rows on the named bridge (by default the one it came from) in one
-transaction, lets the daemon pick a free port number (``ofport_request`` is not carried
-over, so the source's number cannot clash), and then asks the datapath to announce each
-learned MAC with a RARP broadcast from the port, as QEMU does after a live migration: the
-other switches and hosts relearn where the VM is at once.
+Import re-creates the rows, the QoS and the rules on the named bridge (by default the
+one it came from) in one transaction (a rule the target cannot take, say one that outputs
+to a port it lacks, fails the whole import), lets the daemon pick a free port number
+(``ofport_request`` is not carried over, so the source's number cannot clash), and then
+asks the datapath to announce each learned MAC with a RARP broadcast from the port, as
+QEMU does after a live migration: the other switches and hosts relearn where the VM is
+at once.
 """
 
 from __future__ import annotations
@@ -21,15 +25,30 @@ import socket
 from pathlib import Path
 from typing import Any
 
+from ovs_runtime.bridge.flow_rules import COLUMNS as RULE_COLUMNS
+from ovs_runtime.bridge.flow_rules import rule_text
+from ovs_runtime.cli import apply as apply_cmd
 from ovs_runtime.cli import value_syntax as vs
 from ovs_runtime.cli.bridge_commands import bridge_key, bridge_of_port, port_key
 from ovs_runtime.cli.client import OvsdbClient
 from ovs_runtime.cli.command_registry import CommandContext, command
+from ovs_runtime.cli.flow_commands import flow_row
 from ovs_runtime.cli.model import Model, ModelError
+from ovs_runtime.ofproto import flow_syntax
+from ovs_runtime.ofproto.flow_match import FlowSyntaxError
 
 FORMAT = "ovs-runtime/port"
-VERSION = 1
-PORT_COLUMNS = ("name", "tag", "trunks", "vlan_mode", "other_config", "external_ids")
+VERSION = 2
+READABLE_VERSIONS = (1, 2)
+PORT_COLUMNS = (
+    "name",
+    "tag",
+    "trunks",
+    "vlan_mode",
+    "port_security",
+    "other_config",
+    "external_ids",
+)
 IFACE_COLUMNS = (
     "name",
     "type",
@@ -85,9 +104,38 @@ def cmd_port_export(ctx: CommandContext, args: list[str]) -> None:
         "interfaces": [_columns(m, "Interface", k, IFACE_COLUMNS) for k in ifaces],
         "learned_macs": [],  # filled in from the datapath (add_learned_macs)
         "statistics": stats,
-        "flows": [],
+        "qos": _port_qos(m, row),
+        "flows": _port_flows(m, bridge, row["name"]),
     }
     ctx.emit(json.dumps(doc, indent=2, sort_keys=True), doc)
+
+
+def _port_qos(m: Model, row: dict[str, Any]) -> dict[str, Any] | None:
+    if not row["qos"] or m.key_of(row["qos"][0]) not in m.rows["QoS"]:
+        return None
+    qos = m.rows["QoS"][m.key_of(row["qos"][0])]
+    return {
+        "type": qos["type"],
+        "other_config": dict(qos["other_config"]),
+        "queues": {
+            str(qid): {"other_config": dict(m.rows["Queue"][m.key_of(ref)]["other_config"])}
+            for qid, ref in sorted(qos["queues"].items())
+            if m.key_of(ref) in m.rows["Queue"]
+        },
+    }
+
+
+def _port_flows(m: Model, bridge: str, port: str) -> list[str]:
+    """The bridge's rules that match on the port, in ovs-ofctl syntax."""
+    rules = []
+    for ref in m.rows["Bridge"][bridge]["flow_rules"]:
+        row = m.rows["Flow_Rule"].get(m.key_of(ref))
+        if row is None:
+            continue
+        rule = flow_syntax.parse_rule(rule_text(tuple(row[c] for c in RULE_COLUMNS)))
+        if rule.match.in_port == port:
+            rules.append(flow_syntax.format_rule(rule))
+    return sorted(rules)
 
 
 def add_learned_macs(client: OvsdbClient, ctx: CommandContext) -> None:
@@ -130,10 +178,19 @@ def read_document(path: str) -> dict[str, Any]:
 def validate_document(doc: Any, what: str) -> None:
     if not isinstance(doc, dict) or doc.get("format") != FORMAT:
         raise PortDocumentError(f"{what}: not a port document (expected format {FORMAT!r})")
-    if doc.get("version") != VERSION:
+    if doc.get("version") not in READABLE_VERSIONS:
         raise PortDocumentError(
-            f"{what}: version {doc.get('version')!r} is not supported (this ovsr reads {VERSION})"
+            f"{what}: version {doc.get('version')!r} is not supported (this ovsr reads "
+            f"{' and '.join(map(str, READABLE_VERSIONS))})"
         )
+    flows = doc.get("flows", [])
+    if not isinstance(flows, list) or not all(isinstance(f, str) for f in flows):
+        raise PortDocumentError(f"{what}: 'flows' must be a list of rules in ovs-ofctl syntax")
+    for number, text in enumerate(flows, 1):
+        try:
+            flow_syntax.parse_rule(text)
+        except FlowSyntaxError as exc:
+            raise PortDocumentError(f"{what}: flows[{number}]: {exc}") from None
     port, ifaces = doc.get("port"), doc.get("interfaces")
     if not isinstance(port, dict) or not isinstance(port.get("name"), str):
         raise PortDocumentError(f"{what}: 'port' must be an object with a 'name'")
@@ -202,6 +259,12 @@ def cmd_port_import(ctx: CommandContext, args: list[str]) -> None:
     port_values["interfaces"] = [m.ref("Interface", iface)]
     port = m.insert("Port", port_values)
     m.set("Bridge", bridge, "ports", [*m.rows["Bridge"][bridge]["ports"], m.ref("Port", port)])
+    if doc.get("qos"):
+        try:
+            apply_cmd._apply_qos(m, port, apply_cmd._qos(m.schema, doc["qos"], f"{args[0]}: qos"))
+        except apply_cmd.ApplyError as exc:
+            raise ModelError(str(exc)) from None
+    _import_flows(m, bridge, name, doc.get("flows", []), args[0])
     summary = {
         "imported": name,
         "bridge": bridge_name,
@@ -210,6 +273,31 @@ def cmd_port_import(ctx: CommandContext, args: list[str]) -> None:
         "learned_macs": doc.get("learned_macs", []),
     }
     ctx.emit(f"imported port {name} into {bridge_name}", summary)
+
+
+def _import_flows(m: Model, bridge: str, port: str, flows: list[str], what: str) -> None:
+    ports = {port} | {
+        m.rows["Port"][m.key_of(ref)]["name"] for ref in m.rows["Bridge"][bridge]["ports"]
+    }
+
+    def resolve(text: str) -> str:
+        if text in ports:
+            return text
+        raise FlowSyntaxError(
+            f"this host's bridge has no port {text!r} (ports: {', '.join(sorted(ports))})"
+        )
+
+    refs = list(m.rows["Bridge"][bridge]["flow_rules"])
+    for number, text in enumerate(flows, 1):
+        try:
+            rule = flow_syntax.parse_rule(text, resolve)
+        except FlowSyntaxError as exc:
+            raise ModelError(f"{what}: flows[{number}]: {exc}") from None
+        values = flow_row(rule)
+        key = m.insert("Flow_Rule", values)
+        refs.append(m.ref("Flow_Rule", key))
+    if flows:
+        m.set("Bridge", bridge, "flow_rules", refs)
 
 
 def announce(client: OvsdbClient, ctx: CommandContext) -> None:

@@ -29,8 +29,9 @@ from ovs_runtime.ofproto.flow_key import masked
 MAX_ENTRIES = 65536
 
 # Output operations, chosen once per (input tagging, output tagging) pair; REWRITE
-# carries a function that builds the modified frame(s).
-KEEP, POP, PUSH, RETAG, REWRITE = 0, 1, 2, 3, 4
+# carries the (original, wanted) flow keys; QUEUED wraps another operation with the skb
+# priority of the QoS queue ``set_queue`` chose: (operation, argument, priority).
+KEEP, POP, PUSH, RETAG, REWRITE, QUEUED = 0, 1, 2, 3, 4, 5
 
 
 @dataclass(slots=True, eq=False)

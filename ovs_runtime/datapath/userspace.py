@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from ovs_runtime.bridge import qos_tc
 from ovs_runtime.bridge.desired_state import MirrorSpec, PortSpec
 from ovs_runtime.bridge.flow_rules import FlowRuleSpec
 from ovs_runtime.bridge.tunnel_config import TUNNEL_TYPES
@@ -30,6 +31,7 @@ from ovs_runtime.datapath.flow_cache import (
     KEEP,
     POP,
     PUSH,
+    QUEUED,
     REWRITE,
     CachedDecision,
     tag_operation,
@@ -282,7 +284,7 @@ class UserspaceDatapath:
                 normal.drops[result.drop_reason] += 1
             handle.netdev.stats.rx_dropped += 1  # type: ignore[union-attr]
         actions = compile_outputs(bridge, key, result.outputs)
-        if any(op == REWRITE for _h, op, _a in actions):
+        if any(_inner(op, arg) == REWRITE for _h, op, arg in actions):
             # A rewrite is built for the frame's tagging and L3 type.
             result.wildcards[flow_key.VLAN_TCI] = 0xFFFF
             result.wildcards[flow_key.DL_TYPE] = 0xFFFF
@@ -318,6 +320,9 @@ class UserspaceDatapath:
             netdev = out.netdev
             if netdev is None:
                 continue
+            priority = None
+            if op == QUEUED:
+                op, arg, priority = arg
             if op == KEEP:
                 frames = [(header, frame)]
             else:
@@ -331,7 +336,10 @@ class UserspaceDatapath:
                     variants[(op, arg)] = frames
             try:
                 for out_header, out_frame in frames:
-                    netdev.send(out_header, out_frame)
+                    if priority is None:
+                        netdev.send(out_header, out_frame)
+                    else:
+                        netdev.send_with_priority(priority, out_header, out_frame)
             except NetdevGone as exc:
                 self._port_failed(out, str(exc))
                 continue
@@ -655,7 +663,8 @@ class UserspaceDatapath:
                 compiled = compile_outputs(state, key, [out])
                 if not compiled:
                     continue
-                out_handle, op, _arg = compiled[0]
+                out_handle, op, arg = compiled[0]
+                op = _inner(op, arg)
                 tci = out.key[flow_key.VLAN_TCI]
                 outputs.append(
                     {
@@ -724,6 +733,11 @@ class UserspaceDatapath:
             }
 
 
+def _inner(op: int, arg: Any) -> int:
+    """The operation a QUEUED output wraps (or the operation itself)."""
+    return int(arg[0]) if op == QUEUED else op
+
+
 def _tunnel_key(port: PortSpec) -> int:
     if not port.interfaces or port.interfaces[0].type not in TUNNEL_TYPES:
         return 0
@@ -765,10 +779,13 @@ def compile_outputs(
             changed = True  # a priority to set: only a rewrite carries it
         if in_tci and out_tci and (in_tci ^ out_tci) & 0xE000:
             changed = True
-        if changed:
-            compiled.append((handle, REWRITE, (key, out_key)))
-        else:
-            compiled.append((handle, op, out_vid or 0))
+        operation: tuple[Any, int, Any] = (
+            (handle, REWRITE, (key, out_key)) if changed else (handle, op, out_vid or 0)
+        )
+        if out.queue is not None and hasattr(handle.netdev, "send_with_priority"):
+            priority = qos_tc.queue_class(out.queue)
+            operation = (handle, QUEUED, (operation[1], operation[2], priority))
+        compiled.append(operation)
     return tuple(compiled)
 
 

@@ -130,6 +130,7 @@ class AfPacketNetdev:
             raise NetdevGone(f"cannot attach to {name}: {exc.strerror or exc}") from exc
         self.sock, self.tx_sock, self.big_sock = rx, tx, big
         self.inherited = inherited_fd is not None
+        self.priority_socks: dict[int, socket.socket] = {}
 
     def fileno(self) -> int:
         return self.sock.fileno()
@@ -217,6 +218,40 @@ class AfPacketNetdev:
         self.stats.tx_packets += 1
         self.stats.tx_bytes += len(frame)
 
+    def send_with_priority(self, priority: int, vnet_header: bytes, frame: bytes) -> None:
+        """Send with this skb priority, which the port's qdisc classifies by (the
+        ``set_queue`` action: HTB puts priority 1:N+1 into queue N's class). One socket
+        per priority, made on first use, carries it."""
+        sock = self.priority_socks.get(priority)
+        if sock is None:
+            try:
+                sock = _open_send_socket(self.name)
+            except OSError:
+                self.stats.tx_errors += 1
+                return
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_PRIORITY, priority)
+                sock.bind((self.name, 0))
+                sock.setblocking(False)
+            except OSError:
+                sock.close()
+                self.stats.tx_errors += 1
+                return
+            self.priority_socks[priority] = sock
+        self.tx_ring.flush()  # keep order: what is queued goes first
+        try:
+            sock.send(vnet_header + frame)
+        except (BlockingIOError, InterruptedError):
+            self.stats.tx_dropped += 1
+            return
+        except OSError as exc:
+            if exc.errno in GONE_ERRNOS:
+                raise NetdevGone(f"device {self.name} went away: {exc.strerror}") from exc
+            self.stats.tx_errors += 1
+            return
+        self.stats.tx_packets += 1
+        self.stats.tx_bytes += len(frame)
+
     def send_many(self, packets: list[Packet]) -> None:
         """Several frames in order: the transmit ring takes them in one loop."""
         queued, nbytes, dropped, rest = self.tx_ring.queue_many(packets)
@@ -236,5 +271,5 @@ class AfPacketNetdev:
     def close(self) -> None:
         self.rx_ring.close()
         self.tx_ring.close()
-        for sock in (self.sock, self.tx_sock, self.big_sock):
+        for sock in (self.sock, self.tx_sock, self.big_sock, *self.priority_socks.values()):
             sock.close()

@@ -79,12 +79,27 @@ def test_a_vm_port_moves_with_its_state_and_is_announced(
     assert lab.ping("vm", PEER_IP)
     mac = vm_mac(lab)
     assert hosts.fdb("ha")[(mac, 10)] == vm_port
+    # Port security, a rule that matches on the port, and QoS: all must follow the VM.
+    a = hosts.daemons["ha"]
+    security = f'port_security="{mac} {VM_IP}"'
+    qos = (
+        f"set Port {vm_port} qos=@q -- --id=@q create QoS type=linux-htb "
+        "other_config:max-rate=100000000 queues:1=@q1 -- --id=@q1 create Queue "
+        "other_config:max-rate=10000000"
+    )
+    assert a.ovsr("set", "Port", vm_port, security).returncode == 0
+    assert a.ovsr(*qos.split()).returncode == 0
+    rule = f"priority=100,in_port={vm_port},udp,tp_dst=9 actions=drop"
+    assert a.ovsr("add-flow", "br0", rule).returncode == 0
+    assert lab.ping("vm", PEER_IP), "the VM's own address passes port security"
 
     exported = hosts.daemons["ha"].ovsr("port-export", vm_port)
     assert exported.returncode == 0, exported.stderr
     doc = json.loads(exported.stdout)
-    assert doc["format"] == "ovs-runtime/port" and doc["version"] == 1
+    assert doc["format"] == "ovs-runtime/port" and doc["version"] == 2
     assert doc["port"]["tag"] == 10
+    assert doc["flows"] == [f"priority=100,udp,in_port={vm_port},tp_dst=9 actions=drop"]
+    assert doc["qos"]["queues"]["1"] == {"other_config": {"max-rate": "10000000"}}
     assert doc["port"]["external_ids"] == ["map", [["vm-id", "vm-42"]]]
     assert {"mac": mac, "vlan": 10} in doc["learned_macs"]
     assert doc["statistics"][vm_port]["rx_packets"] > 0
@@ -123,6 +138,44 @@ def test_a_vm_port_moves_with_its_state_and_is_announced(
     assert row["tag"] == [10] or row["tag"] == 10
     assert "vm-42" in json.dumps(row["external_ids"])
     assert lab.ping("peer", VM_IP)
+    b = hosts.daemons["hb"]
+    assert (
+        json.loads(b.ovsr("--format", "json", "dump-flows", "br0", f"in_port={vm_port}").stdout)[0][
+            "actions"
+        ]
+        == "drop"
+    )
+    classes = json.loads(b.ovsr("--format", "json", "qos-show", vm_port).stdout)["classes"]
+    assert {c["class"] for c in classes} == {"1:fffe", "1:1", "1:2"}, classes  # queues 0, 1
+    # ... and in force on B: the rule drops the VM's UDP to port 9, port security its
+    # spoofed frames, while the rest still reaches the observer.
+    from ovs_runtime.ofproto import flow_key as fk
+    from ovs_runtime.packet.synthesize import build_frame
+
+    vm_mac_int = int(mac.replace(":", ""), 16)
+    base = {
+        fk.DL_SRC: vm_mac_int,
+        fk.DL_DST: 0xFFFFFFFFFFFF,
+        fk.DL_TYPE: fk.ETH_IP,
+        fk.NW_PROTO: 17,
+    }
+    vm_ip = int.from_bytes(bytes(map(int, VM_IP.split("."))), "big")
+    frames = {
+        b"to-port-9": {**base, fk.NW_SRC: vm_ip, fk.TP_DST: 9},
+        b"spoofed-ip": {**base, fk.NW_SRC: vm_ip + 1, fk.TP_DST: 7},
+        b"legitimate": {**base, fk.NW_SRC: vm_ip, fk.TP_DST: 7},
+    }
+    sender, obs = lab.raw_socket("vm"), lab.raw_socket("obs")
+    try:
+        obs.drain(0)
+        for marker, values in frames.items():
+            sender.send(build_frame(values, payload=marker))
+        seen = obs.drain(0.4)
+    finally:
+        sender.close()
+        obs.close()
+    got = {m for m in frames if any(m in f for f in seen)}
+    assert got == {b"legitimate"}, got
 
 
 def test_bad_port_documents_are_refused_before_anything_changes(

@@ -170,3 +170,45 @@ def test_ingress_policing_drops_what_exceeds_the_rate(
     assert switch.ovsr("set", "Interface", a.switch_port, "ingress_policing_rate=0").returncode == 0
     time.sleep(0.5)
     assert tcp_mbits(lab, "a", "198.51.100.2", "b") > 3 * policed
+
+
+def test_set_queue_selects_a_queue(switch: DaemonProcess, lab: NetnsLab, tmp_path: Path) -> None:
+    """The set_queue action puts a flow into queue 1 (10 Mbit/s) while the rest of the
+    port's traffic stays in queue 0 (unlimited here)."""
+    a, b, free = two_hosts_measured(switch, lab, tmp_path)
+    slow = 10_000_000
+    made = switch.ovsr(
+        *("--", "--id=@q0", "create", "Queue", "other_config:max-rate=10000000000"),
+        *("--", "--id=@q1", "create", "Queue", f"other_config:max-rate={slow}"),
+        *("--", "--id=@qos", "create", "QoS", "type=linux-htb"),
+        "other_config:max-rate=10000000000",
+        "queues:0=@q0",
+        "queues:1=@q1",
+        *("--", "set", "Port", b.switch_port, "qos=@qos"),
+    )
+    assert made.returncode == 0, made.stderr
+    wait_for_htb(b.switch_port, present=True)
+    in_queue_0 = tcp_mbits(lab, "a", "198.51.100.2", "b")
+    rule = "priority=100,tcp,nw_dst=198.51.100.2,tp_dst=5201 actions=set_queue:1,NORMAL"
+    assert switch.ovsr("add-flow", "br0", rule).returncode == 0
+    in_queue_1 = tcp_mbits(lab, "a", "198.51.100.2", "b")
+    print(
+        f"TCP a->b: {free:.0f} Mbit/s free, {in_queue_0:.0f} in queue 0, "
+        f"{in_queue_1:.2f} with set_queue:1 (max-rate {slow / 1e6:.0f})"
+    )
+    assert slow / 1e6 * 0.9 <= in_queue_1 <= slow / 1e6 * 1.1, in_queue_1
+    assert in_queue_0 > 5 * in_queue_1, (in_queue_0, in_queue_1)
+    shown = json.loads(switch.ovsr("--format", "json", "qos-show", b.switch_port).stdout)
+    queue1 = next(c for c in shown["classes"] if c["queue"] == 1)
+    assert queue1["bytes"] > 1_000_000, shown  # (packets are GSO super-frames here)
+    trace = switch.ovsr(
+        "--format",
+        "json",
+        "trace",
+        "br0",
+        f"in_port={a.switch_port},tcp,nw_src=198.51.100.1,nw_dst=198.51.100.2,tp_dst=5201",
+    )
+    assert json.loads(trace.stdout)["outputs"][0]["queue"] == 1
+    assert switch.ovsr("del-flows", "br0", "tcp").returncode == 0
+    again = tcp_mbits(lab, "a", "198.51.100.2", "b")
+    assert again > 5 * in_queue_1, (again, in_queue_1)

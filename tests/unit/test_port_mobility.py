@@ -25,7 +25,7 @@ def test_a_good_document_passes() -> None:
     ("change", "message"),
     [
         ({"format": "other"}, "not a port document"),
-        ({"version": 2}, "version 2 is not supported"),
+        ({"version": 3}, "version 3 is not supported"),
         ({"port": {"tag": 1}}, "'port' must be an object with a 'name'"),
         ({"interfaces": []}, "exactly one interface"),
         ({"port": {"name": "vm1", "statistics": {}}}, "statistics cannot be imported"),
