@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field
+from typing import Any
 
+from ovs_runtime.bridge.flow_export_config import (
+    FlowExportError,
+    NetflowSpec,
+    SflowSpec,
+    netflow_from_row,
+    sflow_from_row,
+)
 from ovs_runtime.bridge.qos_config import QosConfigError, QosSpec, qos_from_rows
 from ovs_runtime.db.datum import Row, as_list, as_map, scalar
 from ovs_runtime.ofproto.port_security import (
@@ -60,6 +68,8 @@ class BridgeSpec:
     ports: tuple[PortSpec, ...]
     other_config: dict[str, str] = field(hash=False, default_factory=dict)
     mirrors: tuple[MirrorSpec, ...] = ()
+    sflow: SflowSpec | None = None
+    netflow: NetflowSpec | None = None
 
 
 def _mirror(row: Row, port_names: dict[uuid.UUID, str]) -> MirrorSpec:
@@ -123,6 +133,23 @@ def _port_security(port_row: Row) -> PortSecurity | None:
         return PortSecurity(())
 
 
+def _export(
+    tables: dict[str, dict[uuid.UUID, Row]],
+    bridge_row: Row,
+    column: str,
+    table: str,
+    reader: Any,
+) -> Any:
+    ref = scalar(bridge_row[column])
+    row = tables[table].get(ref) if ref is not None else None
+    if row is None:
+        return None
+    try:
+        return reader(row, f"{table} {ref}")
+    except FlowExportError:
+        return None  # written before the commit check existed
+
+
 def read_bridges(tables: dict[str, dict[uuid.UUID, Row]]) -> dict[str, BridgeSpec]:
     """Every bridge reachable from the Open_vSwitch row, keyed by name."""
     bridges: dict[str, BridgeSpec] = {}
@@ -176,5 +203,7 @@ def read_bridges(tables: dict[str, dict[uuid.UUID, Row]]) -> dict[str, BridgeSpe
                 ports=tuple(sorted(ports, key=lambda p: p.name)),
                 other_config=as_map(bridge_row["other_config"]),
                 mirrors=mirrors,
+                sflow=_export(tables, bridge_row, "sflow", "sFlow", sflow_from_row),
+                netflow=_export(tables, bridge_row, "netflow", "NetFlow", netflow_from_row),
             )
     return bridges

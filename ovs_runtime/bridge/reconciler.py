@@ -29,7 +29,18 @@ from ovs_runtime.db.datum import scalar
 log = logging.getLogger(__name__)
 
 WATCHED_TABLES = frozenset(
-    {"Open_vSwitch", "Bridge", "Port", "Interface", "Mirror", "QoS", "Queue", "Flow_Rule"}
+    {
+        "Open_vSwitch",
+        "Bridge",
+        "Port",
+        "Interface",
+        "Mirror",
+        "QoS",
+        "Queue",
+        "Flow_Rule",
+        "sFlow",
+        "NetFlow",
+    }
 )
 STATUS_COLUMNS = frozenset(
     {
@@ -198,6 +209,14 @@ class Reconciler:
                     continue
                 if error:
                     log.warning("bridge %s: port %s: %s", name, port, error)
+            if provider and (
+                current is None or (current.sflow, current.netflow) != (spec.sflow, spec.netflow)
+            ):
+                if spec.sflow or spec.netflow or current is not None:
+                    log.info(
+                        "bridge %s: sFlow %s, NetFlow %s", name, _on(spec.sflow), _on(spec.netflow)
+                    )
+                provider.configure_flow_export(name, spec.sflow, spec.netflow)
             if provider and (current is None or current != spec):
                 if spec.mirrors != (current.mirrors if current else ()):
                     for mirror in spec.mirrors:
@@ -318,6 +337,12 @@ class Reconciler:
             log.error("cannot write bridge status: %s", failed[0])
         elif acked is not None:
             log.debug("configuration %d is live", acked)
+
+
+def _on(spec: Any) -> str:
+    if spec is None:
+        return "off"
+    return "to " + ", ".join(f"{host}:{port}" for host, port in spec.targets)
 
 
 def _mirror_text(mirror: Any) -> str:

@@ -23,6 +23,7 @@ from ovs_runtime import __version__
 from ovs_runtime.bridge import qos_tc
 from ovs_runtime.bridge.address_handover import AddressHandover
 from ovs_runtime.bridge.confirm_rollback import PendingRollbacks, SnapshotError
+from ovs_runtime.bridge.flow_export_config import check_flow_export
 from ovs_runtime.bridge.flow_rules import check_flow_rules
 from ovs_runtime.bridge.mirror_config import check_mirrors
 from ovs_runtime.bridge.port_security_config import check_port_security
@@ -137,6 +138,7 @@ class Daemon:
             check_qos,
             check_flow_rules,
             check_port_security,
+            check_flow_export,
         ]
         fd_store = FdStore(systemd_notify.notify if systemd_notify.under_systemd() else None)
         if self.args.datapath == "userspace":

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from ovs_runtime.bridge.desired_state import MirrorSpec
 from ovs_runtime.datapath.bridge_flows import BridgeFlows
 from ovs_runtime.datapath.flow_cache import FlowCache
+from ovs_runtime.datapath.flow_export import NetflowCache, SflowAgent
 from ovs_runtime.datapath.mirroring import MirrorState
 from ovs_runtime.datapath.port_handle import PortHandle
 from ovs_runtime.ofproto import flow_key as fk
@@ -32,11 +33,17 @@ class BridgeState:
     now: float = 0.0  # the time of the translation in progress (for NORMAL's learning)
     normal_vlan: int = -1  # the VLAN the last NORMAL action switched in (-1: none)
     normal_learned: tuple[int, bytes, int] | None = None  # what it learned: VLAN, MAC, port
+    sflow: SflowAgent | None = None
+    netflow: NetflowCache | None = None
 
     @property
     def deep(self) -> bool:
         """Decisions may depend on more than the Ethernet header."""
-        return self.flows.deep or any(s.uses_l3 for s in self.security.values())
+        return (
+            self.flows.deep
+            or self.netflow is not None  # flows are told apart by their L3/L4 headers
+            or any(s.uses_l3 for s in self.security.values())
+        )
 
     def port_numbers(self) -> dict[str, int]:
         return {name: h.ofport for name, h in self.ports.items()}

@@ -12,6 +12,7 @@ between two batches and never half-way through one.
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import select
 import struct
@@ -22,6 +23,7 @@ from typing import Any
 
 from ovs_runtime.bridge import qos_tc
 from ovs_runtime.bridge.desired_state import MirrorSpec, PortSpec
+from ovs_runtime.bridge.flow_export_config import NetflowSpec, SflowSpec
 from ovs_runtime.bridge.flow_rules import FlowRuleSpec
 from ovs_runtime.bridge.tunnel_config import TUNNEL_TYPES
 from ovs_runtime.datapath import mirroring, vnet_header
@@ -36,11 +38,13 @@ from ovs_runtime.datapath.flow_cache import (
     CachedDecision,
     tag_operation,
 )
+from ovs_runtime.datapath.flow_export import Exporter, NetflowCache, SflowAgent
 from ovs_runtime.datapath.mirroring import mirror_actions
 from ovs_runtime.datapath.netdev_factory import KernelNetdevs, NetdevFactory
 from ovs_runtime.datapath.policing import policer_for
 from ovs_runtime.datapath.port_handle import PortHandle
 from ovs_runtime.datapath.provider import InterfaceState
+from ovs_runtime.netdev import link
 from ovs_runtime.netdev.provider import Netdev, NetdevGone
 from ovs_runtime.ofproto import flow_key
 from ovs_runtime.ofproto.flow_key import exact_bytes
@@ -151,6 +155,11 @@ class UserspaceDatapath:
             bridge.cache.push_all(now)
             if bridge.flows.expire(now):
                 bridge.normal.invalidate()
+            if bridge.sflow is not None:
+                bridge.sflow.poll(sorted(bridge.ports.values(), key=lambda h: h.ofport), now)
+                bridge.sflow.flush(now)
+            if bridge.netflow is not None:
+                bridge.netflow.expire(now)
 
     def _drain(self, handle: PortHandle, now: float) -> int:
         netdev = handle.netdev
@@ -179,6 +188,8 @@ class UserspaceDatapath:
         entries = cache.entries
         ofport = handle.ofport
         deep = bridge.deep
+        sampler = bridge.sflow
+        netflow = bridge.netflow
         hits = 0
         # Frames for a single output, unchanged, are gathered per port and handed over
         # in one call at the end (or before anything else is sent, to keep order).
@@ -212,6 +223,12 @@ class UserspaceDatapath:
             decision.n_packets += 1
             decision.n_bytes += len(frame)
             actions = decision.actions
+            if sampler is not None:
+                sampler.countdown -= 1
+                if sampler.countdown <= 0:
+                    sampler.sample(ofport, frame, [a[0].ofport for a in actions])
+            if netflow is not None and deep and key[1] is not None:
+                netflow.count(key, frame, ofport, actions, now)
             if not actions:
                 continue
             if decision.mirrors:
@@ -459,6 +476,11 @@ class UserspaceDatapath:
             bridge = self.bridges.pop(name, None)
             if bridge is None:
                 return
+            if bridge.sflow is not None:
+                bridge.sflow.exporter.close()
+            if bridge.netflow is not None:
+                bridge.netflow.flush_all(self.clock())
+                bridge.netflow.exporter.close()
             for handle in list(bridge.ports.values()):
                 self._detach(handle)
 
@@ -626,6 +648,30 @@ class UserspaceDatapath:
                 state.cache.clear(now)
                 state.normal.invalidate()
 
+    def configure_flow_export(
+        self, bridge: str, sflow_spec: SflowSpec | None, netflow_spec: NetflowSpec | None
+    ) -> None:
+        """Start, change or stop the bridge's sFlow agent and NetFlow cache."""
+        with self.lock:
+            state = self.bridges[bridge]
+            now = self.clock()
+            if state.sflow is None or state.sflow.spec != sflow_spec:
+                if state.sflow is not None:
+                    state.sflow.flush(now)
+                    state.sflow.exporter.close()
+                state.sflow = None
+                if sflow_spec is not None:
+                    state.sflow = SflowAgent(sflow_spec, _agent_address(sflow_spec), now)
+            if state.netflow is None or state.netflow.spec != netflow_spec:
+                if state.netflow is not None:
+                    state.netflow.flush_all(now)
+                    state.netflow.exporter.close()
+                state.netflow = None
+                if netflow_spec is not None:
+                    state.netflow = NetflowCache(netflow_spec, now)
+                state.cache.clear(now)  # exact-match keys follow "deep"
+                state.normal.invalidate()
+
     def flow_statistics(self, bridge: str) -> list[dict[str, Any]]:
         with self.lock:
             state = self.bridges[bridge]
@@ -701,6 +747,8 @@ class UserspaceDatapath:
                     name: {
                         "flow_cache": b.cache.describe(),
                         "flow_rules": len(b.flows.rules),
+                        "sflow": b.sflow.describe() if b.sflow else None,
+                        "netflow": b.netflow.describe() if b.netflow else None,
                         "fail_mode": b.flows.fail_mode,
                         "mac_table": {
                             "entries": len(b.normal.mac_table.entries),
@@ -731,6 +779,19 @@ class UserspaceDatapath:
                     for e in self.endpoints.values()
                 },
             }
+
+
+def _agent_address(spec: SflowSpec) -> str:
+    """sFlow's ``agent``: an IP as given, or an interface's first IPv4 address, or the
+    address the datagrams leave from."""
+    if spec.agent:
+        try:
+            return str(ipaddress.ip_address(spec.agent))
+        except ValueError:
+            address = link.first_ipv4(spec.agent)
+            if address is not None:
+                return address
+    return Exporter(spec.targets).local_address()
 
 
 def _inner(op: int, arg: Any) -> int:

@@ -44,3 +44,16 @@ def read_status(name: str) -> NetdevStatus:
         ifindex=int(ifindex) if ifindex else None,
         mac=_read(name, "address"),
     )
+
+
+def first_ipv4(name: str) -> str | None:
+    """The first IPv4 address on a device (sFlow's agent address), via netlink."""
+    with IPRoute() as ipr:
+        found = ipr.link_lookup(ifname=name)
+        if not found:
+            return None
+        for msg in ipr.get_addr(family=2, index=found[0]):
+            address = msg.get_attr("IFA_ADDRESS")
+            if address:
+                return str(address)
+    return None
