@@ -21,7 +21,7 @@ from ovs_runtime.ofproto import flow_key as fk
 from ovs_runtime.ofproto import flow_syntax
 from ovs_runtime.ofproto.flow_actions import format_actions
 from ovs_runtime.ofproto.flow_match import FlowSyntaxError, format_match
-from ovs_runtime.ofproto.flow_syntax import FlowFilter, FlowRule
+from ovs_runtime.ofproto.flow_syntax import DEFAULT_PRIORITY, FlowFilter, FlowRule
 from ovs_runtime.packet.synthesize import build_frame
 
 DB_NAME = "Open_vSwitch"
@@ -449,11 +449,13 @@ def dump(client: OvsdbClient, view: BridgeRules, flt: FlowFilter) -> tuple[Any, 
             head.append(f"hard_timeout={row['hard_timeout']}")
         if record["idle_age"] is not None:
             head.append(f"idle_age={int(record['idle_age'])}")
-        match = f",{record['match']}" if record["match"] else ""
+        # As ovs-ofctl: the default priority (32768) is not printed.
+        fields = [] if row["priority"] == DEFAULT_PRIORITY else [f"priority={row['priority']}"]
+        fields += [record["match"]] if record["match"] else []
         note = "  (fail_mode standalone)" if rule_uuid is None else ""
         lines.append(
-            ", ".join(head)
-            + f", priority={row['priority']}{match} actions={record['actions']}{note}"
+            ", ".join([*head, ",".join(fields)] if fields else head)
+            + f" actions={record['actions']}{note}"
         )
     return data, lines
 

@@ -11,6 +11,7 @@ from fleet.inventory import host_variables
 
 NAMES = (
     "ovs_runtime_network_bridges",
+    "ovs_runtime_network_flows",
     "ovs_runtime_network_mesh_group",
     "ovs_runtime_network_mesh_bridge",
     "ovs_runtime_network_logical_networks",

@@ -110,3 +110,22 @@ def test_reachability_matrix_as_declared(host: Any, inventory: list[str]) -> Non
                 continue
             ping = host.run(f"nsenter --net=/run/netns/{guest} ping -c 2 -i 0.2 -W 1 {address}")
             assert ping.rc == 0, f"{guest} ({network}) cannot reach {address}"
+
+
+def test_flow_rules_exactly_as_declared(host: Any, inventory: list[str]) -> None:
+    from ovs_runtime.ofproto.flow_actions import format_actions
+    from ovs_runtime.ofproto.flow_match import format_match
+    from ovs_runtime.ofproto.flow_syntax import parse_rule
+
+    declared = host_vars(inventory, host_name(host)).get("ovs_runtime_network_flows") or {}
+    for bridge, lines in declared.items():
+        wanted = sorted(
+            (r.table, r.priority, format_match(r.match), format_actions(r.actions))
+            for r in map(parse_rule, lines)
+        )
+        running = sorted(
+            (r["table"], r["priority"], r["match"], r["actions"])
+            for r in ovsr_json(host, "dump-flows", bridge)
+            if not r["implicit"]
+        )
+        assert running == wanted, f"bridge {bridge}: flow rules differ from the inventory"
