@@ -40,7 +40,7 @@ class TunnelConfig:
     kind: str
     remote_ip: str
     local_ip: str | None
-    vni: int
+    vni: int | None  # None: options:key=flow, the VNI comes from the flow (set_tunnel)
     dst_port: int
     tos: int | None  # None: inherit (0 for non-IP inner frames)
     ttl: int
@@ -50,7 +50,7 @@ class TunnelConfig:
         return (self.kind, self.local_ip or "", self.dst_port)
 
     @property
-    def identity(self) -> tuple[str, str, str, int, int]:
+    def identity(self) -> tuple[str, str, str, int | None, int]:
         return (self.kind, self.remote_ip, self.local_ip or "", self.vni, self.dst_port)
 
 
@@ -85,24 +85,24 @@ def parse_tunnel(name: str, kind: str, options: dict[str, str]) -> TunnelConfig:
     remote = options.get("remote_ip")
     if not remote:
         raise TunnelConfigError(f"{what}: options:remote_ip is required")
-    for flow_option in ("remote_ip", "key", "in_key", "out_key"):
-        if options.get(flow_option) == "flow":
-            raise TunnelConfigError(
-                f"{what}: options:{flow_option}=flow needs flow-table tunnel selection, "
-                "which this version does not have; give a value"
-            )
+    if remote == "flow":
+        raise TunnelConfigError(
+            f"{what}: options:remote_ip=flow (the remote from set_field:...->tun_dst) is not "
+            "supported yet; give an address (key=flow is)"
+        )
     keys = {options.get(k) for k in ("key", "in_key", "out_key") if k in options}
     if len(keys) > 1:
         raise TunnelConfigError(f"{what}: different in_key and out_key are not supported")
     key = keys.pop() if keys else "0"
     assert key is not None
+    vni = None if key == "flow" else _int("key", key, 0, MAX_VNI, what, " (a 24-bit VNI, or flow)")
     tos = options.get("tos", "0")
     ttl = options.get("ttl", "64")
     return TunnelConfig(
         kind=kind,
         remote_ip=_ip("remote_ip", remote, what),
         local_ip=_ip("local_ip", options["local_ip"], what) if "local_ip" in options else None,
-        vni=_int("key", key, 0, MAX_VNI, what, " (a 24-bit VNI)"),
+        vni=vni,
         dst_port=_int("dst_port", options.get("dst_port", str(TUNNEL_TYPES[kind])), 1, 65535, what),
         tos=None if tos == "inherit" else _int("tos", tos, 0, 255, what, ", or inherit"),
         ttl=64 if ttl == "inherit" else _int("ttl", ttl, 1, 255, what, ", or inherit"),
@@ -115,7 +115,7 @@ def check_tunnels(view: Any) -> None:
 
     if not _tunnel_config_touched(view):
         return  # status write-backs and unrelated changes: nothing to check
-    seen: dict[tuple[str, str, str, int, int], str] = {}
+    seen: dict[tuple[str, str, str, int | None, int], str] = {}
     for _uuid, row in view.rows("Interface"):
         kind = scalar(row["type"], "")
         if kind not in TUNNEL_TYPES:
@@ -131,7 +131,8 @@ def check_tunnels(view: Any) -> None:
             raise OvsdbError(
                 "constraint violation",
                 f"interfaces {other} and {name} are the same {kind} tunnel (remote_ip "
-                f"{config.remote_ip}, key {config.vni}, dst_port {config.dst_port}); "
+                f"{config.remote_ip}, key {'flow' if config.vni is None else config.vni}, "
+                f"dst_port {config.dst_port}); "
                 "a remote and key may have only one tunnel",
             )
         seen[config.identity] = name

@@ -30,8 +30,10 @@ MAX_ENTRIES = 65536
 
 # Output operations, chosen once per (input tagging, output tagging) pair; REWRITE
 # carries the (original, wanted) flow keys; QUEUED wraps another operation with the skb
-# priority of the QoS queue ``set_queue`` chose: (operation, argument, priority).
-KEEP, POP, PUSH, RETAG, REWRITE, QUEUED = 0, 1, 2, 3, 4, 5
+# priority of the QoS queue ``set_queue`` chose: (operation, argument, priority); KEYED
+# wraps one for a key=flow tunnel port with the VNI to send with: (operation, argument,
+# VNI).
+KEEP, POP, PUSH, RETAG, REWRITE, QUEUED, KEYED = 0, 1, 2, 3, 4, 5, 6
 
 
 @dataclass(slots=True, eq=False)

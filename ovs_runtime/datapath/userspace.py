@@ -31,6 +31,7 @@ from ovs_runtime.datapath.bridge_flows import BridgeFlows
 from ovs_runtime.datapath.bridge_state import BridgeState
 from ovs_runtime.datapath.flow_cache import (
     KEEP,
+    KEYED,
     POP,
     PUSH,
     QUEUED,
@@ -164,6 +165,12 @@ class UserspaceDatapath:
     def _drain(self, handle: PortHandle, now: float) -> int:
         netdev = handle.netdev
         assert netdev is not None
+        if getattr(netdev, "flow_keyed", False):
+            # key=flow tunnel: every frame carries its own VNI, its tun_id.
+            runs = netdev.receive_keyed(BATCH)  # type: ignore[attr-defined]
+            for vni, run in runs:
+                self._forward_batch(handle, run, now, tun_id=vni)
+            return sum(len(run) for _vni, run in runs)
         try:
             packets = netdev.receive(BATCH)
         except NetdevGone as exc:
@@ -177,7 +184,11 @@ class UserspaceDatapath:
         return received
 
     def _forward_batch(
-        self, handle: PortHandle, packets: list[tuple[bytes, bytes]], now: float
+        self,
+        handle: PortHandle,
+        packets: list[tuple[bytes, bytes]],
+        now: float,
+        tun_id: int | None = None,
     ) -> None:
         """Forward a batch from one port. The loop body is the hot path: names are
         hoisted, and a cache hit costs a slice, a dict lookup and the sends."""
@@ -202,6 +213,8 @@ class UserspaceDatapath:
                 key: tuple[Any, ...] = (ofport, exact_bytes(frame))
             else:
                 key = (ofport, frame[:18] if frame[12:14] == b"\x81\x00" else frame[:14])
+            if tun_id is not None:
+                key = (*key, tun_id)
             decision = entries.get(key)
             if decision is not None and decision.generation == mac_table.generation:
                 hits += 1
@@ -217,7 +230,7 @@ class UserspaceDatapath:
                     cache.invalidations += 1
                 cache.misses += 1
                 cacheable = len(frame) >= 18 and key[1] is not None
-                decision = self._decide(handle, key if cacheable else None, frame, now)
+                decision = self._decide(handle, key if cacheable else None, frame, now, tun_id)
                 if decision is None:
                     continue
             decision.n_packets += 1
@@ -268,7 +281,12 @@ class UserspaceDatapath:
         pending.clear()
 
     def _decide(
-        self, handle: PortHandle, exact_key: tuple[Any, ...] | None, frame: bytes, now: float
+        self,
+        handle: PortHandle,
+        exact_key: tuple[Any, ...] | None,
+        frame: bytes,
+        now: float,
+        tun_id: int | None = None,
     ) -> CachedDecision | None:
         """An exact-match miss: parse, try the megaflow cache, else run the pipeline,
         compile its outputs and cache the decision under both keys."""
@@ -280,7 +298,7 @@ class UserspaceDatapath:
             normal.drops[exc.reason] += 1
             handle.netdev.stats.rx_dropped += 1  # type: ignore[union-attr]
             return None
-        key = flow_key.extract(frame, handle.ofport, handle.tun_id)
+        key = flow_key.extract(frame, handle.ofport, handle.tun_id if tun_id is None else tun_id)
         decision = bridge.cache.megaflow_lookup(key, normal.generation)
         if decision is not None:
             if exact_key is not None:
@@ -301,6 +319,8 @@ class UserspaceDatapath:
                 normal.drops[result.drop_reason] += 1
             handle.netdev.stats.rx_dropped += 1  # type: ignore[union-attr]
         actions = compile_outputs(bridge, key, result.outputs)
+        if any(op == KEYED for _h, op, _a in actions):
+            result.wildcards[flow_key.TUN_ID] = flow_key.FULL[flow_key.TUN_ID]  # sent with it
         if any(_inner(op, arg) == REWRITE for _h, op, arg in actions):
             # A rewrite is built for the frame's tagging and L3 type.
             result.wildcards[flow_key.VLAN_TCI] = 0xFFFF
@@ -337,9 +357,11 @@ class UserspaceDatapath:
             netdev = out.netdev
             if netdev is None:
                 continue
-            priority = None
+            priority = vni = None
             if op == QUEUED:
                 op, arg, priority = arg
+            elif op == KEYED:
+                op, arg, vni = arg
             if op == KEEP:
                 frames = [(header, frame)]
             else:
@@ -353,10 +375,12 @@ class UserspaceDatapath:
                     variants[(op, arg)] = frames
             try:
                 for out_header, out_frame in frames:
-                    if priority is None:
-                        netdev.send(out_header, out_frame)
-                    else:
+                    if priority is not None:
                         netdev.send_with_priority(priority, out_header, out_frame)
+                    elif vni is not None:
+                        netdev.send_with_key(vni, out_header, out_frame)
+                    else:
+                        netdev.send(out_header, out_frame)
             except NetdevGone as exc:
                 self._port_failed(out, str(exc))
                 continue
@@ -796,10 +820,12 @@ def _agent_address(spec: SflowSpec) -> str:
 
 def _inner(op: int, arg: Any) -> int:
     """The operation a QUEUED output wraps (or the operation itself)."""
-    return int(arg[0]) if op == QUEUED else op
+    return int(arg[0]) if op in (QUEUED, KEYED) else op
 
 
 def _tunnel_key(port: PortSpec) -> int:
+    """The fixed VNI of a tunnel port (its frames' tun_id); 0 otherwise or for key=flow
+    (those frames carry their own)."""
     if not port.interfaces or port.interfaces[0].type not in TUNNEL_TYPES:
         return 0
     try:
@@ -846,6 +872,8 @@ def compile_outputs(
         if out.queue is not None and hasattr(handle.netdev, "send_with_priority"):
             priority = qos_tc.queue_class(out.queue)
             operation = (handle, QUEUED, (operation[1], operation[2], priority))
+        elif getattr(handle.netdev, "flow_keyed", False):
+            operation = (handle, KEYED, (operation[1], operation[2], out_key[flow_key.TUN_ID]))
         compiled.append(operation)
     return tuple(compiled)
 

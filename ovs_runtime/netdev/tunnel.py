@@ -18,7 +18,7 @@ import time
 from collections import Counter
 from typing import Any
 
-from ovs_runtime.bridge.tunnel_config import TunnelConfig
+from ovs_runtime.bridge.tunnel_config import MAX_VNI, TunnelConfig
 from ovs_runtime.datapath import vnet_header
 from ovs_runtime.netdev.provider import NetdevGone, NetdevStats, NetdevStatus, Packet
 from ovs_runtime.packet.offload import OffloadError, complete_frame
@@ -50,7 +50,7 @@ class TunnelEndpoint:
         self, kind: str, local_ip: str, port: int, inherited_fd: int | None = None
     ) -> None:
         self.kind = kind
-        self.ports: dict[tuple[str, int], TunnelNetdev] = {}
+        self.ports: dict[tuple[str, int | None], TunnelNetdev] = {}  # None: key=flow
         self.drops: Counter[str] = Counter()
         self.users = 0
         self.inherited = False
@@ -107,8 +107,11 @@ class TunnelEndpoint:
                 continue
             port = ports.get((address[0], vni))
             if port is None:
-                self.drops["unknown-tunnel"] += 1
-                continue
+                port = ports.get((address[0], None))  # a key=flow port takes any VNI
+                if port is None:
+                    self.drops["unknown-tunnel"] += 1
+                    continue
+                port.keys.append(vni)
             port.queue.append((vnet_header.EMPTY, inner))
         return count
 
@@ -161,7 +164,10 @@ class TunnelNetdev:
         self.endpoint = endpoint
         self.stats = NetdevStats()
         self.queue: list[Packet] = []
-        self.header = header_for(config.kind, config.vni)
+        self.keys: list[int] = []  # with key=flow: the VNI of each queued frame
+        self.flow_keyed = config.vni is None
+        self.header = header_for(config.kind, config.vni or 0)
+        self.headers: dict[int, bytes] = {}
         self.address = (config.remote_ip, config.dst_port)
         self.overhead = OVERHEAD_IPV6 if ":" in config.remote_ip else OVERHEAD_IPV4
         self.last_error: str | None = None
@@ -170,7 +176,7 @@ class TunnelNetdev:
         if key in endpoint.ports:
             raise NetdevGone(
                 f"{endpoint.ports[key].name} already is the {config.kind} tunnel to "
-                f"{config.remote_ip} with key {config.vni}"
+                f"{config.remote_ip} with key {'flow' if config.vni is None else config.vni}"
             )
         endpoint.ports[key] = self
         endpoint.users += 1
@@ -184,7 +190,29 @@ class TunnelNetdev:
         self.stats.rx_bytes += sum(len(f) for _, f in taken)
         return taken
 
+    def receive_keyed(self, budget: int) -> list[tuple[int, list[Packet]]]:
+        """key=flow: the waiting frames in runs of one VNI, as (VNI, frames)."""
+        keys, self.keys = self.keys[:budget], self.keys[budget:]
+        packets = self.receive(budget)
+        runs: list[tuple[int, list[Packet]]] = []
+        for vni, packet in zip(keys, packets, strict=True):
+            if runs and runs[-1][0] == vni:
+                runs[-1][1].append(packet)
+            else:
+                runs.append((vni, [packet]))
+        return runs
+
+    def send_with_key(self, vni: int, header: bytes, frame: bytes) -> None:
+        """key=flow: encapsulate with this VNI (the packet's tun_id)."""
+        tunnel_header = self.headers.get(vni)
+        if tunnel_header is None:
+            tunnel_header = self.headers[vni] = header_for(self.config.kind, vni & MAX_VNI)
+        self._send(tunnel_header, header, frame)
+
     def send(self, header: bytes, frame: bytes) -> None:
+        self._send(self.header, header, frame)
+
+    def _send(self, tunnel_header: bytes, header: bytes, frame: bytes) -> None:
         try:
             frames = complete_frame(header, frame)
         except OffloadError as exc:
@@ -195,7 +223,7 @@ class TunnelNetdev:
         sendto = self.endpoint.sock.sendto
         for inner in frames:
             try:
-                sendto(self.header + inner, self.address)
+                sendto(tunnel_header + inner, self.address)
             except BlockingIOError:
                 self.stats.tx_dropped += 1
                 continue
@@ -225,7 +253,7 @@ class TunnelNetdev:
         egress, reachable = self._route()
         extra = {
             "tunnel_remote_ip": self.config.remote_ip,
-            "tunnel_key": str(self.config.vni),
+            "tunnel_key": "flow" if self.config.vni is None else str(self.config.vni),
             "tunnel_dst_port": str(self.config.dst_port),
             "tunnel_remote_reachable": "true" if reachable else "false",
         }

@@ -395,3 +395,27 @@ def test_rule_change_under_traffic_never_forwards_stale(
     after = [s for s, t in sent if t > opened_at + 0.05]  # the receiver's last drain
     delivered = set(received)
     assert sum(1 for s in after if s in delivered) >= 0.9 * len(after), "and resumed at once"
+
+
+def test_timed_out_rules_leave_the_datapath_and_the_database(
+    switch: DaemonProcess, lab: NetnsLab, tmp_path: Path
+) -> None:
+    hosts(switch, lab, tmp_path)
+    ok(switch.ovsr("add-flow", "br0", "priority=50,icmp,idle_timeout=2 actions=NORMAL"))
+    ok(switch.ovsr("add-flow", "br0", "priority=60,udp,hard_timeout=3 actions=drop"))
+    started = time.monotonic()
+    pinger = lab.popen("h1", "ping", "-q", "-c", "40", "-i", "0.1", f"{NET}2")  # 4 s of hits
+    pinger.wait(timeout=30)
+    elapsed = time.monotonic() - started
+    remaining = {r["priority"] for r in dump(switch) if not r["implicit"]}
+    assert remaining == {50}, "the hard timeout ended the UDP rule; hits kept the ICMP one"
+    assert elapsed > 3.5
+    deadline = time.monotonic() + 6
+    while {
+        r["priority"] for r in dump(switch) if not r["implicit"]
+    } and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert {r["priority"] for r in dump(switch) if not r["implicit"]} == set(), "idle: gone"
+    rows = json.loads(ok(switch.ovsr("--format", "json", "list", "Flow_Rule")))
+    assert rows == [], "the rows were deleted too"
+    assert "removed (idle timeout)" in switch.log() and "removed (hard timeout)" in switch.log()

@@ -9,6 +9,7 @@ veth to namespace ``h2`` (203.0.113.2). A "VM" namespace hangs off h1's bridge i
 from __future__ import annotations
 
 import json
+import re
 import socket
 import subprocess
 import time
@@ -257,3 +258,75 @@ def test_bad_tunnel_options_are_refused_whole(underlay: Underlay) -> None:
         )
         assert proc.returncode == 1 and message in proc.stderr, (settings, proc.stderr)
     assert daemon.ovsr(*config).stdout == before
+
+
+def test_key_flow_tunnel_selects_the_vni_by_flow_rules(underlay: Underlay, lab: NetnsLab) -> None:
+    """One ``key=flow`` tunnel port carries two tenants: flow rules put each VM's frames
+    in its VNI (set_tunnel) and deliver by ``tun_id``. The far host is Linux with one
+    kernel VXLAN device per VNI: each VM reaches only the address in its own VNI, and the
+    underlay carries both VNIs."""
+    vm2 = lab.add_host("vm2", ip="198.51.100.4/24")
+    lab.move_link(vm2.switch_port, "/proc/self/ns/net", underlay.h1)
+    for ns in (underlay.vm.ns, vm2.ns):
+        with NetNS(ns) as nsr:
+            nsr.link("set", index=nsr.link_lookup(ifname="eth0")[0], mtu=TENANT_MTU)
+    subprocess.run(
+        ["nsenter", f"--net=/run/netns/{underlay.h2}", "ethtool", "-K", "und0", "tx", "off"],
+        check=True,
+        capture_output=True,
+    )
+    lab.sysctl(underlay.h2, "net/ipv4/conf/all/arp_ignore", "1")  # ARP per device, like VMs
+    with NetNS(underlay.h2) as nsr:
+        for name, vni, address, vm_ip in (
+            ("vx10", 5010, "198.51.100.2", VM_IP),
+            ("vx20", 5020, "198.51.100.3", "198.51.100.4"),
+        ):
+            nsr.link(
+                "add",
+                ifname=name,
+                kind="vxlan",
+                vxlan_id=vni,
+                vxlan_group=H1,
+                vxlan_local=H2,
+                vxlan_port=4789,
+            )
+            index = nsr.link_lookup(ifname=name)[0]
+            nsr.link("set", index=index, state="up", mtu=TENANT_MTU)
+            nsr.addr("add", index=index, address=address, prefixlen=32)
+            nsr.route("add", dst=f"{vm_ip}/32", oif=index)
+    daemon = underlay.start("h1", underlay.h1)
+    vm1_port, vm2_port = underlay.vm.switch_port, vm2.switch_port
+    underlay.apply(
+        daemon,
+        {
+            vm1_port: {},
+            vm2_port: {},
+            "vxf": {"type": "vxlan", "options": {"remote_ip": H2, "key": "flow"}},
+        },
+    )
+    rules = underlay.tmp / "tenants.flows"
+    rules.write_text(
+        f"priority=100,in_port={vm1_port} actions=set_tunnel:5010,output:vxf\n"
+        f"priority=100,in_port={vm2_port} actions=set_tunnel:5020,output:vxf\n"
+        f"priority=100,in_port=vxf,tun_id=5010 actions=output:{vm1_port}\n"
+        f"priority=100,in_port=vxf,tun_id=5020 actions=output:{vm2_port}\n"
+    )
+    proc = daemon.ovsr("add-flows", "br0", str(rules))
+    assert proc.returncode == 0, proc.stderr
+    assert status_map(interface(daemon, "vxf"))["tunnel_key"] == "flow"
+
+    capture = lab.popen(
+        "h2", "tcpdump", "-c", "40", "-nn", "-l", "-i", "und0", "udp", "port", "4789"
+    )
+    time.sleep(1.0)
+    try:
+        assert lab.ping("vm", "198.51.100.2"), "VM 1 reaches its tenant's address over VNI 5010"
+        assert lab.ping("vm2", "198.51.100.3"), "VM 2 reaches its own over VNI 5020"
+        assert not lab.ping("vm", "198.51.100.3", count=2), "VNI 5020 is not VM 1's network"
+        assert not lab.ping("vm2", "198.51.100.2", count=2), "nor VNI 5010 VM 2's"
+    finally:
+        time.sleep(0.5)
+        capture.terminate()
+        out, _ = capture.communicate(timeout=10)
+    vnis = set(re.findall(r"VXLAN, flags \[I\] \(0x08\), vni (\d+)", out))
+    assert vnis == {"5010", "5020"}, out[-1500:]

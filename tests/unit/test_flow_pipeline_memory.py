@@ -10,7 +10,7 @@ import uuid
 
 import pytest
 
-from ovs_runtime.bridge.desired_state import PortSpec
+from ovs_runtime.bridge.desired_state import InterfaceSpec, PortSpec
 from ovs_runtime.bridge.flow_rules import FlowRuleSpec
 from ovs_runtime.ofproto import flow_key as fk
 from ovs_runtime.ofproto.flow_match import FlowSyntaxError
@@ -389,3 +389,25 @@ def test_every_vlan_match_prints_back_to_the_same_match() -> None:
     ):
         rule = parse_rule(f"{text} actions=drop")
         assert parse_rule(format_rule(rule)).match == rule.match, text
+
+
+def test_tun_id_matches_the_vni_of_the_tunnel_port() -> None:
+    h = FlowHarness()
+    tunnel = PortSpec(
+        uuid.uuid4(),
+        "vx1",
+        None,
+        (),
+        None,
+        (
+            InterfaceSpec(
+                uuid.uuid4(), "vx1", "vxlan", {"remote_ip": "203.0.113.2", "key": "5010"}, None
+            ),
+        ),
+    )
+    h.dp.add_port("br0", tunnel, 9)
+    h.flows("priority=10,tun_id=5010 actions=output:c", "priority=10,tun_id=0 actions=output:d")
+    h.send("vx1", h.udp("a", ip(2)))
+    assert set(h.got()) == {"c"}, "frames from the VNI 5010 tunnel"
+    h.send("a", h.udp("a", ip(2)))
+    assert set(h.got()) == {"d"}, "frames from a port without a tunnel have tun_id 0"

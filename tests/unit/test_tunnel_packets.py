@@ -56,13 +56,15 @@ def test_tunnel_options_parse_like_ovs() -> None:
     assert (config.vni, config.dst_port, config.ttl, config.tos) == (5010, 4789, 64, 0)
     assert parse_tunnel("g", "geneve", {"remote_ip": "2001:db8::1"}).dst_port == 6081
     assert parse_tunnel("v", "vxlan", {"remote_ip": "203.0.113.2", "tos": "inherit"}).tos is None
+    flow = parse_tunnel("vf", "vxlan", {"remote_ip": "203.0.113.2", "key": "flow"})
+    assert flow.vni is None, "key=flow: the VNI comes from set_tunnel"
 
 
 @pytest.mark.parametrize(
     ("options", "message"),
     [
         ({}, "remote_ip is required"),
-        ({"remote_ip": "flow"}, "remote_ip=flow needs flow-table"),
+        ({"remote_ip": "flow"}, "remote_ip=flow .the remote from set_field"),
         ({"remote_ip": "example"}, "not an IPv4 or IPv6 address"),
         ({"remote_ip": "203.0.113.2", "key": "x"}, "expected 0 to 16777215"),
         ({"remote_ip": "203.0.113.2", "dst_port": "0"}, "expected 1 to 65535"),
