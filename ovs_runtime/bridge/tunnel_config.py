@@ -38,7 +38,7 @@ class TunnelConfigError(ValueError):
 @dataclass(frozen=True)
 class TunnelConfig:
     kind: str
-    remote_ip: str
+    remote_ip: str | None  # None: options:remote_ip=flow, the remote from tun_dst
     local_ip: str | None
     vni: int | None  # None: options:key=flow, the VNI comes from the flow (set_tunnel)
     dst_port: int
@@ -51,7 +51,7 @@ class TunnelConfig:
 
     @property
     def identity(self) -> tuple[str, str, str, int | None, int]:
-        return (self.kind, self.remote_ip, self.local_ip or "", self.vni, self.dst_port)
+        return (self.kind, self.remote_ip or "flow", self.local_ip or "", self.vni, self.dst_port)
 
 
 def _ip(name: str, value: str, what: str) -> str:
@@ -85,11 +85,6 @@ def parse_tunnel(name: str, kind: str, options: dict[str, str]) -> TunnelConfig:
     remote = options.get("remote_ip")
     if not remote:
         raise TunnelConfigError(f"{what}: options:remote_ip is required")
-    if remote == "flow":
-        raise TunnelConfigError(
-            f"{what}: options:remote_ip=flow (the remote from set_field:...->tun_dst) is not "
-            "supported yet; give an address (key=flow is)"
-        )
     keys = {options.get(k) for k in ("key", "in_key", "out_key") if k in options}
     if len(keys) > 1:
         raise TunnelConfigError(f"{what}: different in_key and out_key are not supported")
@@ -100,7 +95,7 @@ def parse_tunnel(name: str, kind: str, options: dict[str, str]) -> TunnelConfig:
     ttl = options.get("ttl", "64")
     return TunnelConfig(
         kind=kind,
-        remote_ip=_ip("remote_ip", remote, what),
+        remote_ip=None if remote == "flow" else _ip("remote_ip", remote, what),
         local_ip=_ip("local_ip", options["local_ip"], what) if "local_ip" in options else None,
         vni=vni,
         dst_port=_int("dst_port", options.get("dst_port", str(TUNNEL_TYPES[kind])), 1, 65535, what),
@@ -131,7 +126,8 @@ def check_tunnels(view: Any) -> None:
             raise OvsdbError(
                 "constraint violation",
                 f"interfaces {other} and {name} are the same {kind} tunnel (remote_ip "
-                f"{config.remote_ip}, key {'flow' if config.vni is None else config.vni}, "
+                f"{config.remote_ip or 'flow'}, key "
+                f"{'flow' if config.vni is None else config.vni}, "
                 f"dst_port {config.dst_port}); "
                 "a remote and key may have only one tunnel",
             )

@@ -25,6 +25,7 @@ class PortHandle:
     vlan: PortVlan = field(default_factory=lambda: PortVlan("trunk", None, frozenset()))
     policer: Policer | None = None
     tun_id: int = 0  # the VNI a tunnel port's frames carry, for tun_id matches
+    tun_src: int = 0  # the IPv4 remote they come from, for tun_src matches
 
     @property
     def name(self) -> str:

@@ -168,9 +168,9 @@ class UserspaceDatapath:
         if getattr(netdev, "flow_keyed", False):
             # key=flow tunnel: every frame carries its own VNI, its tun_id.
             runs = netdev.receive_keyed(BATCH)  # type: ignore[attr-defined]
-            for vni, run in runs:
-                self._forward_batch(handle, run, now, tun_id=vni)
-            return sum(len(run) for _vni, run in runs)
+            for (vni, source), run in runs:
+                self._forward_batch(handle, run, now, tun=(vni, _ipv4_int(source)))
+            return sum(len(run) for _meta, run in runs)
         try:
             packets = netdev.receive(BATCH)
         except NetdevGone as exc:
@@ -188,7 +188,7 @@ class UserspaceDatapath:
         handle: PortHandle,
         packets: list[tuple[bytes, bytes]],
         now: float,
-        tun_id: int | None = None,
+        tun: tuple[int, int] | None = None,
     ) -> None:
         """Forward a batch from one port. The loop body is the hot path: names are
         hoisted, and a cache hit costs a slice, a dict lookup and the sends."""
@@ -213,8 +213,8 @@ class UserspaceDatapath:
                 key: tuple[Any, ...] = (ofport, exact_bytes(frame))
             else:
                 key = (ofport, frame[:18] if frame[12:14] == b"\x81\x00" else frame[:14])
-            if tun_id is not None:
-                key = (*key, tun_id)
+            if tun is not None:  # a flow-based tunnel: the frame's VNI and remote count
+                key = (*key, *tun)
             decision = entries.get(key)
             if decision is not None and decision.generation == mac_table.generation:
                 hits += 1
@@ -230,7 +230,7 @@ class UserspaceDatapath:
                     cache.invalidations += 1
                 cache.misses += 1
                 cacheable = len(frame) >= 18 and key[1] is not None
-                decision = self._decide(handle, key if cacheable else None, frame, now, tun_id)
+                decision = self._decide(handle, key if cacheable else None, frame, now, tun)
                 if decision is None:
                     continue
             decision.n_packets += 1
@@ -286,7 +286,7 @@ class UserspaceDatapath:
         exact_key: tuple[Any, ...] | None,
         frame: bytes,
         now: float,
-        tun_id: int | None = None,
+        tun: tuple[int, int] | None = None,
     ) -> CachedDecision | None:
         """An exact-match miss: parse, try the megaflow cache, else run the pipeline,
         compile its outputs and cache the decision under both keys."""
@@ -298,7 +298,8 @@ class UserspaceDatapath:
             normal.drops[exc.reason] += 1
             handle.netdev.stats.rx_dropped += 1  # type: ignore[union-attr]
             return None
-        key = flow_key.extract(frame, handle.ofport, handle.tun_id if tun_id is None else tun_id)
+        tun_id, tun_src = (handle.tun_id, handle.tun_src) if tun is None else tun
+        key = flow_key.extract(frame, handle.ofport, tun_id, tun_src)
         decision = bridge.cache.megaflow_lookup(key, normal.generation)
         if decision is not None:
             if exact_key is not None:
@@ -319,8 +320,9 @@ class UserspaceDatapath:
                 normal.drops[result.drop_reason] += 1
             handle.netdev.stats.rx_dropped += 1  # type: ignore[union-attr]
         actions = compile_outputs(bridge, key, result.outputs)
-        if any(op == KEYED for _h, op, _a in actions):
-            result.wildcards[flow_key.TUN_ID] = flow_key.FULL[flow_key.TUN_ID]  # sent with it
+        if any(op == KEYED for _h, op, _a in actions):  # sent with the frame's VNI and remote
+            result.wildcards[flow_key.TUN_ID] = flow_key.FULL[flow_key.TUN_ID]
+            result.wildcards[flow_key.TUN_DST] = flow_key.FULL[flow_key.TUN_DST]
         if any(_inner(op, arg) == REWRITE for _h, op, arg in actions):
             # A rewrite is built for the frame's tagging and L3 type.
             result.wildcards[flow_key.VLAN_TCI] = 0xFFFF
@@ -358,10 +360,11 @@ class UserspaceDatapath:
             if netdev is None:
                 continue
             priority = vni = None
+            remote = ""
             if op == QUEUED:
                 op, arg, priority = arg
             elif op == KEYED:
-                op, arg, vni = arg
+                op, arg, vni, remote = arg
             if op == KEEP:
                 frames = [(header, frame)]
             else:
@@ -378,7 +381,7 @@ class UserspaceDatapath:
                     if priority is not None:
                         netdev.send_with_priority(priority, out_header, out_frame)
                     elif vni is not None:
-                        netdev.send_with_key(vni, out_header, out_frame)
+                        netdev.send_with_key(vni, remote, out_header, out_frame)
                     else:
                         netdev.send(out_header, out_frame)
             except NetdevGone as exc:
@@ -515,7 +518,7 @@ class UserspaceDatapath:
             handle = PortHandle(state, port, ofport, kind)
             handle.vlan = PortVlan.from_config(port.vlan_mode, port.tag, port.trunks)
             handle.policer = policer_for(*port.policing, None)
-            handle.tun_id = _tunnel_key(port)
+            handle.tun_id, handle.tun_src = _tunnel_key(port), _tunnel_remote(port)
             state.ports[port.name] = handle
             state.by_ofport[ofport] = handle
             state.normal.set_port(ofport, handle.vlan, mesh=kind in TUNNEL_TYPES)
@@ -543,7 +546,7 @@ class UserspaceDatapath:
             handle.spec = port
             handle.vlan = PortVlan.from_config(port.vlan_mode, port.tag, port.trunks)
             handle.policer = policer_for(*port.policing, handle.policer)
-            handle.tun_id = _tunnel_key(port)
+            handle.tun_id, handle.tun_src = _tunnel_key(port), _tunnel_remote(port)
             state.normal.set_port(ofport, handle.vlan, mesh=kind in TUNNEL_TYPES)
             self._ports_changed(state, handle)
             return handle.error
@@ -834,6 +837,20 @@ def _tunnel_key(port: PortSpec) -> int:
         return 0
 
 
+def _tunnel_remote(port: PortSpec) -> int:
+    """A tunnel port's fixed IPv4 remote (its frames' tun_src), else 0."""
+    if not port.interfaces or port.interfaces[0].type not in TUNNEL_TYPES:
+        return 0
+    return _ipv4_int(port.interfaces[0].options.get("remote_ip", ""))
+
+
+def _ipv4_int(text: str) -> int:
+    try:
+        return int(ipaddress.IPv4Address(text))
+    except ValueError:
+        return 0
+
+
 def _variant(header: bytes, frame: bytes, op: int, arg: Any) -> list[tuple[bytes, bytes]]:
     if op == REWRITE:
         old, new = arg
@@ -873,7 +890,12 @@ def compile_outputs(
             priority = qos_tc.queue_class(out.queue)
             operation = (handle, QUEUED, (operation[1], operation[2], priority))
         elif getattr(handle.netdev, "flow_keyed", False):
-            operation = (handle, KEYED, (operation[1], operation[2], out_key[flow_key.TUN_ID]))
+            remote = str(ipaddress.IPv4Address(out_key[flow_key.TUN_DST]))
+            operation = (
+                handle,
+                KEYED,
+                (operation[1], operation[2], out_key[flow_key.TUN_ID], remote),
+            )
         compiled.append(operation)
     return tuple(compiled)
 

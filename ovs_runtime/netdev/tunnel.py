@@ -50,7 +50,8 @@ class TunnelEndpoint:
         self, kind: str, local_ip: str, port: int, inherited_fd: int | None = None
     ) -> None:
         self.kind = kind
-        self.ports: dict[tuple[str, int | None], TunnelNetdev] = {}  # None: key=flow
+        # (remote, VNI) -> port; None stands for remote_ip=flow / key=flow.
+        self.ports: dict[tuple[str | None, int | None], TunnelNetdev] = {}
         self.drops: Counter[str] = Counter()
         self.users = 0
         self.inherited = False
@@ -105,13 +106,18 @@ class TunnelEndpoint:
             except BadTunnelPacket as exc:
                 self.drops[exc.args[0]] += 1
                 continue
-            port = ports.get((address[0], vni))
+            source = address[0]
+            port = ports.get((source, vni))
             if port is None:
-                port = ports.get((address[0], None))  # a key=flow port takes any VNI
+                # Ports with key=flow take any VNI, with remote_ip=flow any remote.
+                port = (
+                    ports.get((source, None)) or ports.get((None, vni)) or ports.get((None, None))
+                )
                 if port is None:
                     self.drops["unknown-tunnel"] += 1
                     continue
-                port.keys.append(vni)
+            if port.keyed:
+                port.keys.append((vni, source))
             port.queue.append((vnet_header.EMPTY, inner))
         return count
 
@@ -164,19 +170,23 @@ class TunnelNetdev:
         self.endpoint = endpoint
         self.stats = NetdevStats()
         self.queue: list[Packet] = []
-        self.keys: list[int] = []  # with key=flow: the VNI of each queued frame
-        self.flow_keyed = config.vni is None
+        # key=flow or remote_ip=flow: each frame's VNI and source travel with it.
+        self.flow_keyed = config.vni is None or config.remote_ip is None
+        self.keyed = self.flow_keyed
+        self.keys: list[tuple[int, str]] = []  # (VNI, remote) of each queued frame
         self.header = header_for(config.kind, config.vni or 0)
         self.headers: dict[int, bytes] = {}
-        self.address = (config.remote_ip, config.dst_port)
-        self.overhead = OVERHEAD_IPV6 if ":" in config.remote_ip else OVERHEAD_IPV4
+        self.address = (config.remote_ip or "", config.dst_port)
+        remote = config.remote_ip or ""
+        self.overhead = OVERHEAD_IPV6 if ":" in remote else OVERHEAD_IPV4
         self.last_error: str | None = None
         self.offload_errors = 0
         key = (config.remote_ip, config.vni)
         if key in endpoint.ports:
             raise NetdevGone(
                 f"{endpoint.ports[key].name} already is the {config.kind} tunnel to "
-                f"{config.remote_ip} with key {'flow' if config.vni is None else config.vni}"
+                f"{config.remote_ip or 'flow'} with key "
+                f"{'flow' if config.vni is None else config.vni}"
             )
         endpoint.ports[key] = self
         endpoint.users += 1
@@ -190,29 +200,44 @@ class TunnelNetdev:
         self.stats.rx_bytes += sum(len(f) for _, f in taken)
         return taken
 
-    def receive_keyed(self, budget: int) -> list[tuple[int, list[Packet]]]:
-        """key=flow: the waiting frames in runs of one VNI, as (VNI, frames)."""
+    def receive_keyed(self, budget: int) -> list[tuple[tuple[int, str], list[Packet]]]:
+        """key=flow / remote_ip=flow: the waiting frames in runs of one (VNI, remote)."""
         keys, self.keys = self.keys[:budget], self.keys[budget:]
         packets = self.receive(budget)
-        runs: list[tuple[int, list[Packet]]] = []
-        for vni, packet in zip(keys, packets, strict=True):
-            if runs and runs[-1][0] == vni:
+        runs: list[tuple[tuple[int, str], list[Packet]]] = []
+        for meta, packet in zip(keys, packets, strict=True):
+            if runs and runs[-1][0] == meta:
                 runs[-1][1].append(packet)
             else:
-                runs.append((vni, [packet]))
+                runs.append((meta, [packet]))
         return runs
 
-    def send_with_key(self, vni: int, header: bytes, frame: bytes) -> None:
-        """key=flow: encapsulate with this VNI (the packet's tun_id)."""
+    def send_with_key(self, vni: int, remote: str, header: bytes, frame: bytes) -> None:
+        """key=flow: encapsulate with this VNI (the packet's tun_id); remote_ip=flow: send
+        to this remote (its tun_dst)."""
+        if self.config.vni is not None:
+            vni = self.config.vni
         tunnel_header = self.headers.get(vni)
         if tunnel_header is None:
             tunnel_header = self.headers[vni] = header_for(self.config.kind, vni & MAX_VNI)
-        self._send(tunnel_header, header, frame)
+        address = self.address
+        if self.config.remote_ip is None:
+            if not remote or remote == "0.0.0.0":
+                self.stats.tx_dropped += 1
+                self.last_error = "remote_ip=flow: a frame had no tun_dst (set_field:IP->tun_dst)"
+                return
+            address = (remote, self.config.dst_port)
+        self._send(tunnel_header, header, frame, address)
 
     def send(self, header: bytes, frame: bytes) -> None:
-        self._send(self.header, header, frame)
+        if self.config.remote_ip is None:
+            self.stats.tx_dropped += 1  # remote_ip=flow needs a tun_dst: see send_with_key
+            return
+        self._send(self.header, header, frame, self.address)
 
-    def _send(self, tunnel_header: bytes, header: bytes, frame: bytes) -> None:
+    def _send(
+        self, tunnel_header: bytes, header: bytes, frame: bytes, address: tuple[str, int]
+    ) -> None:
         try:
             frames = complete_frame(header, frame)
         except OffloadError as exc:
@@ -223,7 +248,7 @@ class TunnelNetdev:
         sendto = self.endpoint.sock.sendto
         for inner in frames:
             try:
-                sendto(tunnel_header + inner, self.address)
+                sendto(tunnel_header + inner, address)
             except BlockingIOError:
                 self.stats.tx_dropped += 1
                 continue
@@ -232,7 +257,7 @@ class TunnelNetdev:
                 if exc.errno == errno.EMSGSIZE:
                     self.last_error = self._too_big(len(inner))
                 else:
-                    self.last_error = f"send to {self.config.remote_ip} failed: {exc.strerror}"
+                    self.last_error = f"send to {address[0]} failed: {exc.strerror}"
                 continue
             self.stats.tx_packets += 1
             self.stats.tx_bytes += len(inner)
@@ -250,6 +275,12 @@ class TunnelNetdev:
         )
 
     def status(self) -> NetdevStatus:
+        if self.config.remote_ip is None:
+            extra = {"tunnel_remote_ip": "flow", "tunnel_dst_port": str(self.config.dst_port)}
+            extra["tunnel_key"] = "flow" if self.config.vni is None else str(self.config.vni)
+            if self.last_error:
+                extra["tunnel_last_error"] = self.last_error
+            return NetdevStatus(link_state="up", admin_state="up", extra=extra)
         egress, reachable = self._route()
         extra = {
             "tunnel_remote_ip": self.config.remote_ip,
@@ -264,7 +295,7 @@ class TunnelNetdev:
         return NetdevStatus(link_state="up" if reachable else "down", admin_state="up", extra=extra)
 
     def _route(self) -> tuple[str | None, bool]:
-        return cached_route(self.config.remote_ip)
+        return cached_route(self.config.remote_ip or "")
 
     def close(self) -> None:
         key = (self.config.remote_ip, self.config.vni)

@@ -45,6 +45,7 @@ SETTABLE = {
     "nw_tos": fk.NW_TOS,
     "ip_dscp": fk.NW_TOS,
     "tun_id": fk.TUN_ID,
+    "tun_dst": fk.TUN_DST,
     "vlan_vid": fk.VLAN_TCI,
     "vlan_pcp": -1,
 }
@@ -176,6 +177,11 @@ def _set_field(arg: str, token: str) -> Action:
         return ("set_vlan_pcp", parse_int(value_text, "set_field vlan_pcp", 3))
     if field == "tun_id":
         return ("set_field", index, parse_int(value_text, "set_field tun_id", 64))
+    if field == "tun_dst":
+        value, mask = parse_value("tun_dst", FIELDS["tun_dst"], value_text)
+        if mask != fk.FULL[index]:
+            raise FlowSyntaxError(f"action {token!r}: set_field takes one address, not a prefix")
+        return ("set_field", index, value)
     spec_name = {fk.DL_SRC: "dl_src", fk.DL_DST: "dl_dst", fk.NW_SRC: "nw_src", fk.NW_DST: "nw_dst"}
     if index == fk.NW_TOS:
         name = "ip_dscp" if field == "ip_dscp" else "nw_tos"
@@ -245,6 +251,8 @@ def format_action(action: Action) -> str:
             return f"mod_nw_dst:{_ip_text(value, fk.FULL[index], 32)}"
         if index == fk.NW_TOS:
             return f"mod_nw_tos:{value}"
+        if index == fk.TUN_DST:
+            return f"set_field:{_ip_text(value, fk.FULL[index], 32)}->tun_dst"
         return f"set_tunnel:{value:#x}"
     if kind == "resubmit":
         port, table = action[1], action[2]

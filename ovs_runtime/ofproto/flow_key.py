@@ -17,9 +17,10 @@ from __future__ import annotations
 IN_PORT, TUN_ID, DL_SRC, DL_DST, VLAN_TCI, DL_TYPE = range(6)
 NW_SRC, NW_DST, IPV6_SRC, IPV6_DST, NW_PROTO, NW_TOS, NW_TTL = range(6, 13)
 TP_SRC, TP_DST, ARP_SHA = range(13, 16)
-KEY_SIZE = 16
+TUN_SRC, TUN_DST = 16, 17  # the outer IPv4 addresses a frame arrived with / leaves with
+KEY_SIZE = 18
 
-FIELD_BITS = (32, 64, 48, 48, 16, 16, 32, 32, 128, 128, 8, 8, 8, 16, 16, 48)
+FIELD_BITS = (32, 64, 48, 48, 16, 16, 32, 32, 128, 128, 8, 8, 8, 16, 16, 48, 32, 32)
 FULL = tuple((1 << bits) - 1 for bits in FIELD_BITS)
 NO_MASK = (0,) * KEY_SIZE
 
@@ -32,13 +33,14 @@ VLAN_PRESENT = 0x1000
 Key = tuple[int, ...]
 
 
-def extract(frame: bytes, in_port: int, tun_id: int = 0) -> Key:
+def extract(frame: bytes, in_port: int, tun_id: int = 0, tun_src: int = 0) -> Key:
     """The flow key of ``frame`` (at least 14 bytes). Fields a short frame lacks are 0,
     as OVS does for a truncated header."""
     n = len(frame)
     key = [0] * KEY_SIZE
     key[IN_PORT] = in_port
     key[TUN_ID] = tun_id
+    key[TUN_SRC] = tun_src
     key[DL_DST] = int.from_bytes(frame[0:6], "big")
     key[DL_SRC] = int.from_bytes(frame[6:12], "big")
     off = 14

@@ -103,6 +103,8 @@ FIELDS: dict[str, FieldSpec] = {
     "icmpv6_type": _spec(fk.TP_SRC, "int", {fk.ETH_IPV6}, {58}),
     "icmpv6_code": _spec(fk.TP_DST, "int", {fk.ETH_IPV6}, {58}),
     "tun_id": _spec(fk.TUN_ID, "int", maskable=True),
+    "tun_src": _spec(fk.TUN_SRC, "ipv4", maskable=True),
+    "tun_dst": _spec(fk.TUN_DST, "ipv4", maskable=True),
 }
 ACCEPTED_FIELDS = "in_port, " + ", ".join(sorted(FIELDS)) + ", " + ", ".join(SHORTHANDS)
 FIELD_WIDTH = {i: fk.FIELD_BITS[i] for i in range(fk.KEY_SIZE)}
@@ -393,6 +395,8 @@ def format_match(match: Match) -> str:
         (fk.TP_SRC, ("icmpv6_type" if proto == 58 else "icmp_type") if icmp else "tp_src"),
         (fk.TP_DST, ("icmpv6_code" if proto == 58 else "icmp_code") if icmp else "tp_dst"),
         (fk.TUN_ID, "tun_id"),
+        (fk.TUN_SRC, "tun_src"),
+        (fk.TUN_DST, "tun_dst"),
     ]
     for index, name in order:
         entry = f.pop(index, None)
@@ -402,7 +406,7 @@ def format_match(match: Match) -> str:
         full = fk.FULL[index]
         if index in (fk.DL_SRC, fk.DL_DST, fk.ARP_SHA):
             text = _mac_text(value) + ("" if mask == full else "/" + _mac_text(mask))
-        elif index in (fk.NW_SRC, fk.NW_DST):
+        elif index in (fk.NW_SRC, fk.NW_DST, fk.TUN_SRC, fk.TUN_DST):
             text = _ip_text(value, mask, 32)
         elif index in (fk.IPV6_SRC, fk.IPV6_DST):
             text = _ip_text(value, mask, 128)

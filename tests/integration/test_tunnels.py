@@ -260,11 +260,15 @@ def test_bad_tunnel_options_are_refused_whole(underlay: Underlay) -> None:
     assert daemon.ovsr(*config).stdout == before
 
 
-def test_key_flow_tunnel_selects_the_vni_by_flow_rules(underlay: Underlay, lab: NetnsLab) -> None:
+@pytest.mark.parametrize("remote", [H2, "flow"])
+def test_key_flow_tunnel_selects_the_vni_by_flow_rules(
+    underlay: Underlay, lab: NetnsLab, remote: str
+) -> None:
     """One ``key=flow`` tunnel port carries two tenants: flow rules put each VM's frames
     in its VNI (set_tunnel) and deliver by ``tun_id``. The far host is Linux with one
     kernel VXLAN device per VNI: each VM reaches only the address in its own VNI, and the
-    underlay carries both VNIs."""
+    underlay carries both VNIs. With ``remote_ip=flow`` the rules also choose the remote
+    (``set_field:...->tun_dst``) and match where frames came from (``tun_src``)."""
     vm2 = lab.add_host("vm2", ip="198.51.100.4/24")
     lab.move_link(vm2.switch_port, "/proc/self/ns/net", underlay.h1)
     for ns in (underlay.vm.ns, vm2.ns):
@@ -301,19 +305,22 @@ def test_key_flow_tunnel_selects_the_vni_by_flow_rules(underlay: Underlay, lab: 
         {
             vm1_port: {},
             vm2_port: {},
-            "vxf": {"type": "vxlan", "options": {"remote_ip": H2, "key": "flow"}},
+            "vxf": {"type": "vxlan", "options": {"remote_ip": remote, "key": "flow"}},
         },
     )
+    to = f"set_field:{H2}->tun_dst," if remote == "flow" else ""
+    came = f",tun_src={H2}" if remote == "flow" else ""
     rules = underlay.tmp / "tenants.flows"
     rules.write_text(
-        f"priority=100,in_port={vm1_port} actions=set_tunnel:5010,output:vxf\n"
-        f"priority=100,in_port={vm2_port} actions=set_tunnel:5020,output:vxf\n"
-        f"priority=100,in_port=vxf,tun_id=5010 actions=output:{vm1_port}\n"
-        f"priority=100,in_port=vxf,tun_id=5020 actions=output:{vm2_port}\n"
+        f"priority=100,in_port={vm1_port} actions={to}set_tunnel:5010,output:vxf\n"
+        f"priority=100,in_port={vm2_port} actions={to}set_tunnel:5020,output:vxf\n"
+        f"priority=100,in_port=vxf,tun_id=5010{came} actions=output:{vm1_port}\n"
+        f"priority=100,in_port=vxf,tun_id=5020{came} actions=output:{vm2_port}\n"
     )
     proc = daemon.ovsr("add-flows", "br0", str(rules))
     assert proc.returncode == 0, proc.stderr
-    assert status_map(interface(daemon, "vxf"))["tunnel_key"] == "flow"
+    status = status_map(interface(daemon, "vxf"))
+    assert status["tunnel_key"] == "flow" and status["tunnel_remote_ip"] == remote
 
     capture = lab.popen(
         "h2", "tcpdump", "-c", "40", "-nn", "-l", "-i", "und0", "udp", "port", "4789"

@@ -146,3 +146,15 @@ def test_filters_select_like_ovs_ofctl() -> None:
     cookie = parse_rule("cookie=0x10,ip actions=drop")
     assert parse_filter("cookie=0x10/0xff").selects(cookie, strict=False)
     assert not parse_filter("cookie=0x20/0xff").selects(cookie, strict=False)
+
+
+def test_tunnel_metadata_fields() -> None:
+    rule = parse_rule("in_port=vx,tun_id=0x1392,tun_src=203.0.113.2 actions=NORMAL")
+    assert format_rule(rule) == (
+        "priority=32768,in_port=vx,tun_id=0x1392,tun_src=203.0.113.2 actions=NORMAL"
+    )
+    out = parse_rule("ip actions=set_field:203.0.113.12->tun_dst,set_tunnel:5010,output:vx")
+    assert format_rule(out).endswith(
+        "actions=set_field:203.0.113.12->tun_dst,set_tunnel:0x1392,output:vx"
+    )
+    assert parse_rule(format_rule(out)) == out

@@ -58,13 +58,14 @@ def test_tunnel_options_parse_like_ovs() -> None:
     assert parse_tunnel("v", "vxlan", {"remote_ip": "203.0.113.2", "tos": "inherit"}).tos is None
     flow = parse_tunnel("vf", "vxlan", {"remote_ip": "203.0.113.2", "key": "flow"})
     assert flow.vni is None, "key=flow: the VNI comes from set_tunnel"
+    anywhere = parse_tunnel("vr", "vxlan", {"remote_ip": "flow", "key": "7"})
+    assert anywhere.remote_ip is None, "remote_ip=flow: the remote comes from tun_dst"
 
 
 @pytest.mark.parametrize(
     ("options", "message"),
     [
         ({}, "remote_ip is required"),
-        ({"remote_ip": "flow"}, "remote_ip=flow .the remote from set_field"),
         ({"remote_ip": "example"}, "not an IPv4 or IPv6 address"),
         ({"remote_ip": "203.0.113.2", "key": "x"}, "expected 0 to 16777215"),
         ({"remote_ip": "203.0.113.2", "dst_port": "0"}, "expected 1 to 65535"),
