@@ -335,5 +335,16 @@ def test_key_flow_tunnel_selects_the_vni_by_flow_rules(
         time.sleep(0.5)
         capture.terminate()
         out, _ = capture.communicate(timeout=10)
-    vnis = set(re.findall(r"VXLAN, flags \[I\] \(0x08\), vni (\d+)", out))
-    assert vnis == {"5010", "5020"}, out[-1500:]
+    # Each encapsulated frame: the VNI, then the inner packet on the next line.
+    pairs = re.findall(r"vni (\d+)\n\s*(.*)", out)
+    icmp = {
+        (vni, m.group(1))
+        for vni, inner in pairs
+        if (m := re.match(r"IP (\S+) > \S+: ICMP echo", inner))
+    }
+    assert icmp == {
+        ("5010", "198.51.100.1"),
+        ("5010", "198.51.100.2"),
+        ("5020", "198.51.100.4"),
+        ("5020", "198.51.100.3"),
+    }, out[-2000:]
