@@ -17,7 +17,10 @@ SCHEMA = "/usr/share/openvswitch/vswitch.ovsschema"
 
 
 class OvsNetdev:
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, netns: str | None = None) -> None:
+        """With ``netns``, ovs-vswitchd runs inside that network namespace (for overlay
+        benchmarks with one "hypervisor" per namespace)."""
+        self.netns = netns
         self.dir = workdir
         self.db_sock = workdir / "db.sock"
         self.bridges: list[str] = []
@@ -59,8 +62,10 @@ class OvsNetdev:
             env=self.env,
         )
         self.vsctl("--no-wait", "init")
+        enter = ["nsenter", f"--net=/run/netns/{self.netns}"] if self.netns else []
         subprocess.run(
             [
+                *enter,
                 "ovs-vswitchd",
                 f"unix:{self.db_sock}",
                 f"--pidfile={self.dir}/ovs-vswitchd.pid",
@@ -71,6 +76,16 @@ class OvsNetdev:
             check=True,
             env=self.env,
         )
+
+    def appctl(self, *args: str) -> str:
+        proc = subprocess.run(
+            ["ovs-appctl", f"--target={self.dir}/ovs-vswitchd.ctl", *args],
+            capture_output=True,
+            text=True,
+            env=self.env,
+            check=True,
+        )
+        return proc.stdout
 
     def add_bridge(self, name: str, ports: list[str]) -> None:
         self.bridges.append(name)
@@ -95,6 +110,8 @@ class OvsNetdev:
             except ProcessLookupError:
                 pass
         # The netdev datapath leaves its TAP devices behind ("ovs-netdev", one per bridge).
+        if self.netns:
+            return  # they go with the namespace
         with IPRoute() as ipr:
             for link in ("ovs-netdev", *self.bridges):
                 for index in ipr.link_lookup(ifname=link):

@@ -4,7 +4,8 @@ as one JSON document, so it can follow the VM to another host.
 The document (``format: ovs-runtime/port``, ``version: 2``) holds the Port and Interface
 rows in RFC 7047 notation (only the configuration columns, port security included), the
 port's QoS (type, settings and queues), the flow rules that match on it (``in_port`` is
-the port) in ovs-ofctl syntax, the port number it had, the MAC addresses learned behind
+the port) in ovs-ofctl syntax, its mirror membership (by mirror name: selected as
+source, destination, or the output), the port number it had, the MAC addresses learned behind
 it with their VLANs, and its counters. Version 1 documents (no QoS, no rules) still
 import.
 
@@ -106,6 +107,7 @@ def cmd_port_export(ctx: CommandContext, args: list[str]) -> None:
         "statistics": stats,
         "qos": _port_qos(m, row),
         "flows": _port_flows(m, bridge, row["name"]),
+        "mirrors": _port_mirrors(m, bridge, port),
     }
     ctx.emit(json.dumps(doc, indent=2, sort_keys=True), doc)
 
@@ -123,6 +125,57 @@ def _port_qos(m: Model, row: dict[str, Any]) -> dict[str, Any] | None:
             if m.key_of(ref) in m.rows["Queue"]
         },
     }
+
+
+MIRROR_ROLES = ("select_src_port", "select_dst_port", "output_port")
+
+
+def _port_mirrors(m: Model, bridge: str, port: str) -> dict[str, list[str]]:
+    """Mirror name -> the roles the port plays in it (selected as source, destination,
+    or the SPAN output)."""
+    ref = m.ref("Port", port)
+    out = {}
+    for mref in m.rows["Bridge"][bridge]["mirrors"]:
+        mirror = m.rows["Mirror"].get(m.key_of(mref))
+        if mirror is None:
+            continue
+        roles = [r for r in MIRROR_ROLES if ref in mirror[r]]
+        if roles:
+            out[str(mirror["name"])] = roles
+    return out
+
+
+def _import_mirrors(m: Model, bridge: str, port: str, wanted: Any, what: str) -> list[str]:
+    """Put the port back into the target bridge's mirrors of the same names; returns
+    the names this host does not have (reported, since a mirror's output is local)."""
+    if not wanted:
+        return []
+    if not isinstance(wanted, dict):
+        raise ModelError(f"{what}: 'mirrors' must map mirror names to roles")
+    by_name: dict[str, str] = {}
+    for mref in m.rows["Bridge"][bridge]["mirrors"]:
+        key = m.key_of(mref)
+        if key in m.rows["Mirror"]:
+            by_name[str(m.rows["Mirror"][key]["name"])] = key
+    missing: list[str] = []
+    for name, roles in sorted(wanted.items()):
+        if not isinstance(roles, list) or not set(roles) <= set(MIRROR_ROLES):
+            raise ModelError(
+                f"{what}: mirror {name}: roles must be among {', '.join(MIRROR_ROLES)}"
+            )
+        if name not in by_name:
+            missing.append(name)
+            continue
+        key = by_name[name]
+        for role in roles:
+            current = list(m.rows["Mirror"][key][role])
+            m.set(
+                "Mirror",
+                key,
+                role,
+                [*current, m.ref("Port", port)] if role != "output_port" else [m.ref("Port", port)],
+            )
+    return missing
 
 
 def _port_flows(m: Model, bridge: str, port: str) -> list[str]:
@@ -265,14 +318,19 @@ def cmd_port_import(ctx: CommandContext, args: list[str]) -> None:
         except apply_cmd.ApplyError as exc:
             raise ModelError(str(exc)) from None
     _import_flows(m, bridge, name, doc.get("flows", []), args[0])
+    missing_mirrors = _import_mirrors(m, bridge, port, doc.get("mirrors"), args[0])
     summary = {
         "imported": name,
         "bridge": bridge_name,
         "from_host": doc.get("source", {}).get("host"),
         "old_ofport": doc.get("ofport"),
         "learned_macs": doc.get("learned_macs", []),
+        "mirrors_not_here": missing_mirrors,
     }
-    ctx.emit(f"imported port {name} into {bridge_name}", summary)
+    text = f"imported port {name} into {bridge_name}"
+    if missing_mirrors:
+        text += f"; not in mirror(s) {', '.join(missing_mirrors)}: this host has none by that name"
+    ctx.emit(text, summary)
 
 
 def _import_flows(m: Model, bridge: str, port: str, flows: list[str], what: str) -> None:

@@ -76,6 +76,14 @@ def test_a_vm_port_moves_with_its_state_and_is_announced(
     vm_config = {"tag": 10, "external_ids": {"vm-id": "vm-42"}, "other_config": {"owner": "t"}}
     hosts.apply("ha", {vm_port: vm_config, peer_port: {"tag": 10}, "up0": trunk})
     hosts.apply("hb", {obs_port: {"tag": 10}, "up0": trunk})
+    # An RSPAN mirror named "audit" on each host; on A it selects the VM's traffic.
+    for host in ("ha", "hb"):
+        selects = {"select_src_port": [vm_port]} if host == "ha" else {}
+        doc = {"bridges": {"br0": {"mirrors": {"audit": {**selects, "output_vlan": 99}}}}}
+        path = tmp_path / f"mirror-{host}.yaml"
+        path.write_text(yaml.safe_dump(doc))
+        made = hosts.daemons[host].ovsr("apply", str(path))
+        assert made.returncode in (0, 2), made.stderr
     assert lab.ping("vm", PEER_IP)
     mac = vm_mac(lab)
     assert hosts.fdb("ha")[(mac, 10)] == vm_port
@@ -100,6 +108,7 @@ def test_a_vm_port_moves_with_its_state_and_is_announced(
     assert doc["port"]["tag"] == 10
     assert doc["flows"] == [f"priority=100,udp,in_port={vm_port},tp_dst=9 actions=drop"]
     assert doc["qos"]["queues"]["1"] == {"other_config": {"max-rate": "10000000"}}
+    assert doc["mirrors"] == {"audit": ["select_src_port"]}
     assert doc["port"]["external_ids"] == ["map", [["vm-id", "vm-42"]]]
     assert {"mac": mac, "vlan": 10} in doc["learned_macs"]
     assert doc["statistics"][vm_port]["rx_packets"] > 0
@@ -145,6 +154,14 @@ def test_a_vm_port_moves_with_its_state_and_is_announced(
         ]
         == "drop"
     )
+    mirrors = json.loads(b.ovsr("--format", "json", "list", "Mirror").stdout)
+    (mirror,) = [m for m in mirrors if m["name"] == "audit"]
+    ports = {
+        p["_uuid"]: p["name"] for p in json.loads(b.ovsr("--format", "json", "list", "Port").stdout)
+    }
+    selected = mirror["select_src_port"]
+    selected = selected if isinstance(selected, list) else [selected]
+    assert [ports[u] for u in selected] == [vm_port], "mirror membership came along"
     classes = json.loads(b.ovsr("--format", "json", "qos-show", vm_port).stdout)["classes"]
     assert {c["class"] for c in classes} == {"1:fffe", "1:1", "1:2"}, classes  # queues 0, 1
     # ... and in force on B: the rule drops the VM's UDP to port 9, port security its
