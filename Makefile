@@ -7,7 +7,7 @@ VENV := .venv
 VPY := $(VENV)/bin/python
 STAMP_DEPS := $(VENV)/.deps-installed
 
-.PHONY: demo demo-host test deps venv lint unit integration packaging-test bench bench-flows packages clean lab-up lab-down lab-status fleet-test molecule
+.PHONY: demo demo-host test deps venv lint unit integration packaging-test bench bench-flows bench-vxlan packages clean lab-up lab-down lab-status fleet-test molecule
 
 deps:
 	@bash scripts/install-deps.sh
@@ -56,6 +56,9 @@ bench: venv
 
 bench-flows: venv
 	$(VPY) -m bench.flow_tables
+
+bench-vxlan: venv
+	$(VPY) -m bench.vxlan_overlay
 
 packaging-test: venv
 	@bash scripts/run-stage.sh packaging $(VPY) -m pytest -q tests/packaging
