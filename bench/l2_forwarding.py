@@ -31,14 +31,22 @@ from tests.netns_lab import NetnsLab
 NET = "198.51.100."
 
 
-def iperf(lab: NetnsLab, udp: bool, seconds: int) -> float:
-    server = lab.popen("b", "iperf3", "-s", "-1", "-B", f"{NET}2")
+def iperf(
+    lab: NetnsLab,
+    udp: bool,
+    seconds: int,
+    client: str = "a",
+    server_host: str = "b",
+    server_ip: str = f"{NET}2",
+) -> float:
+    """TCP Gbit/s, or with ``udp`` delivered 64-byte packets/s, client to server."""
+    server = lab.popen(server_host, "iperf3", "-s", "-1", "-B", server_ip)
     try:
         time.sleep(0.4)
-        args = ["iperf3", "-c", f"{NET}2", "-t", str(seconds), "-J"]
+        args = ["iperf3", "-c", server_ip, "-t", str(seconds), "-J"]
         if udp:
             args += ["-u", "-b", "0", "-l", "18"]
-        proc = lab.run("a", *args, timeout=seconds + 30)
+        proc = lab.run(client, *args, timeout=seconds + 30)
         if proc.returncode != 0:
             raise RuntimeError(f"iperf3 failed: {proc.stdout[-500:]} {proc.stderr[-500:]}")
         end = json.loads(proc.stdout)["end"]
@@ -121,19 +129,27 @@ PATHS: dict[str, Callable[[str, Path], object]] = {
 }
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--seconds", type=int, default=5)
-    args = parser.parse_args(argv)
+Measure = Callable[[NetnsLab, bool, int], float]
+
+
+def compare(
+    paths: dict[str, Callable[[str, Path], object]],
+    runs: int,
+    seconds: int,
+    prefix: str,
+    title: str,
+    measure: Measure = iperf,
+) -> None:
+    """Each path, ``runs`` times in turn: TCP and 64-byte UDP; then the medians and
+    their ratios to Open vSwitch. ``measure(lab, udp, seconds)`` runs one iperf3."""
     results: dict[str, dict[str, list[float]]] = {}
-    with tempfile.TemporaryDirectory(prefix="ovsr-bench-") as tmp:
-        for run in range(args.runs):
-            for label, factory in PATHS.items():
-                with factory(f"bn{run}", Path(tmp) / f"{run}-{len(results)}") as lab:  # type: ignore[attr-defined]
+    with tempfile.TemporaryDirectory(prefix=f"ovsr-{prefix}-") as tmp:
+        for run in range(runs):
+            for number, (label, factory) in enumerate(paths.items()):
+                with factory(f"{prefix}{run}", Path(tmp) / f"{run}-{number}") as lab:  # type: ignore[attr-defined]
                     assert isinstance(lab, NetnsLab)
-                    tcp = iperf(lab, udp=False, seconds=args.seconds)
-                    pps = iperf(lab, udp=True, seconds=args.seconds)
+                    tcp = measure(lab, False, seconds)
+                    pps = measure(lab, True, seconds)
                 entry = results.setdefault(label, {"tcp": [], "pps": []})
                 entry["tcp"].append(tcp)
                 entry["pps"].append(pps)
@@ -145,13 +161,21 @@ def main(argv: list[str] | None = None) -> int:
     med = {k: {m: statistics.median(v) for m, v in d.items()} for k, d in results.items()}
     ovs = med["Open vSwitch 3.1 netdev"]
     print()
-    print(f"medians of {args.runs} runs, {args.seconds} s each")
+    print(f"medians of {runs} runs, {seconds} s each{title}")
     print(f"{'path':<26} {'TCP Gbit/s':>10} {'vs OVS':>7} {'64B kpps':>9} {'vs OVS':>7}")
     for label, m in med.items():
         print(
             f"{label:<26} {m['tcp']:>10.2f} {m['tcp'] / ovs['tcp']:>6.2f}x "
             f"{m['pps'] / 1000:>9.1f} {m['pps'] / ovs['pps']:>6.2f}x"
         )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--seconds", type=int, default=5)
+    args = parser.parse_args(argv)
+    compare(PATHS, args.runs, args.seconds, "bn", "")
     return 0
 
 

@@ -20,17 +20,16 @@ UDP packets/s (iperf3 -u -l 18), median of ``--runs``, with ratios.
 from __future__ import annotations
 
 import argparse
-import json
-import statistics
 import sys
-import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 from pyroute2 import NetNS
 
+from bench import l2_forwarding
+from bench.l2_forwarding import compare
 from bench.ovs_netdev import OvsNetdev
 from tests.daemon_process import DaemonProcess
 from tests.netns_lab import NetnsLab
@@ -42,23 +41,9 @@ VM_MTU = 1450  # 1500 minus VXLAN's 50 bytes
 
 
 def iperf(lab: NetnsLab, udp: bool, seconds: int) -> float:
-    server = lab.popen("vmb", "iperf3", "-s", "-1", "-B", VM_IP["b"])
-    try:
-        time.sleep(0.4)
-        args = ["iperf3", "-c", VM_IP["b"], "-t", str(seconds), "-J"]
-        if udp:
-            args += ["-u", "-b", "0", "-l", "18"]
-        proc = lab.run("vma", *args, timeout=seconds + 30)
-        if proc.returncode != 0:
-            raise RuntimeError(f"iperf3 failed: {proc.stdout[-500:]} {proc.stderr[-500:]}")
-        end = json.loads(proc.stdout)["end"]
-        if udp:
-            summary = end["sum"]
-            return float(summary["packets"] - summary["lost_packets"]) / summary["seconds"]
-        return float(end["sum_received"]["bits_per_second"]) / 1e9
-    finally:
-        server.kill()
-        server.wait()
+    if not udp and not lab.ping("vma", VM_IP["b"], count=3):
+        raise RuntimeError("the VMs cannot reach each other over the overlay")
+    return l2_forwarding.iperf(lab, udp, seconds, "vma", "vmb", VM_IP["b"])
 
 
 def topology(prefix: str) -> NetnsLab:
@@ -147,7 +132,10 @@ def open_vswitch(prefix: str, work: Path) -> Iterator[NetnsLab]:
         yield lab
 
 
-SWITCHES = {"Open vSwitch 3.1 netdev": open_vswitch, "ovs-runtime": ovs_runtime}
+SWITCHES: dict[str, Callable[[str, Path], object]] = {
+    "Open vSwitch 3.1 netdev": open_vswitch,
+    "ovs-runtime": ovs_runtime,
+}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -155,34 +143,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--seconds", type=int, default=5)
     args = parser.parse_args(argv)
-    results: dict[str, dict[str, list[float]]] = {}
-    with tempfile.TemporaryDirectory(prefix="ovsr-bench-vxlan-") as tmp:
-        for run in range(args.runs):
-            for label, factory in SWITCHES.items():
-                work = Path(tmp) / f"{run}-{label[:3]}"
-                with factory(f"bx{run}", work) as lab:
-                    if not lab.ping("vma", VM_IP["b"], count=3):
-                        raise RuntimeError(f"{label}: the VMs cannot reach each other")
-                    tcp = iperf(lab, udp=False, seconds=args.seconds)
-                    pps = iperf(lab, udp=True, seconds=args.seconds)
-                entry = results.setdefault(label, {"tcp": [], "pps": []})
-                entry["tcp"].append(tcp)
-                entry["pps"].append(pps)
-                print(
-                    f"run {run + 1}: {label:<24} VXLAN TCP {tcp:6.2f} Gbit/s   64-byte UDP "
-                    f"{pps / 1000:7.1f} kpps",
-                    flush=True,
-                )
-    med = {k: {m: statistics.median(v) for m, v in d.items()} for k, d in results.items()}
-    ovs = med["Open vSwitch 3.1 netdev"]
-    print()
-    print(f"medians of {args.runs} runs, {args.seconds} s each, VM to VM over VXLAN")
-    print(f"{'switch':<24} {'TCP Gbit/s':>10} {'vs OVS':>7} {'64B kpps':>9} {'vs OVS':>7}")
-    for label, m in med.items():
-        print(
-            f"{label:<24} {m['tcp']:>10.2f} {m['tcp'] / ovs['tcp']:>6.2f}x "
-            f"{m['pps'] / 1000:>9.1f} {m['pps'] / ovs['pps']:>6.2f}x"
-        )
+    compare(SWITCHES, args.runs, args.seconds, "bx", ", VM to VM over VXLAN", measure=iperf)
     return 0
 
 

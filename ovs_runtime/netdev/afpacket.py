@@ -204,9 +204,13 @@ class AfPacketNetdev:
             else:
                 stats.tx_dropped += 1
             return
-        self.tx_ring.flush()  # keep order: what is queued goes first
+        self._send_on(self.big_sock, vnet_header, frame)
+
+    def _send_on(self, sock: socket.socket, vnet_header: bytes, frame: bytes) -> None:
+        """One frame on a plain socket, after whatever the ring holds (order kept)."""
+        self.tx_ring.flush()
         try:
-            self.big_sock.send(vnet_header + frame)
+            sock.send(vnet_header + frame)
         except (BlockingIOError, InterruptedError):
             self.stats.tx_dropped += 1
             return
@@ -238,19 +242,7 @@ class AfPacketNetdev:
                 self.stats.tx_errors += 1
                 return
             self.priority_socks[priority] = sock
-        self.tx_ring.flush()  # keep order: what is queued goes first
-        try:
-            sock.send(vnet_header + frame)
-        except (BlockingIOError, InterruptedError):
-            self.stats.tx_dropped += 1
-            return
-        except OSError as exc:
-            if exc.errno in GONE_ERRNOS:
-                raise NetdevGone(f"device {self.name} went away: {exc.strerror}") from exc
-            self.stats.tx_errors += 1
-            return
-        self.stats.tx_packets += 1
-        self.stats.tx_bytes += len(frame)
+        self._send_on(sock, vnet_header, frame)
 
     def send_many(self, packets: list[Packet]) -> None:
         """Several frames in order: the transmit ring takes them in one loop."""
