@@ -118,6 +118,8 @@ def test_flow_rules_exactly_as_declared(host: Any, inventory: list[str]) -> None
     from ovs_runtime.ofproto.flow_syntax import parse_rule
 
     declared = host_vars(inventory, host_name(host)).get("ovs_runtime_network_flows") or {}
+    if not declared:
+        pytest.skip("the inventory declares no flow rules for this host")
     for bridge, lines in declared.items():
         wanted = sorted(
             (r.table, r.priority, format_match(r.match), format_actions(r.actions))
