@@ -94,12 +94,14 @@ class Database:
     def load(self) -> None:
         stored = self.storage.open()
         rows = stored.rows
+        converted = False
         if stored.schema_json is None:
             if rows:
                 raise StorageError(f"database {self.storage.path} has rows but no schema")
             self.storage.replace_all(self.schema, [])
             log.info("created new database %s (schema %s)", self.storage.path, self.schema.version)
         elif migrate.needs_conversion(stored.schema_json, self.schema):
+            converted = True
             old_version = stored.schema_json.get("version", "unknown")
             backup = f"{self.storage.path}.pre-{old_version}"
             self.storage.backup_to(backup)
@@ -134,11 +136,24 @@ class Database:
                         f"database {self.storage.path}: {table_name} row {row_uuid} "
                         f"cannot be read: {exc}"
                     ) from exc
+        if converted:
+            self._collect_orphans()
         log.info(
             "opened database %s: %s",
             self.storage.path,
             ", ".join(f"{len(r)} {t}" for t, r in self.tables.items() if r) or "empty",
         )
+
+    def _collect_orphans(self) -> None:
+        """After a conversion, which can drop a column that held the last reference to
+        some rows, delete the rows of non-root tables nothing references any more.
+        (Transactions only look at the rows they touch, so this is done here, once.)"""
+        view = TxnView(self.tables)
+        integrity.collect_all_garbage(self.schema, view)
+        if view.changed_tables():
+            gone = sum(len(changed) for changed in view.changes.values())
+            self._commit(Outcome([], view, False))
+            log.warning("schema conversion: deleted %d row(s) nothing references any more", gone)
 
     # -- transactions ---------------------------------------------------------------
 

@@ -113,6 +113,18 @@ def collect_garbage(schema: DbSchema, view: TxnView) -> None:
                 candidates.update(
                     t for t in _removed_targets(schema, table, old, new) if t[0] in non_root
                 )
+    _collect(schema, view, candidates, non_root)
+
+
+def collect_all_garbage(schema: DbSchema, view: TxnView) -> None:
+    """Every non-root row is a candidate: once, after a schema conversion dropped
+    columns that may have held the last reference to some rows."""
+    non_root = {name for name, table in schema.tables.items() if not table.is_root}
+    candidates = {(table, row_uuid) for table in non_root for row_uuid, _ in view.rows(table)}
+    _collect(schema, view, candidates, non_root)
+
+
+def _collect(schema: DbSchema, view: TxnView, candidates: set[RowKey], non_root: set[str]) -> None:
     pending = [c for c in candidates if view.exists(*c) and not _referenced(schema, view, c)]
     while pending:
         table, row_uuid = pending.pop()

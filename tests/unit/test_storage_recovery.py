@@ -116,3 +116,44 @@ def test_older_schema_is_converted_without_loss(tmp_path: Path) -> None:
     # Converting is done once: the next open finds the current schema.
     again = open_database(load_schema(), str(tmp_path))
     assert select(again, "Port", [["name", "==", "p1"]])[0]["tag"] == 10
+
+
+def test_rows_a_conversion_orphans_are_collected(tmp_path: Path) -> None:
+    """An older schema held a Port only through a column that no longer exists: after the
+    conversion nothing references it (nor its Interface), so both are deleted, once."""
+    old = schema_json()
+    old["version"] = "0.9.0"
+    old["tables"]["Bridge"]["columns"]["legacy_ports"] = {
+        "type": {"key": {"type": "uuid", "refTable": "Port"}, "min": 0, "max": "unlimited"}
+    }
+    from ovs_runtime.db.schema import parse_schema
+
+    old_db = open_database(parse_schema(old), str(tmp_path))
+    old_db.transact([{"op": "insert", "table": "Open_vSwitch", "row": {}}])
+    old_db.transact(add_bridge_ops("br0", ("p1",)))
+    old_db.transact(
+        [
+            {"op": "insert", "table": "Interface", "row": {"name": "old"}, "uuid-name": "i"},
+            {
+                "op": "insert",
+                "table": "Port",
+                "row": {"name": "old", "interfaces": ["named-uuid", "i"]},
+                "uuid-name": "p",
+            },
+            {
+                "op": "mutate",
+                "table": "Bridge",
+                "where": [["name", "==", "br0"]],
+                "mutations": [["legacy_ports", "insert", ["named-uuid", "p"]]],
+            },
+        ]
+    )
+    assert {r["name"] for r in select(old_db, "Port")} == {"br0", "p1", "old"}
+    old_db.close()
+    db = open_database(load_schema(), str(tmp_path))
+    assert {r["name"] for r in select(db, "Port")} == {"br0", "p1"}
+    assert {r["name"] for r in select(db, "Interface")} == {"br0", "p1"}
+    db.close()
+    again = open_database(load_schema(), str(tmp_path))
+    assert {r["name"] for r in select(again, "Port")} == {"br0", "p1"}, "and on disk"
+    again.close()
