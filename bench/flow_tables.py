@@ -15,7 +15,6 @@ memory afterwards. Open vSwitch runs its userspace (netdev) datapath.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import subprocess
 import sys
@@ -25,7 +24,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from bench.l2_forwarding import NET, two_hosts
+from bench import l2_forwarding
+from bench.l2_forwarding import two_hosts
 from bench.ovs_netdev import OvsNetdev
 from tests.daemon_process import DaemonProcess
 from tests.netns_lab import NetnsLab
@@ -56,32 +56,8 @@ def rss_kib(pid: int) -> int:
 
 
 def pps(lab: NetnsLab, seconds: int) -> float:
-    server = lab.popen("b", "iperf3", "-s", "-1", "-B", f"{NET}2")
-    try:
-        time.sleep(0.4)
-        args = [
-            "iperf3",
-            "-c",
-            f"{NET}2",
-            "-t",
-            str(seconds),
-            "-J",
-            "-u",
-            "-b",
-            "0",
-            "-l",
-            "18",
-            "-P",
-            "4",
-        ]
-        proc = lab.run("a", *args, timeout=seconds + 30)
-        if proc.returncode != 0:
-            raise RuntimeError(f"iperf3 failed: {proc.stdout[-500:]} {proc.stderr[-500:]}")
-        summary = json.loads(proc.stdout)["end"]["sum"]
-        return float(summary["packets"] - summary["lost_packets"]) / summary["seconds"]
-    finally:
-        server.kill()
-        server.wait()
+    """Delivered 64-byte packets/s over four parallel UDP streams."""
+    return l2_forwarding.iperf(lab, True, seconds, streams=4)
 
 
 @contextmanager

@@ -38,6 +38,7 @@ def iperf(
     client: str = "a",
     server_host: str = "b",
     server_ip: str = f"{NET}2",
+    streams: int = 1,
 ) -> float:
     """TCP Gbit/s, or with ``udp`` delivered 64-byte packets/s, client to server."""
     server = lab.popen(server_host, "iperf3", "-s", "-1", "-B", server_ip)
@@ -45,7 +46,7 @@ def iperf(
         time.sleep(0.4)
         args = ["iperf3", "-c", server_ip, "-t", str(seconds), "-J"]
         if udp:
-            args += ["-u", "-b", "0", "-l", "18"]
+            args += ["-u", "-b", "0", "-l", "18", "-P", str(streams)]
         proc = lab.run(client, *args, timeout=seconds + 30)
         if proc.returncode != 0:
             raise RuntimeError(f"iperf3 failed: {proc.stdout[-500:]} {proc.stderr[-500:]}")

@@ -16,6 +16,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
+from ovs_runtime.bridge.flow_rules import COLUMNS, rule_text
 from ovs_runtime.cli.client import ClientError, OvsdbClient
 from ovs_runtime.ofproto import flow_key as fk
 from ovs_runtime.ofproto import flow_syntax
@@ -35,7 +36,7 @@ FLOW_COMMANDS = {
     "trace": (2, 2, "trace BRIDGE FLOW (e.g. in_port=p1,tcp,nw_dst=198.51.100.2,tp_dst=80)"),
 }
 FLOW_OPTIONS = {"del-flows": {"--strict"}, "mod-flows": {"--strict"}, "replace-flows": {"--check"}}
-ROW_COLUMNS = ("table", "priority", "cookie", "match", "actions", "idle_timeout", "hard_timeout")
+ROW_COLUMNS = COLUMNS  # the rule columns of a Flow_Rule row
 
 
 class FlowCommandError(Exception):
@@ -58,7 +59,9 @@ class BridgeRules:
         """The parsed rule of a row (parsed only when a filter needs it)."""
         rule = self._parsed.get(row_uuid)
         if rule is None:
-            rule = self._parsed[row_uuid] = flow_syntax.parse_rule(_text(self.rows[row_uuid]))
+            row = self.rows[row_uuid]
+            text = rule_text(tuple(row[c] for c in COLUMNS))
+            rule = self._parsed[row_uuid] = flow_syntax.parse_rule(text)
         return rule
 
     def by_identity(self) -> dict[tuple[Any, ...], str]:
@@ -166,12 +169,6 @@ def _set(value: Any) -> list[Any]:
     return [value] if value else []
 
 
-def _text(row: dict[str, Any]) -> str:
-    head = ",".join(f"{c}={row[c]}" for c in ROW_COLUMNS if c not in ("match", "actions"))
-    match = f",{row['match']}" if row["match"] else ""
-    return f"{head}{match} actions={row['actions']}"
-
-
 def flow_row(rule: FlowRule) -> dict[str, Any]:
     """The Flow_Rule row of a rule: canonical text, install time now."""
     return {
@@ -198,16 +195,17 @@ def write(
     """One transaction: delete, update and insert rows, then (with ``wait``) block until
     the daemon has the new rules in force."""
     ops: list[dict[str, Any]] = []
-    bridge_where = [["_uuid", "==", ["uuid", view.uuid]]]
+
+    def members(mutator: str, refs: list[list[str]]) -> dict[str, Any]:
+        return {
+            "op": "mutate",
+            "table": "Bridge",
+            "where": [["_uuid", "==", ["uuid", view.uuid]]],
+            "mutations": [["flow_rules", mutator, ["set", refs]]],
+        }
+
     if delete:
-        ops.append(
-            {
-                "op": "mutate",
-                "table": "Bridge",
-                "where": bridge_where,
-                "mutations": [["flow_rules", "delete", ["set", [["uuid", u] for u in delete]]]],
-            }
-        )
+        ops.append(members("delete", [["uuid", u] for u in delete]))
     for row_uuid, rule in update.items():
         ops.append(
             {
@@ -224,16 +222,7 @@ def write(
             {"op": "insert", "table": "Flow_Rule", "row": flow_row(rule), "uuid-name": names[-1]}
         )
     if names:
-        ops.append(
-            {
-                "op": "mutate",
-                "table": "Bridge",
-                "where": bridge_where,
-                "mutations": [
-                    ["flow_rules", "insert", ["set", [["named-uuid", n] for n in names]]]
-                ],
-            }
-        )
+        ops.append(members("insert", [["named-uuid", n] for n in names]))
     if not ops:
         return
     root_where = [["_uuid", "==", ["uuid", view.root]]]

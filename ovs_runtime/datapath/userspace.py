@@ -240,7 +240,7 @@ class UserspaceDatapath:
                 sampler.countdown -= 1
                 if sampler.countdown <= 0:
                     sampler.sample(ofport, frame, [a[0].ofport for a in actions])
-            if netflow is not None and deep and key[1] is not None:
+            if netflow is not None and key[1] is not None:  # (NetFlow makes keys deep)
                 netflow.count(key, frame, ofport, actions, now)
             if not actions:
                 continue

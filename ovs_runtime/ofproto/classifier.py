@@ -43,7 +43,6 @@ class Rule:
         "installed",
         "used",
         "implicit",
-        "subtable_key",
     )
 
     def __init__(self, uuid: Any, spec: Any, installed: float, implicit: bool = False) -> None:
@@ -60,7 +59,6 @@ class Rule:
         self.implicit = implicit
         self.values: fk.Key = fk.NO_MASK
         self.mask: fk.Key = fk.NO_MASK
-        self.subtable_key: fk.Key = fk.NO_MASK
 
     def compile(self, port_numbers: dict[str, int]) -> None:
         values = [0] * fk.KEY_SIZE
@@ -105,7 +103,6 @@ class FlowTable:
         bucket = sub.rules.setdefault(rule.values, [])
         bucket.append(rule)
         bucket.sort(key=lambda r: (-r.priority, r.seq))
-        rule.subtable_key = rule.mask
         self.count += 1
         if rule.priority > sub.max_priority:
             sub.max_priority = rule.priority
@@ -114,7 +111,7 @@ class FlowTable:
             self._reorder()
 
     def remove(self, rule: Rule) -> None:
-        sub = self.subtables.get(rule.subtable_key)
+        sub = self.subtables.get(rule.mask)
         if sub is None:
             return
         bucket = sub.rules.get(rule.values)
@@ -125,7 +122,7 @@ class FlowTable:
         if not bucket:
             del sub.rules[rule.values]
         if not sub.rules:
-            del self.subtables[rule.subtable_key]
+            del self.subtables[rule.mask]
         elif rule.priority == sub.max_priority:
             sub.max_priority = max(b[0].priority for b in sub.rules.values())
         self._reorder()
