@@ -45,6 +45,12 @@ class BridgeState:
             or any(s.uses_l3 for s in self.security.values())
         )
 
+    @property
+    def relay_ok(self) -> bool:
+        """Cache hits may skip the general path (``ring_relay``): nothing needs to see
+        every frame."""
+        return self.sflow is None and self.netflow is None and not self.deep
+
     def port_numbers(self) -> dict[str, int]:
         return {name: h.ofport for name, h in self.ports.items()}
 

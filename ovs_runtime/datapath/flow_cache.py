@@ -47,6 +47,12 @@ class CachedDecision:
     n_packets: int = 0
     n_bytes: int = 0
     drop_reason: str | None = None  # dropped and counted under this name (port security)
+    relay_to: Any = None  # the port handle, when the decision is "out of it, unchanged"
+
+    def __post_init__(self) -> None:
+        actions = self.actions
+        if len(actions) == 1 and actions[0][1] == KEEP and not self.mirrors:
+            self.relay_to = actions[0][0]
 
 
 def push(decision: CachedDecision, now: float) -> None:
@@ -67,6 +73,7 @@ class FlowCache:
     )
     uncached: list[CachedDecision] = field(default_factory=list)
     hits: int = 0
+    relayed: int = 0  # hits that went ring to ring (``ring_relay``)
     misses: int = 0
     megaflow_hits: int = 0
     invalidations: int = 0
@@ -135,6 +142,7 @@ class FlowCache:
             "megaflows": self.megaflow_count(),
             "megaflow_masks": len(self.megaflows),
             "hits": self.hits,
+            "relayed": self.relayed,
             "megaflow_hits": self.megaflow_hits,
             "misses": self.misses,
             "invalidations": self.invalidations,

@@ -108,7 +108,7 @@ class AfPacketNetdev:
             else:
                 rx = _open_receive_socket(name)
             opened.append(rx)
-            self.rx_ring = RxRing(rx, inherited=inherited_fd is not None)
+            self.rx_ring = RxRing.on_socket(rx, inherited=inherited_fd is not None)
             if inherited_fd is None:
                 rx.bind((name, ETH_P_ALL))
                 ifindex = socket.if_nametoindex(name)
@@ -117,7 +117,7 @@ class AfPacketNetdev:
             rx.setblocking(False)
             tx = _open_send_socket(name)
             opened.append(tx)
-            self.tx_ring = TxRing(tx)
+            self.tx_ring = TxRing.on_socket(tx)
             tx.bind((name, 0))
             tx.setblocking(False)
             big = _open_send_socket(name)
