@@ -49,7 +49,7 @@ class BridgeState:
     def relay_ok(self) -> bool:
         """Cache hits may skip the general path (``ring_relay``): nothing needs to see
         every frame."""
-        return self.sflow is None and self.netflow is None and not self.deep
+        return self.sflow is None and self.netflow is None
 
     def port_numbers(self) -> dict[str, int]:
         return {name: h.ofport for name, h in self.ports.items()}

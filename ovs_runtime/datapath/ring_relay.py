@@ -7,15 +7,16 @@ in one copy (the virtio-net header travels with it: on receive it sits just befo
 frame, on transmit at the start of the slot's data) without ever becoming a
 ``(header, frame)`` pair, a list entry or a per-frame function call.
 
-``relay`` takes a run of such frames and stops at the first one that needs anything
-else: a cache miss or stale decision, several outputs, a tag change, a rewrite, a
-mirror, a kernel-stripped VLAN tag, a frame too big for a slot. The general path then
+``relay`` takes a run of such frames (and of frames the cached decision drops) and
+stops at the first one that needs anything else: a cache miss or stale decision,
+several outputs, a tag change, a rewrite, a mirror, a kernel-stripped VLAN tag, a frame
+too big for a slot. The general path then
 continues from that very slot, so frame order is kept. Counters (ports, cache hits,
 the decision's packets and bytes) and the refresh of learned MACs are exactly those of
 the general path.
 
-The caller decides whether the relay applies at all: not while a policer, sFlow,
-NetFlow or deep (L3/L4) exact-match keys need to see every frame.
+The caller decides whether the relay applies at all: not while a policer, sFlow or
+NetFlow needs to see every frame.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ from ovs_runtime.netdev.packet_ring import (
     RxRing,
     TxRing,
 )
+from ovs_runtime.ofproto.flow_key import exact_bytes
 
 if TYPE_CHECKING:
     from ovs_runtime.datapath.flow_cache import CachedDecision
@@ -63,9 +65,11 @@ def relay(
     budget: int,
     now: float,
     dirty: set[Netdev],
+    deep: bool,
 ) -> tuple[int, bool]:
     """Relay up to ``budget`` frames from ``handle``'s receive ring. Returns how many
-    were taken and whether the ring's next frame needs the general path."""
+    were taken and whether the ring's next frame needs the general path. ``deep``: the
+    exact-match keys hold the L3/L4 bytes rules read (``flow_key.exact_bytes``)."""
     bridge = handle.bridge
     mac_table = bridge.normal.mac_table
     generation = mac_table.generation
@@ -79,12 +83,13 @@ def relay(
     index = rx.rx_index
     taken = taken_bytes = 0
     slow = False
-    # The decision of the current run of frames, and its transmit ring.
+    # The current run of frames with one decision: its transmit ring (None: a drop),
+    # position in it, and counts.
     current: CachedDecision | None = None
     tx: TxRing | None = None
-    tmm = mm  # the transmit ring's memory, once a run starts
-    tx_index = run_packets = run_bytes = run_dropped = dropped_bytes = 0
     out_netdev: Netdev | None = None
+    tmm = mm
+    tx_index = run_packets = run_bytes = run_dropped = dropped_bytes = 0
     for _ in range(budget):
         offset = index * SLOT_SIZE
         status, length, snaplen, mac = unpack_head(mm, offset)
@@ -94,21 +99,33 @@ def relay(
             slow = True
             break
         start = offset + mac
-        head = mm[start : start + 14]
-        if head[12] == 0x81 and head[13] == 0:  # an in-band tag: an 18-byte key
-            slow = True
-            break
+        if deep:
+            head = exact_bytes(mm[start : start + snaplen])
+            if head is None:  # too short for its headers: never cached
+                slow = True
+                break
+        else:
+            head = mm[start : start + 14]
+            if head[12] == 0x81 and head[13] == 0:  # an in-band tag: an 18-byte key
+                slow = True
+                break
         decision = entries.get((ofport, head))
         if decision is None or decision is not current:
             if decision is None or decision.generation != generation:
                 slow = True
                 break
             out = decision.relay_to
-            netdev = out.netdev if out is not None else None
-            ring = getattr(netdev, "tx_ring", None)
-            if ring is None:
+            if out is not None:
+                netdev = out.netdev
+                ring = getattr(netdev, "tx_ring", None)
+                if ring is None:
+                    slow = True
+                    break
+            elif decision.actions:  # several outputs, a tag change, a rewrite...
                 slow = True
                 break
+            else:
+                netdev = ring = None  # a drop
             if decision.learned and now - decision.refreshed > REFRESH_INTERVAL:
                 decision.refreshed = now
                 mac_table.learn(*decision.learned, now)
@@ -116,51 +133,42 @@ def relay(
                     slow = True
                     break
             if current is not None:
-                _settle(
-                    current,
-                    tx,
-                    out_netdev,
-                    tx_index,
-                    run_packets,
-                    run_bytes,
-                    run_dropped,
-                    dropped_bytes,
-                )
+                _settle(handle, current, tx, out_netdev, tx_index, run_packets, run_bytes)
+                _settle_drops(tx, out_netdev, run_dropped, dropped_bytes)
                 taken += run_packets
                 taken_bytes += run_bytes
             current, tx, out_netdev = decision, ring, netdev
-            tmm, tx_index = ring.map, ring.tx_index
+            if ring is not None:
+                tmm, tx_index = ring.map, ring.tx_index
+                dirty.add(netdev)
             run_packets = run_bytes = run_dropped = dropped_bytes = 0
-            dirty.add(netdev)  # type: ignore[arg-type]
-        toffset = tx_index * SLOT_SIZE
-        if unpack_u32(tmm, toffset)[0] & TX_BUSY:
-            assert tx is not None
-            tx.tx_pending = 1  # make sure the kick goes out
-            tx.flush()
+        run_packets += 1
+        run_bytes += snaplen
+        if tx is not None:
+            toffset = tx_index * SLOT_SIZE
+            if unpack_u32(tmm, toffset)[0] & TX_BUSY:
+                tx.tx_pending = 1  # make sure the kick goes out
+                tx.flush()
             if unpack_u32(tmm, toffset)[0] & TX_BUSY:
                 run_dropped += 1
                 dropped_bytes += snaplen
-                toffset = -1
-        if toffset >= 0:
-            data = toffset + TX_DATA_OFFSET
-            tmm[data : data + snaplen + VNET_SIZE] = mm[start - VNET_SIZE : start + snaplen]
-            if not mm[start - VNET_GSO_TYPE_BACK]:  # not GSO: copied whole (``packet_ring``)
-                pack_u16(tmm, data + VNET_HDR_LEN, snaplen)
-            pack_u32(tmm, toffset + 4, snaplen + VNET_SIZE)  # tp_len, before the status
-            pack_u32(tmm, toffset, TP_STATUS_SEND_REQUEST)
-            tx_index += 1
-            if tx_index == TX_SLOTS:
-                tx_index = 0
-        run_packets += 1
-        run_bytes += snaplen
+            else:
+                data = toffset + TX_DATA_OFFSET
+                tmm[data : data + snaplen + VNET_SIZE] = mm[start - VNET_SIZE : start + snaplen]
+                if not mm[start - VNET_GSO_TYPE_BACK]:  # not GSO: copied whole (packet_ring)
+                    pack_u16(tmm, data + VNET_HDR_LEN, snaplen)
+                pack_u32(tmm, toffset + 4, snaplen + VNET_SIZE)  # tp_len, then the status
+                pack_u32(tmm, toffset, TP_STATUS_SEND_REQUEST)
+                tx_index += 1
+                if tx_index == TX_SLOTS:
+                    tx_index = 0
         pack_u32(mm, offset, TP_STATUS_KERNEL)
         index += 1
         if index == RX_SLOTS:
             index = 0
     if current is not None:
-        _settle(
-            current, tx, out_netdev, tx_index, run_packets, run_bytes, run_dropped, dropped_bytes
-        )
+        _settle(handle, current, tx, out_netdev, tx_index, run_packets, run_bytes)
+        _settle_drops(tx, out_netdev, run_dropped, dropped_bytes)
         taken += run_packets
         taken_bytes += run_bytes
     if taken:
@@ -176,23 +184,37 @@ def relay(
 
 
 def _settle(
+    handle: PortHandle,
     decision: CachedDecision,
     tx: TxRing | None,
     netdev: Netdev | None,
     tx_index: int,
     packets: int,
     nbytes: int,
-    dropped: int,
-    dropped_bytes: int,
 ) -> None:
-    """Write back a run's transmit position and counters: the decision counts every
-    frame of the run, the output port those the transmit ring had room for."""
-    assert tx is not None and netdev is not None
-    tx.tx_index = tx_index
-    tx.tx_pending += packets - dropped
+    """A run's counts, as the general path keeps them: the decision (and so its rules)
+    counts every frame; a drop the pipeline named is counted under its reason."""
     decision.n_packets += packets
     decision.n_bytes += nbytes
+    if tx is None:
+        if decision.drop_reason:
+            handle.bridge.normal.drops[decision.drop_reason] += packets
+            handle.netdev.stats.rx_dropped += packets  # type: ignore[union-attr]
+        return
+    assert netdev is not None
+    tx.tx_index = tx_index
+    tx.tx_pending += packets
     stats = netdev.stats
-    stats.tx_packets += packets - dropped
-    stats.tx_bytes += nbytes - dropped_bytes
-    stats.tx_dropped += dropped
+    stats.tx_packets += packets
+    stats.tx_bytes += nbytes
+
+
+def _settle_drops(tx: TxRing | None, netdev: Netdev | None, dropped: int, nbytes: int) -> None:
+    """Frames a full transmit ring had no room for: not sent after all."""
+    if dropped:
+        assert tx is not None and netdev is not None
+        tx.tx_pending -= dropped
+        stats = netdev.stats
+        stats.tx_packets -= dropped
+        stats.tx_bytes -= nbytes
+        stats.tx_dropped += dropped

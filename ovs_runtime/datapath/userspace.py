@@ -183,7 +183,7 @@ class UserspaceDatapath:
             # Cache hits out of one ring port go ring to ring; the general path below
             # takes over at the first frame that needs more, or when the ring looks
             # empty (it knows how to tell empty from stuck).
-            taken, slow = relay(handle, rx_ring, budget, now, self.dirty)
+            taken, slow = relay(handle, rx_ring, budget, now, self.dirty, handle.bridge.deep)
             if taken and not slow:
                 return taken
             budget -= taken

@@ -13,10 +13,14 @@ from collections.abc import Iterator
 import pytest
 
 from ovs_runtime.bridge.desired_state import InterfaceSpec, PortSpec
+from ovs_runtime.bridge.flow_rules import FlowRuleSpec
 from ovs_runtime.datapath.userspace import UserspaceDatapath
 from ovs_runtime.datapath.vnet_header import SIZE as VNET_SIZE
 from ovs_runtime.netdev import packet_ring as ring
 from ovs_runtime.netdev.provider import NetdevStats, NetdevStatus, Packet
+from ovs_runtime.ofproto import flow_key as fk
+from ovs_runtime.ofproto.flow_syntax import parse_rule
+from ovs_runtime.packet.synthesize import build_frame
 
 MAC_OFFSET = 80  # where the kernel would put the frame in a slot (vnet header before it)
 HEAD = struct.Struct("IIIH")
@@ -215,3 +219,36 @@ def test_the_relay_never_uses_a_decision_made_before_a_change(
     dp.run_once()
     assert dp.bridges["br0"].cache.relayed == relayed
     assert netdevs["b"].sent()[-1] == frame(2, 1, b"after")
+
+
+def test_with_rules_on_l3_and_l4_each_flow_is_relayed_or_dropped_by_its_own_decision(
+    switch: tuple[UserspaceDatapath, dict[str, RingNetdev]],
+) -> None:
+    dp, netdevs = switch
+    line = "priority=100,udp,tp_dst=9,actions=drop"
+    rule = parse_rule(line, lambda name: name)
+    dp.configure_flows("br0", "standalone", [FlowRuleSpec(uuid.uuid4(), line, rule, 0.0)])
+    assert dp.bridges["br0"].deep
+    cache = dp.bridges["br0"].cache
+
+    def udp(port: int, payload: bytes) -> bytes:
+        fields = {fk.DL_TYPE: fk.ETH_IP, fk.NW_PROTO: 17, fk.NW_TTL: 64}
+        fields.update({fk.NW_SRC: 0xC6336401, fk.NW_DST: 0xC6336402})  # 198.51.100.1, .2
+        fields.update({fk.TP_SRC: 5000, fk.TP_DST: port})
+        return build_frame(fields, payload)
+
+    for _ in range(2):  # the first of each flow is a miss; the second batch is all hits
+        netdevs["a"].inject(udp(7, b"echo"))
+        netdevs["a"].inject(udp(9, b"discard"))
+        dp.run_once()
+    assert netdevs["b"].sent() == [udp(7, b"echo")] * 2
+    before = cache.relayed
+    for n in range(4):
+        netdevs["a"].inject(udp(9 if n % 2 else 7, bytes([n])))
+    dp.run_once()
+    assert netdevs["b"].sent() == [udp(7, b"\x00"), udp(7, b"\x02")]
+    # Both flows' cached decisions applied ring to ring: two frames out, two dropped,
+    # and the drop rule counted them.
+    assert cache.relayed - before == 4
+    (stats,) = [s for s in dp.flow_statistics("br0") if s["priority"] == 100]
+    assert stats["n_packets"] == 2 + 4 // 2  # the two first batches and this one
