@@ -184,9 +184,9 @@ class UserspaceDatapath:
             # takes over at the first frame that needs more, or when the ring looks
             # empty (it knows how to tell empty from stuck).
             taken, slow = relay(handle, rx_ring, budget, now, self.dirty, handle.bridge.deep)
-            if taken and not slow:
-                return taken
             budget -= taken
+            if (taken and not slow) or not budget:
+                return taken
         else:
             taken = 0
         try:
