@@ -54,8 +54,8 @@ def _dpif_lines(data: dict[str, Any]) -> list[str]:
         lines.append(f"  {name}:")
         lines.append(
             f"    flow cache: {cache['entries']} entries, hit:{cache['hits']} "
-            f"missed:{cache['misses']} (hit rate {rate}) "
-            f"invalidated:{cache['invalidations']}"
+            f"(relayed:{cache.get('relayed', 0)}) missed:{cache['misses']} "
+            f"(hit rate {rate}) invalidated:{cache['invalidations']}"
         )
         lines.append(
             f"    mac table: {macs['entries']}/{macs['max']} entries, aging "
