@@ -96,26 +96,29 @@ def _port_names(view: Any, bridge: Row) -> set[str]:
 
 def _check_canonical(bridge: str, rule_uuid: uuid.UUID, row: Row, rule: FlowRule) -> None:
     """Rows hold the canonical text (what ``ovsr add-flow`` writes), so a rule's
-    identity is plain string equality for every client."""
+    identity is plain string equality for every client. A row already in canonical
+    form parsed to ``rule``, so it is stored faithfully by construction; only a row
+    that is not needs the reparse that tells the two errors apart."""
     from ovs_runtime.db.errors import OvsdbError
 
-    reparsed = flow_syntax.parse_rule(flow_syntax.format_rule(rule))
-    if reparsed.match != rule.match or reparsed.actions != rule.actions:
-        raise OvsdbError(
-            "constraint violation",
-            f"bridge {bridge}: flow rule {rule_uuid}: '{scalar(row['match'])}' cannot be "
-            "stored faithfully; write the fields it matches explicitly",
-        )
     for column, canonical in (
         ("match", flow_match.format_match(rule.match)),
         ("actions", flow_actions.format_actions(rule.actions)),
     ):
-        if scalar(row[column]) != canonical:
+        if scalar(row[column]) == canonical:
+            continue
+        reparsed = flow_syntax.parse_rule(flow_syntax.format_rule(rule))
+        if reparsed.match != rule.match or reparsed.actions != rule.actions:
             raise OvsdbError(
                 "constraint violation",
-                f"bridge {bridge}: flow rule {rule_uuid}: write {column} in canonical form "
-                f"'{canonical}' (as ovsr add-flow stores it), not '{scalar(row[column])}'",
+                f"bridge {bridge}: flow rule {rule_uuid}: '{scalar(row['match'])}' cannot be "
+                "stored faithfully; write the fields it matches explicitly",
             )
+        raise OvsdbError(
+            "constraint violation",
+            f"bridge {bridge}: flow rule {rule_uuid}: write {column} in canonical form "
+            f"'{canonical}' (as ovsr add-flow stores it), not '{scalar(row[column])}'",
+        )
 
 
 def check_flow_rules(view: Any) -> None:

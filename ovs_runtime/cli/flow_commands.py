@@ -280,7 +280,11 @@ def _add(
     it (its counters start again), as with ovs-ofctl."""
     rules = _dedupe(rules)
     existing = view.by_identity()
-    replaced = [existing[i] for i in (_text_identity(r) for r in rules) if i in existing]
+    replaced = (
+        [existing[i] for i in (_text_identity(r) for r in rules) if i in existing]
+        if existing
+        else []  # (formatting every new rule's match only to find no match is costly)
+    )
     write(client, view, rules, replaced, {}, wait, comment)
     return {"bridge": view.name, "added": len(rules) - len(replaced), "replaced": len(replaced)}
 

@@ -59,10 +59,34 @@ def _reject_bools_as_numbers(type_: Type, json: Any) -> None:
     walk(json)
 
 
+# Parsed scalar values by (column type, JSON type, JSON value): a transaction inserting
+# 100,000 rows repeats the same few priorities, flags and names, and parsing each again
+# through ``ovs.db.data`` dominated its cost. Datums are never changed in place (updates
+# and mutations build new ones), so sharing them is safe. Bounded; the type is kept in
+# the entry so that a recycled ``id`` can never match another type.
+_SCALARS: dict[tuple[int, type, Any], tuple[Type, Datum]] = {}
+_SCALARS_MAX = 4096
+_SCALAR_JSON = (str, int, float, bool)
+
+
 def datum_from_json(
     type_: Type, json: Any, symtab: dict[str, uuid.UUID] | None = None, what: str = "value"
 ) -> Datum:
     """Parse ``json`` as a datum of ``type_``, checking every RFC 7047 constraint."""
+    scalar_json = json.__class__ in _SCALAR_JSON
+    if scalar_json:
+        cached = _SCALARS.get((id(type_), json.__class__, json))
+        if cached is not None and cached[0] is type_:
+            return cached[1]
+    datum = _parse_datum(type_, json, symtab, what)
+    if scalar_json:
+        if len(_SCALARS) >= _SCALARS_MAX:
+            _SCALARS.clear()
+        _SCALARS[(id(type_), json.__class__, json)] = (type_, datum)
+    return datum
+
+
+def _parse_datum(type_: Type, json: Any, symtab: dict[str, uuid.UUID] | None, what: str) -> Datum:
     _reject_bools_as_numbers(type_, json)
     try:
         datum: Datum = Datum.from_json(type_, json, symtab)
@@ -117,11 +141,25 @@ def uuid_datum(value: uuid.UUID) -> Datum:
     return Datum(UUID_TYPE, {Atom(ovs.db.types.UuidType, value): None})
 
 
+_DEFAULTS: dict[int, tuple[Type, Datum]] = {}  # by id(type), as _SCALARS
+
+
 def default_datum(type_: Type) -> Datum:
     """The RFC 7047 default of a column: empty if optional, else 0/""/false/zero UUID.
 
     (``ovs.db.data.Datum.default`` double-wraps its atoms in ovs 3.1, so not used.)
     """
+    cached = _DEFAULTS.get(id(type_))
+    if cached is not None and cached[0] is type_:
+        return cached[1]
+    if len(_DEFAULTS) >= _SCALARS_MAX:
+        _DEFAULTS.clear()
+    datum = _build_default(type_)
+    _DEFAULTS[id(type_)] = (type_, datum)
+    return datum
+
+
+def _build_default(type_: Type) -> Datum:
     if type_.n_min == 0:
         return Datum(type_, {})
     key = Atom(type_.key.type, type_.key.type.default)

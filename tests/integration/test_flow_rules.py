@@ -225,6 +225,23 @@ def test_bad_flows_are_refused_and_change_nothing(
     )
     error = results[-1]
     assert error["error"] == "constraint violation" and "nw_frob" in error["details"], results
+    # Valid but not in canonical form: refused, with the form to use.
+    results = switch.transact(
+        {
+            "op": "insert",
+            "table": "Flow_Rule",
+            "uuid-name": "r",
+            "row": {"match": "nw_src=198.51.100.1/32,ip", "actions": "drop", "priority": 5},
+        },
+        {
+            "op": "mutate",
+            "table": "Bridge",
+            "where": [["_uuid", "==", ["uuid", str(bridge_uuid)]]],
+            "mutations": [["flow_rules", "insert", ["named-uuid", "r"]]],
+        },
+    )
+    error = results[-1]
+    assert "canonical form 'ip,nw_src=198.51.100.1'" in error.get("details", ""), results
 
 
 def test_trace_agrees_with_observed_forwarding(
