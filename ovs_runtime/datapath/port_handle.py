@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 from ovs_runtime.bridge.desired_state import PortSpec
 from ovs_runtime.datapath.policing import Policer
 from ovs_runtime.netdev.provider import Netdev
+from ovs_runtime.ofproto.port_security import PortSecurity
 from ovs_runtime.ofproto.vlan import PortVlan
 
 if TYPE_CHECKING:
@@ -26,6 +27,7 @@ class PortHandle:
     policer: Policer | None = None
     tun_id: int = 0  # the VNI a tunnel port's frames carry, for tun_id matches
     tun_src: int = 0  # the IPv4 remote they come from, for tun_src matches
+    nd_guard: PortSecurity | None = None  # its IP-restricting port security: ND checked
 
     @property
     def name(self) -> str:

@@ -52,6 +52,7 @@ from ovs_runtime.ofproto import flow_key
 from ovs_runtime.ofproto.flow_key import exact_bytes
 from ovs_runtime.ofproto.normal import NormalBridge
 from ovs_runtime.ofproto.pipeline import Output, describe_wildcards
+from ovs_runtime.ofproto.port_security import nd_violation
 from ovs_runtime.ofproto.vlan import PortVlan
 from ovs_runtime.packet.announce import rarp_announcement
 from ovs_runtime.packet.ethernet import (
@@ -178,6 +179,7 @@ class UserspaceDatapath:
             rx_ring is not None
             and not rx_ring.holes
             and handle.policer is None
+            and handle.nd_guard is None
             and handle.bridge.relay_ok
         ):
             # Cache hits out of one ring port go ring to ring; the general path below
@@ -219,12 +221,19 @@ class UserspaceDatapath:
         deep = bridge.deep
         sampler = bridge.sflow
         netflow = bridge.netflow
+        nd_guard = handle.nd_guard
         hits = 0
         # Frames for a single output, unchanged, are gathered per port and handed over
         # in one call at the end (or before anything else is sent, to keep order).
         pending: dict[PortHandle, list[tuple[bytes, bytes]]] = {}
         for packet in packets:
             header, frame = packet
+            if nd_guard is not None:  # Neighbour Discovery is checked frame by frame
+                nd_drop = nd_violation(nd_guard, frame)
+                if nd_drop:
+                    normal.drops[nd_drop] += 1
+                    handle.netdev.stats.rx_dropped += 1  # type: ignore[union-attr]
+                    continue
             # The exact-match key is the raw header: MACs, the outer tag if any, and the
             # EtherType after it; with rules that look deeper, the L3/L4 bytes too.
             if deep:
@@ -591,6 +600,7 @@ class UserspaceDatapath:
                 state.security[handle.ofport] = security
             else:
                 state.security.pop(handle.ofport, None)
+            handle.nd_guard = security if security is not None and security.uses_l3 else None
         state.flows.recompile_ports(state.port_numbers())
         state.normal.invalidate()
 
@@ -742,6 +752,16 @@ class UserspaceDatapath:
             if handle is None:
                 raise KeyError(f"bridge {bridge} has no port {in_port}")
             key = flow_key.extract(frame, handle.ofport, handle.tun_id)
+            nd_drop = nd_violation(handle.nd_guard, frame) if handle.nd_guard else None
+            if nd_drop:
+                return {
+                    "bridge": bridge,
+                    "in_port": in_port,
+                    "steps": [{"depth": 0, "step": "port_security", "verdict": nd_drop}],
+                    "outputs": [],
+                    "drop_reason": nd_drop,
+                    "megaflow": "(not cached: Neighbour Discovery is checked frame by frame)",
+                }
             drops = state.normal.drops.copy()
             state.now = self.clock()
             state.normal_vlan = -1

@@ -11,6 +11,13 @@ range), ARP must carry the MAC and one of those addresses as sender, and IPv6 mu
 from a listed IPv6 address or be link-local (fe80::/10) or the unspecified address
 (duplicate address detection). DHCP discovery (0.0.0.0 to 255.255.255.255, UDP port 67)
 is allowed so a VM can still obtain its address. Everything else is dropped and counted.
+
+IPv6 Neighbour Discovery is ARP's counterpart, and checked like it (``nd_violation``):
+a Neighbour Solicitation's source link-layer address option, and a Neighbour
+Advertisement's target link-layer address option, must carry the port's MAC, and an
+advertisement's target must be one of the port's IPv6 addresses or link-local. So a VM
+cannot answer for another VM's address. ND is not cached: the datapath checks these
+frames one by one, before the caches (they are few).
 """
 
 from __future__ import annotations
@@ -24,6 +31,33 @@ from ovs_runtime.ofproto.flow_match import FlowSyntaxError, parse_mac
 
 class PortSecurityError(ValueError):
     pass
+
+
+ND_SOLICIT, ND_ADVERT = 135, 136
+ICMPV6 = 58
+IPV6_EXTENSIONS = (0, 43, 60)  # hop-by-hop, routing, destination options
+IPV6_FRAGMENT = 44
+OPT_SOURCE_LL, OPT_TARGET_LL = 1, 2
+
+
+def _nd_message(frame: bytes) -> tuple[int, int, int] | None:
+    """(ICMPv6 type, its offset, fragment offset) for an IPv6 frame carrying ICMPv6,
+    else None."""
+    off = 18 if frame[12:14] in fk.VLAN_TPIDS else 14
+    if frame[off - 2 : off] != b"\x86\xdd" or len(frame) < off + 40:
+        return None
+    next_header, pos, fragment = frame[off + 6], off + 40, 0
+    for _ in range(8):
+        if next_header in IPV6_EXTENSIONS and len(frame) >= pos + 8:
+            next_header, pos = frame[pos], pos + (frame[pos + 1] + 1) * 8
+        elif next_header == IPV6_FRAGMENT and len(frame) >= pos + 8:
+            fragment = int.from_bytes(frame[pos + 2 : pos + 4], "big") >> 3
+            next_header, pos = frame[pos], pos + 8
+        else:
+            break
+    if next_header != ICMPV6 or len(frame) <= pos:
+        return None
+    return frame[pos], pos, fragment
 
 
 @dataclass(frozen=True)
@@ -79,6 +113,36 @@ class PortSecurity:
                 return None
             return "port-security-ip"
         return None  # other EtherTypes carry no IP source
+
+
+def nd_violation(security: PortSecurity, frame: bytes) -> str | None:
+    """ "port-security-nd" if ``frame`` is a Neighbour Solicitation or Advertisement the
+    port may not send (see the module's docstring), else None."""
+    message = _nd_message(frame)
+    if message is None:
+        return None
+    icmp_type, pos, fragment = message
+    if icmp_type not in (ND_SOLICIT, ND_ADVERT) or fragment:
+        return None  # (a later fragment starts with no ICMPv6 type)
+    entry = next((e for e in security.entries if e.mac.to_bytes(6, "big") == frame[6:12]), None)
+    if entry is None or not entry.restrict_ip:
+        return None  # the MAC check in the pipeline decides
+    if len(frame) < pos + 24:
+        return "port-security-nd"  # too short to hold its target: malformed
+    if icmp_type == ND_ADVERT:
+        target = int.from_bytes(frame[pos + 8 : pos + 24], "big")
+        if target >> 118 != 0x3FA and not any(target & m == n for n, m in entry.ipv6):
+            return "port-security-nd"
+    wanted = OPT_SOURCE_LL if icmp_type == ND_SOLICIT else OPT_TARGET_LL
+    option = pos + 24
+    while option + 2 <= len(frame):
+        length = frame[option + 1] * 8
+        if length == 0 or option + length > len(frame):
+            return "port-security-nd"  # malformed options: receivers would drop it too
+        if frame[option] == wanted and frame[option + 2 : option + 8] != frame[6:12]:
+            return "port-security-nd"
+        option += length
+    return None
 
 
 def parse_port_security(values: list[str], what: str) -> PortSecurity:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import socket
 import struct
 import threading
 import time
@@ -347,6 +348,21 @@ def test_port_security_drops_spoofed_sources(
         assert captured(raw2, b"spoof-arp") == [], "ARP claiming h3's address is dropped"
         raw1.send(build_frame({**arp, fk.NW_SRC: 0xC6336401}, payload=b"honest-arp"))
         assert len(captured(raw2, b"honest-arp")) == 1
+        # IPv6 Neighbour Discovery, ARP's counterpart: an advertisement for an address
+        # the port does not hold is dropped; one for its link-local address passes.
+        from scapy.layers.inet6 import ICMPv6ND_NA, ICMPv6NDOptDstLLAddr, IPv6
+        from scapy.layers.l2 import Ether
+
+        for target, expected in (("2001:db8::77", 0), ("fe80::1", 1)):
+            advert = (
+                Ether(src=h1_mac, dst="33:33:00:00:00:01")
+                / IPv6(src="fe80::1", dst="ff02::1", hlim=255)
+                / ICMPv6ND_NA(tgt=target, R=0, S=0, O=1)
+                / ICMPv6NDOptDstLLAddr(lladdr=h1_mac)
+            )
+            raw1.send(bytes(advert))
+            marker = socket.inet_pton(socket.AF_INET6, target)
+            assert len(captured(raw2, marker)) == expected, target
     finally:
         raw1.close()
         raw2.close()
@@ -355,6 +371,7 @@ def test_port_security_drops_spoofed_sources(
         drops["port-security-mac"] >= 1
         and drops["port-security-ip"] >= 1
         and drops["port-security-arp"] >= 1
+        and drops["port-security-nd"] == 1
     )
     bad = switch.ovsr("set", "Port", p2, 'port_security="02:00:00:00:00:02 198.51.100.300"')
     assert bad.returncode == 1 and "not an IPv4 or IPv6 address" in bad.stderr

@@ -7,6 +7,7 @@ import random
 import struct
 import time
 import uuid
+from typing import Any
 
 import pytest
 
@@ -15,7 +16,7 @@ from ovs_runtime.bridge.flow_rules import FlowRuleSpec
 from ovs_runtime.ofproto import flow_key as fk
 from ovs_runtime.ofproto.flow_match import FlowSyntaxError
 from ovs_runtime.ofproto.flow_syntax import format_rule, parse_rule
-from ovs_runtime.ofproto.port_security import parse_port_security
+from ovs_runtime.ofproto.port_security import nd_violation, parse_port_security
 from ovs_runtime.packet.offload import ones_complement_sum
 from ovs_runtime.packet.synthesize import build_frame
 from tests.unit.test_switching_memory import MemoryHarness
@@ -411,3 +412,76 @@ def test_tun_id_matches_the_vni_of_the_tunnel_port() -> None:
     assert set(h.got()) == {"c"}, "frames from the VNI 5010 tunnel"
     h.send("a", h.udp("a", ip(2)))
     assert set(h.got()) == {"d"}, "frames from a port without a tunnel have tun_id 0"
+
+
+def nd_frame(
+    kind: str, target: str, option_mac: str | None, src_mac: int = 0x020000000001
+) -> bytes:
+    """A Neighbour Solicitation ("ns") or Advertisement ("na") from ``src_mac``, built by
+    scapy, with a source/target link-layer address option carrying ``option_mac``."""
+    from scapy.layers.inet6 import (
+        ICMPv6ND_NA,
+        ICMPv6ND_NS,
+        ICMPv6NDOptDstLLAddr,
+        ICMPv6NDOptSrcLLAddr,
+        IPv6,
+    )
+    from scapy.layers.l2 import Ether
+
+    mac = ":".join(f"{b:02x}" for b in src_mac.to_bytes(6, "big"))
+    packet = Ether(src=mac, dst="33:33:00:00:00:01") / IPv6(src="2001:db8::1", dst="ff02::1")
+    if kind == "ns":
+        packet /= ICMPv6ND_NS(tgt=target)
+        if option_mac:
+            packet /= ICMPv6NDOptSrcLLAddr(lladdr=option_mac)
+    else:
+        packet /= ICMPv6ND_NA(tgt=target, R=0, S=0, O=1)
+        if option_mac:
+            packet /= ICMPv6NDOptDstLLAddr(lladdr=option_mac)
+    return bytes(packet)
+
+
+OWN = "02:00:00:00:00:01"
+
+
+@pytest.mark.parametrize(
+    ("frame", "verdict"),
+    [
+        (lambda: nd_frame("na", "2001:db8::1", OWN), None),
+        (lambda: nd_frame("na", "2001:db8::1", None), None),
+        (lambda: nd_frame("na", "fe80::1", OWN), None),  # link-local, as for sources
+        (lambda: nd_frame("na", "2001:db8::2", OWN), "port-security-nd"),  # another's address
+        (lambda: nd_frame("na", "2001:db8::1", "02:00:00:00:00:77"), "port-security-nd"),
+        (lambda: nd_frame("ns", "2001:db8::2", OWN), None),  # asking is fine
+        (lambda: nd_frame("ns", "2001:db8::2", "02:00:00:00:00:77"), "port-security-nd"),
+        (lambda: nd_frame("na", "2001:db8::1", OWN)[:-7] + b"\x00" * 7, "port-security-nd"),
+        (lambda: nd_frame("na", "2001:db8::1", OWN)[:70], "port-security-nd"),  # cut short
+    ],
+    ids=[
+        "own",
+        "no-option",
+        "link-local",
+        "other-target",
+        "other-tll",
+        "ns",
+        "other-sll",
+        "zero-length-option",
+        "truncated",
+    ],
+)
+def test_neighbour_discovery_must_not_claim_another_address(frame: Any, verdict: str) -> None:
+    security = parse_port_security([f"{OWN} 2001:db8::1"], "a")
+    assert nd_violation(security, frame()) == verdict
+    assert nd_violation(parse_port_security([OWN], "a"), frame()) is None  # MAC only
+
+
+def test_spoofed_advertisements_are_dropped_even_after_a_cached_honest_one() -> None:
+    h = FlowHarness()
+    with_security(h, "a", [f"{OWN} 2001:db8::1"])
+    honest, spoofed = nd_frame("na", "2001:db8::1", OWN), nd_frame("na", "2001:db8::2", OWN)
+    for _ in range(2):
+        h.send("a", honest)
+        h.send("a", spoofed)  # same addresses and ICMPv6 type: the same cache key
+    assert {k: len(v) for k, v in h.got().items()} == {"b": 2, "c": 2, "d": 2}
+    assert h.dp.bridges["br0"].normal.drops["port-security-nd"] == 2
+    assert h.dp.trace("br0", spoofed, "a")["drop_reason"] == "port-security-nd"
