@@ -41,12 +41,14 @@ OPT_SOURCE_LL, OPT_TARGET_LL = 1, 2
 
 
 def _nd_message(frame: bytes) -> tuple[int, int, int] | None:
-    """(ICMPv6 type, its offset, fragment offset) for an IPv6 frame carrying ICMPv6,
-    else None."""
-    off = 18 if frame[12:14] in fk.VLAN_TPIDS else 14
+    """(ICMPv6 type, its offset, fragment offset or -1 if not fragmented) for an IPv6
+    frame carrying ICMPv6 (under up to two VLAN tags), else None."""
+    off = 14
+    while frame[off - 2 : off] in fk.VLAN_TPIDS and off < 22:
+        off += 4
     if frame[off - 2 : off] != b"\x86\xdd" or len(frame) < off + 40:
         return None
-    next_header, pos, fragment = frame[off + 6], off + 40, 0
+    next_header, pos, fragment = frame[off + 6], off + 40, -1
     for _ in range(8):
         if next_header in IPV6_EXTENSIONS and len(frame) >= pos + 8:
             next_header, pos = frame[pos], pos + (frame[pos + 1] + 1) * 8
@@ -122,8 +124,10 @@ def nd_violation(security: PortSecurity, frame: bytes) -> str | None:
     if message is None:
         return None
     icmp_type, pos, fragment = message
-    if icmp_type not in (ND_SOLICIT, ND_ADVERT) or fragment:
+    if fragment > 0 or icmp_type not in (ND_SOLICIT, ND_ADVERT):
         return None  # (a later fragment starts with no ICMPv6 type)
+    if fragment == 0:
+        return "port-security-nd"  # ND must not be fragmented (RFC 6980)
     entry = next((e for e in security.entries if e.mac.to_bytes(6, "big") == frame[6:12]), None)
     if entry is None or not entry.restrict_ip:
         return None  # the MAC check in the pipeline decides

@@ -475,6 +475,21 @@ def test_neighbour_discovery_must_not_claim_another_address(frame: Any, verdict:
     assert nd_violation(parse_port_security([OWN], "a"), frame()) is None  # MAC only
 
 
+def test_fragmented_or_tagged_neighbour_discovery_is_still_checked() -> None:
+    from scapy.layers.inet6 import ICMPv6ND_NA, IPv6, IPv6ExtHdrFragment
+    from scapy.layers.l2 import Dot1Q, Ether
+
+    security = parse_port_security([f"{OWN} 2001:db8::1"], "a")
+    tagged = nd_frame("na", "2001:db8::2", OWN)
+    tagged = tagged[:12] + b"\x81\x00\x00\x0a" + tagged[12:]
+    assert nd_violation(security, tagged) == "port-security-nd"
+    head = Ether(src=OWN) / Dot1Q(vlan=10) / IPv6(src="fe80::1", dst="ff02::1")
+    first = head / IPv6ExtHdrFragment(offset=0, m=1) / ICMPv6ND_NA(tgt="fe80::1")
+    assert nd_violation(security, bytes(first)) == "port-security-nd"  # RFC 6980
+    later = head / IPv6ExtHdrFragment(offset=8, nh=58) / (b"\x88" * 16)
+    assert nd_violation(security, bytes(later)) is None  # no ICMPv6 header to check
+
+
 def test_spoofed_advertisements_are_dropped_even_after_a_cached_honest_one() -> None:
     h = FlowHarness()
     with_security(h, "a", [f"{OWN} 2001:db8::1"])
