@@ -27,6 +27,7 @@ from typing import Any
 from ovs_runtime.ofproto.flow_key import masked
 
 MAX_ENTRIES = 65536
+REFRESH_INTERVAL = 1.0  # how often a cached decision re-stamps its source MAC's age
 
 # Output operations, chosen once per (input tagging, output tagging) pair; REWRITE
 # carries the (original, wanted) flow keys; QUEUED wraps another operation with the skb

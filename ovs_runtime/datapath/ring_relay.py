@@ -10,10 +10,9 @@ frame, on transmit at the start of the slot's data) without ever becoming a
 ``relay`` takes a run of such frames (and of frames the cached decision drops) and
 stops at the first one that needs anything else: a cache miss or stale decision,
 several outputs, a tag change, a rewrite, a mirror, a kernel-stripped VLAN tag, a frame
-too big for a slot. The general path then
-continues from that very slot, so frame order is kept. Counters (ports, cache hits,
-the decision's packets and bytes) and the refresh of learned MACs are exactly those of
-the general path.
+too big for a slot. The general path then continues from that very slot, so frame
+order is kept. Counters (ports, cache hits, the decision's packets and bytes) and the
+refresh of learned MACs are exactly those of the general path.
 
 The caller decides whether the relay applies at all: not while a policer, sFlow or
 NetFlow needs to see every frame.
@@ -24,6 +23,7 @@ from __future__ import annotations
 import struct
 from typing import TYPE_CHECKING
 
+from ovs_runtime.datapath.flow_cache import REFRESH_INTERVAL
 from ovs_runtime.datapath.vnet_header import SIZE as VNET_SIZE
 from ovs_runtime.netdev.packet_ring import (
     RX_SLOTS,
@@ -61,7 +61,6 @@ _SLOT = struct.Struct(f"IIIH{USUAL_MAC_OFFSET - 14}x14s")
 _SLOW = TP_STATUS_COPY | TP_STATUS_VLAN_VALID  # frames the general path must rebuild
 MIN_FRAME = 18  # shorter frames go the general way, which drops runts and counts them
 MAX_FRAME = TX_ROOM - VNET_SIZE
-REFRESH_INTERVAL = 1.0  # as the general path: re-stamp a learned MAC at most this often
 
 
 def relay(

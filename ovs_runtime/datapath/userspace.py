@@ -35,6 +35,7 @@ from ovs_runtime.datapath.flow_cache import (
     POP,
     PUSH,
     QUEUED,
+    REFRESH_INTERVAL,
     REWRITE,
     CachedDecision,
     tag_operation,
@@ -68,7 +69,6 @@ from ovs_runtime.packet.rewrite import rewrite
 log = logging.getLogger(__name__)
 
 BATCH = 64
-REFRESH_INTERVAL = 1.0  # how often a cached flow re-stamps its source MAC's age
 FLOW_MAINTENANCE_INTERVAL = 1.0  # rule counters and timeouts are this fresh
 
 

@@ -11,7 +11,8 @@ packet in either direction, which is what makes a Python datapath fast.
 - The receive ring lives on a socket that survives daemon restarts (systemd's
   file-descriptor store). A new process does not know where the kernel will write next,
   so ``RxRing`` finds the oldest unread frame by scanning when it attaches to an
-  existing ring, and whenever the ring looks stuck.
+  existing ring (and, as a safety net, when the ring has looked stuck for a second).
+  Slots filled late are stepped over as holes and read when they fill (``RxRing``).
 - Each slot holds a ``tpacket2_hdr``; with ``PACKET_VNET_HDR`` the 10-byte virtio-net
   header sits just before the frame on receive and at the start of the data on transmit.
 - The kernel strips a received 802.1Q tag into ``tp_vlan_tci``; we put it back.
