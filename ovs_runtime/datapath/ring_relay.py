@@ -138,8 +138,17 @@ def relay(
                     slow = True
                     break
             if current is not None:
-                _settle(handle, current, tx, out_netdev, tx_index, run_packets, run_bytes)
-                _settle_drops(tx, out_netdev, run_dropped, dropped_bytes)
+                _settle(
+                    handle,
+                    current,
+                    tx,
+                    out_netdev,
+                    tx_index,
+                    run_packets,
+                    run_bytes,
+                    run_dropped,
+                    dropped_bytes,
+                )
                 taken += run_packets
                 taken_bytes += run_bytes
             current, tx, out_netdev = decision, ring, netdev
@@ -173,8 +182,17 @@ def relay(
         if index == RX_SLOTS:
             index = 0
     if current is not None:
-        _settle(handle, current, tx, out_netdev, tx_index, run_packets, run_bytes)
-        _settle_drops(tx, out_netdev, run_dropped, dropped_bytes)
+        _settle(
+            handle,
+            current,
+            tx,
+            out_netdev,
+            tx_index,
+            run_packets,
+            run_bytes,
+            run_dropped,
+            dropped_bytes,
+        )
         taken += run_packets
         taken_bytes += run_bytes
     if taken:
@@ -197,9 +215,12 @@ def _settle(
     tx_index: int,
     packets: int,
     nbytes: int,
+    dropped: int,
+    dropped_bytes: int,
 ) -> None:
     """A run's counts, as the general path keeps them: the decision (and so its rules)
-    counts every frame; a drop the pipeline named is counted under its reason."""
+    counts every frame; a drop the pipeline named is counted under its reason; the
+    output port counts what its transmit ring had room for."""
     decision.n_packets += packets
     decision.n_bytes += nbytes
     if tx is None:
@@ -209,18 +230,8 @@ def _settle(
         return
     assert netdev is not None
     tx.tx_index = tx_index
-    tx.tx_pending += packets
+    tx.tx_pending += packets - dropped
     stats = netdev.stats
-    stats.tx_packets += packets
-    stats.tx_bytes += nbytes
-
-
-def _settle_drops(tx: TxRing | None, netdev: Netdev | None, dropped: int, nbytes: int) -> None:
-    """Frames a full transmit ring had no room for: not sent after all."""
-    if dropped:
-        assert tx is not None and netdev is not None
-        tx.tx_pending -= dropped
-        stats = netdev.stats
-        stats.tx_packets -= dropped
-        stats.tx_bytes -= nbytes
-        stats.tx_dropped += dropped
+    stats.tx_packets += packets - dropped
+    stats.tx_bytes += nbytes - dropped_bytes
+    stats.tx_dropped += dropped
