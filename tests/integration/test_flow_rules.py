@@ -427,7 +427,9 @@ def test_timed_out_rules_leave_the_datapath_and_the_database(
     ok(switch.ovsr("add-flow", "br0", "priority=50,icmp,idle_timeout=2 actions=NORMAL"))
     ok(switch.ovsr("add-flow", "br0", "priority=60,udp,hard_timeout=3 actions=drop"))
     started = time.monotonic()
-    pinger = lab.popen("h1", "ping", "-q", "-c", "40", "-i", "0.1", f"{NET}2")  # 4 s of hits
+    # 6 s of hits: well past the hard timeout (3 s), plus the up to one second the
+    # datapath takes to notice it and the time to delete the row.
+    pinger = lab.popen("h1", "ping", "-q", "-c", "60", "-i", "0.1", f"{NET}2")
     pinger.wait(timeout=30)
     elapsed = time.monotonic() - started
     remaining = {r["priority"] for r in dump(switch) if not r["implicit"]}
