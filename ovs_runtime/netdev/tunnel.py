@@ -14,14 +14,16 @@ from __future__ import annotations
 import errno
 import logging
 import socket
+import sys
 import time
 from collections import Counter
 from typing import Any
 
 from ovs_runtime.bridge.tunnel_config import MAX_VNI, TunnelConfig
 from ovs_runtime.datapath import vnet_header
+from ovs_runtime.netdev import kernel_gso
 from ovs_runtime.netdev.provider import NetdevGone, NetdevStats, NetdevStatus, Packet
-from ovs_runtime.packet.offload import OffloadError, complete_frame
+from ovs_runtime.packet.offload import OffloadError
 from ovs_runtime.packet.tunnel_header import (
     OVERHEAD_IPV4,
     OVERHEAD_IPV6,
@@ -37,6 +39,10 @@ IP_PMTUDISC_DO = 2
 IPV6_MTU_DISCOVER = 23
 IPV6_PMTUDISC_DO = 2
 IP_MTU = 14
+SOL_UDP = 17
+UDP_SEGMENT = 103  # linux/udp.h: the datagram size for UDP GSO
+GSO_SEGMENTS = 64  # UDP_MAX_SEGMENTS in the oldest kernels that have UDP GSO
+MAX_UDP_PAYLOAD = 65507
 IP_FREEBIND = 15  # bind to local_ip before the address exists (it may move onto a bridge)
 PUMP_BUDGET = 256
 MAX_DATAGRAM = 65535
@@ -65,9 +71,11 @@ class TunnelEndpoint:
                 # in its buffer instead of being refused.
                 sock.setblocking(False)
                 self.sock, self.inherited = sock, True
+                self.gso = _gso_supported(sock)
                 return
             sock.close()
         self.sock = socket.socket(family, socket.SOCK_DGRAM)
+        self.gso = _gso_supported(self.sock)
         try:
             self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             if family == socket.AF_INET:
@@ -239,12 +247,14 @@ class TunnelNetdev:
         self, tunnel_header: bytes, header: bytes, frame: bytes, address: tuple[str, int]
     ) -> None:
         try:
-            frames = complete_frame(header, frame)
+            frames = kernel_gso.complete(header, frame)
         except OffloadError as exc:
             self.stats.tx_dropped += 1
             self.offload_errors += 1
             self.last_error = f"dropped a frame whose offloads cannot be completed: {exc}"
             return
+        if len(frames) > 1 and self.endpoint.gso:
+            frames = self._send_segmented(tunnel_header, frames, address)
         sendto = self.endpoint.sock.sendto
         for inner in frames:
             try:
@@ -261,6 +271,35 @@ class TunnelNetdev:
                 continue
             self.stats.tx_packets += 1
             self.stats.tx_bytes += len(inner)
+
+    def _send_segmented(
+        self, tunnel_header: bytes, frames: list[bytes], address: tuple[str, int]
+    ) -> list[bytes]:
+        """Send the segments of one TCP super-frame with UDP GSO: one system call
+        carries up to ``GSO_SEGMENTS`` datagrams of one size (the last may be shorter)
+        and the kernel cuts them apart. Returns the frames it could not send this way,
+        for the one-by-one path (which reports the error, such as a frame too big for
+        the path)."""
+        size = len(tunnel_header) + len(frames[0])
+        if any(len(inner) != len(frames[0]) for inner in frames[1:-1]):
+            return frames
+        control = [(SOL_UDP, UDP_SEGMENT, size.to_bytes(2, sys.byteorder))]
+        per_call = min(GSO_SEGMENTS, MAX_UDP_PAYLOAD // size)
+        sendmsg = self.endpoint.sock.sendmsg
+        for first in range(0, len(frames), per_call):
+            run = frames[first : first + per_call]
+            if len(run) == 1:
+                return frames[first:]
+            try:
+                sendmsg([tunnel_header + inner for inner in run], control, 0, address)
+            except BlockingIOError:
+                self.stats.tx_dropped += len(run)
+                continue
+            except OSError:
+                return frames[first:]
+            self.stats.tx_packets += len(run)
+            self.stats.tx_bytes += sum(len(inner) for inner in run)
+        return []
 
     def _too_big(self, size: int) -> str:
         try:
@@ -305,6 +344,15 @@ class TunnelNetdev:
 
 
 _routes: dict[str, tuple[float, str | None, bool]] = {}
+
+
+def _gso_supported(sock: socket.socket) -> bool:
+    """Whether the kernel does UDP GSO (Linux 4.18 and later) on this socket."""
+    try:
+        sock.getsockopt(SOL_UDP, UDP_SEGMENT)
+    except OSError:
+        return False
+    return True
 
 
 def cached_route(address: str) -> tuple[str | None, bool]:
