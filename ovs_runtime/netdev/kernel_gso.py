@@ -12,7 +12,7 @@ device over an AF_PACKET socket with its virtio-net header, and its segments are
 back from the TAP's fd, before ``send`` returns (transmission runs in our thread).
 
 The device is private plumbing, like Open vSwitch's ``ovs-netdev``: it has no
-addresses, IPv6 is disabled on it, and it disappears when the daemon closes it or
+addresses (not even an IPv6 link-local one), and it disappears when the daemon closes it or
 exits (it is not persistent). Anything unexpected (no ``/dev/net/tun``, a frame the
 kernel refuses, a segment count that does not add up) falls back to ``segment_tcp``,
 so the result is the same either way.
@@ -50,6 +50,10 @@ ETH_P_ALL = 0x0003
 NAME_PATTERN = b"ovsr-gso%d"
 READ_SIZE = 65536
 _HEADER = struct.Struct("<BBHHHH")
+IN6_ADDR_GEN_MODE_NONE = 1
+_NO_IPV6_ADDRESSES = {
+    "attrs": [["AF_INET6", {"attrs": [["IFLA_INET6_ADDR_GEN_MODE", IN6_ADDR_GEN_MODE_NONE]]}]]
+}
 
 
 class KernelSegmenter:
@@ -64,9 +68,11 @@ class KernelSegmenter:
                 self.fd, TUNSETIFF, struct.pack("16sH22x", NAME_PATTERN, IFF_TAP | IFF_NO_PI)
             )
             self.name = ifr[:16].split(b"\0", 1)[0].decode()
-            _disable_ipv6(self.name)
             with IPRoute() as ipr:
                 index = ipr.link_lookup(ifname=self.name)[0]
+                # No IPv6 link-local address, so the kernel sends nothing of its own
+                # (DAD, router solicitations) to the device.
+                ipr.link("set", index=index, IFLA_AF_SPEC=_NO_IPV6_ADDRESSES)
                 ipr.link("set", index=index, state="up")
             self.sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
             self.sock.setsockopt(SOL_PACKET, PACKET_VNET_HDR, 1)
@@ -128,15 +134,6 @@ class KernelSegmenter:
         if self.fd >= 0:
             os.close(self.fd)  # not persistent: the device goes with its last fd
             self.fd = -1
-
-
-def _disable_ipv6(name: str) -> None:
-    """No link-local address, so the kernel sends nothing of its own to the device."""
-    try:
-        with open(f"/proc/sys/net/ipv6/conf/{name}/disable_ipv6", "w", encoding="ascii") as f:
-            f.write("1")
-    except OSError:
-        pass  # IPv6 disabled altogether, or read-only /proc/sys: frames are filtered
 
 
 _shared: KernelSegmenter | None = None

@@ -7,9 +7,9 @@ import os
 import struct
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
+from pyroute2 import IPRoute
 from scapy.compat import raw
 from scapy.layers.inet import IP, TCP
 from scapy.layers.inet6 import IPv6
@@ -105,9 +105,16 @@ def test_a_super_frame_the_kernel_refuses_is_segmented_in_python(
 def test_the_device_goes_with_the_segmenter() -> None:
     segmenter = KernelSegmenter()
     name = segmenter.name
-    assert name.startswith("ovsr-gso") and os.path.exists(f"/sys/class/net/{name}")
-    assert Path(f"/proc/sys/net/ipv6/conf/{name}/disable_ipv6").read_text().strip() == "1"
-    segmenter.close()
+    try:
+        assert name.startswith("ovsr-gso") and os.path.exists(f"/sys/class/net/{name}")
+        with IPRoute() as ipr:
+            assert ipr.get_addr(index=ipr.link_lookup(ifname=name)[0]) == ()
+        time.sleep(1.5)  # time enough for IPv6 DAD, were a link-local address made:
+        # the kernel has sent nothing to the device
+        with pytest.raises(BlockingIOError):
+            os.read(segmenter.fd, 2048)
+    finally:
+        segmenter.close()
     deadline = time.monotonic() + 2
     while os.path.exists(f"/sys/class/net/{name}") and time.monotonic() < deadline:
         time.sleep(0.05)
