@@ -28,6 +28,7 @@ import socket
 import struct
 
 from pyroute2 import IPRoute
+from pyroute2.netlink.exceptions import NetlinkError
 
 from ovs_runtime.datapath import vnet_header
 from ovs_runtime.packet.offload import (
@@ -72,7 +73,10 @@ class KernelSegmenter:
                 index = ipr.link_lookup(ifname=self.name)[0]
                 # No IPv6 link-local address, so the kernel sends nothing of its own
                 # (DAD, router solicitations) to the device.
-                ipr.link("set", index=index, IFLA_AF_SPEC=_NO_IPV6_ADDRESSES)
+                try:
+                    ipr.link("set", index=index, IFLA_AF_SPEC=_NO_IPV6_ADDRESSES)
+                except NetlinkError:
+                    pass  # no IPv6 in this kernel: nothing to silence
                 ipr.link("set", index=index, state="up")
             self.sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
             self.sock.setsockopt(SOL_PACKET, PACKET_VNET_HDR, 1)
@@ -147,7 +151,7 @@ def shared_segmenter() -> KernelSegmenter | None:
     if _shared is None and not _unavailable:
         try:
             _shared = KernelSegmenter()
-        except (OSError, IndexError) as exc:
+        except (OSError, IndexError, NetlinkError) as exc:
             _unavailable = True
             log.info("segmenting TCP for tunnels in Python: no kernel segmenter (%s)", exc)
     return _shared

@@ -261,3 +261,19 @@ def test_segments_of_a_super_frame_leave_in_one_udp_gso_send(
         port.close()
         port.endpoint.sock = sock
         port.endpoint.close()
+
+
+def test_without_a_kernel_segmenter_python_segments(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pyroute2.netlink.exceptions import NetlinkError
+
+    from ovs_runtime.netdev import kernel_gso
+
+    def refused() -> kernel_gso.KernelSegmenter:
+        raise NetlinkError(1, "Operation not permitted")
+
+    monkeypatch.setattr(kernel_gso, "_shared", None)
+    monkeypatch.setattr(kernel_gso, "_unavailable", False)
+    monkeypatch.setattr(kernel_gso, "KernelSegmenter", refused)
+    header, frame = gso_super_frame(5000, 1400)
+    assert kernel_gso.complete(header, frame) == segment_tcp(frame, 1400)
+    assert kernel_gso.shared_segmenter() is None and kernel_gso._unavailable
