@@ -48,7 +48,7 @@ from ovs_runtime.datapath.policing import policer_for
 from ovs_runtime.datapath.port_handle import PortHandle
 from ovs_runtime.datapath.provider import InterfaceState
 from ovs_runtime.datapath.ring_relay import relay
-from ovs_runtime.netdev import link
+from ovs_runtime.netdev import kernel_gso, link
 from ovs_runtime.netdev.provider import Netdev, NetdevGone
 from ovs_runtime.ofproto import flow_key
 from ovs_runtime.ofproto.flow_key import exact_bytes
@@ -108,6 +108,7 @@ class UserspaceDatapath:
                 for handle in list(bridge.ports.values()):
                     self._detach(handle, removed=False)
             self.bridges.clear()
+            kernel_gso.close_shared()
         self.epoll.close()
 
     def _loop(self) -> None:

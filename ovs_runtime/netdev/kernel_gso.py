@@ -14,8 +14,13 @@ back from the TAP's fd, before ``send`` returns (transmission runs in our thread
 The device is private plumbing, like Open vSwitch's ``ovs-netdev``: it has no
 addresses (not even an IPv6 link-local one), and it disappears when the daemon closes it or
 exits (it is not persistent). Anything unexpected (no ``/dev/net/tun``, a frame the
-kernel refuses, a segment count that does not add up) falls back to ``segment_tcp``,
-so the result is the same either way.
+kernel refuses, segments that are not exactly the expected ones, more segments than
+the device queues, repeated device errors) falls back to ``segment_tcp``.
+
+The two differ in one respect. Like a NIC doing TSO, the kernel updates each segment's
+checksum from the one the sender left in the frame, the pseudo-header sum over the
+whole super-frame (what Linux senders, veths and virtio guests leave); ``segment_tcp``
+computes each from scratch. For such senders the bytes are identical (tested).
 """
 
 from __future__ import annotations
@@ -37,7 +42,7 @@ from ovs_runtime.packet.offload import (
     GSO_TCPV6,
     OffloadError,
     complete_frame,
-    tcp_payload_offset,
+    tcp_offsets,
 )
 
 log = logging.getLogger(__name__)
@@ -49,7 +54,10 @@ SOL_PACKET = 263
 PACKET_VNET_HDR = 15
 ETH_P_ALL = 0x0003
 NAME_PATTERN = b"ovsr-gso%d"
-READ_SIZE = 65536
+READ_SIZE = 65535 + 256  # any segment of a 64 KiB super-frame, headers included
+MAX_SEGMENTS = 256  # a TAP's queue holds 500 frames by default
+FAILURE_LIMIT = 8  # consecutive device errors before giving the device up
+_SEQ = struct.Struct("!I")
 _HEADER = struct.Struct("<BBHHHH")
 IN6_ADDR_GEN_MODE_NONE = 1
 _NO_IPV6_ADDRESSES = {
@@ -64,6 +72,7 @@ class KernelSegmenter:
         self.fd = os.open("/dev/net/tun", os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC)
         self.sock: socket.socket | None = None
         self.fallbacks = 0  # super-frames segmented in Python after all
+        self.failures = 0  # device errors in a row
         try:
             ifr = fcntl.ioctl(
                 self.fd, TUNSETIFF, struct.pack("16sH22x", NAME_PATTERN, IFF_TAP | IFF_NO_PI)
@@ -80,6 +89,11 @@ class KernelSegmenter:
                 ipr.link("set", index=index, state="up")
             self.sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
             self.sock.setsockopt(SOL_PACKET, PACKET_VNET_HDR, 1)
+            # Through the device's qdisc: PACKET_QDISC_BYPASS would drop a frame that
+            # needs software segmentation. The qdisc runs in this call, so the
+            # segments are there when it returns; were one deferred to a softirq, the
+            # count check below sends the frame the Python way.
+            self.sock.setblocking(False)
             self.sock.bind((self.name, 0))
         except Exception:
             self.close()
@@ -94,42 +108,73 @@ class KernelSegmenter:
         _flags, gso_type, _hdr_len, gso_size, _start, _offset = _HEADER.unpack_from(header)
         if gso_type & ~GSO_ECN not in (GSO_TCPV4, GSO_TCPV6) or gso_size <= 0:
             return complete_frame(header, frame)
-        payload = len(frame) - tcp_payload_offset(frame)  # raises OffloadError if not TCP
-        expected = max(1, -(-payload // gso_size))
-        segments = self._through_kernel(header, frame, expected)
+        _l3, _ethertype, l4, start = tcp_offsets(frame)  # OffloadError if not TCP
+        payload = len(frame) - start
+        count = max(1, -(-payload // gso_size))
+        segments = None
+        if count <= MAX_SEGMENTS:  # more would overflow the device's queue
+            lengths = [start + min(gso_size, payload - i * gso_size) for i in range(count)]
+            segments = self._through_kernel(header, frame, l4, gso_size, lengths)
         if segments is None:
             self.fallbacks += 1
             return complete_frame(header, frame)
         return segments
 
-    def _through_kernel(self, header: bytes, frame: bytes, expected: int) -> list[bytes] | None:
+    def _through_kernel(
+        self, header: bytes, frame: bytes, l4: int, gso_size: int, lengths: list[int]
+    ) -> list[bytes] | None:
+        """The kernel's segments, if they are exactly the expected ones: as many, as
+        long, with the expected sequence numbers, and nothing after them."""
         assert self.sock is not None
-        self._discard()  # nothing of ours is ever left behind; anything else is noise
         try:
+            self._discard()  # nothing of ours is ever left behind; anything else is noise
             self.sock.send(header[: vnet_header.SIZE] + frame)
-        except OSError as exc:
-            if exc.errno not in (errno.EINVAL, errno.ENOBUFS, errno.EAGAIN, errno.EMSGSIZE):
-                log.warning("kernel segmentation failed on %s: %s", self.name, exc)
-            return None
-        segments: list[bytes] = []
-        addresses = frame[:12]
-        while len(segments) < expected:
-            try:
+            segments: list[bytes] = []
+            addresses = frame[:12]
+            seq = _SEQ.unpack_from(frame, l4 + 4)[0]
+            while len(segments) < len(lengths):
                 segment = os.read(self.fd, READ_SIZE)
-            except BlockingIOError:
-                break
-            if segment[:12] == addresses:
+                if segment[:12] != addresses:
+                    continue  # not ours (the kernel's own traffic, were there any)
+                i = len(segments)
+                if (
+                    len(segment) != lengths[i]
+                    or _SEQ.unpack_from(segment, l4 + 4)[0] != (seq + i * gso_size) & 0xFFFFFFFF
+                ):
+                    return None
                 segments.append(segment)
-        if len(segments) != expected:
+            if self._discard():
+                return None  # more than expected: the kernel saw another frame
+        except BlockingIOError:
+            return None  # fewer than expected
+        except OSError as exc:
+            self._failed(exc)
             return None
+        self.failures = 0
         return segments
 
-    def _discard(self) -> None:
+    def _failed(self, exc: OSError) -> None:
+        if exc.errno in (errno.EINVAL, errno.EMSGSIZE, errno.ENOBUFS):
+            return  # this frame only (the kernel found its header inconsistent)
+        self.failures += 1
+        if self.failures == FAILURE_LIMIT:
+            log.warning(
+                "kernel segmentation on %s failed %d times in a row (%s): segmenting in Python",
+                self.name,
+                self.failures,
+                exc.strerror,
+            )
+            self.close()
+
+    def _discard(self) -> int:
+        """Empty the device's queue; how many frames were in it."""
+        count = 0
         while True:
             try:
                 os.read(self.fd, READ_SIZE)
             except BlockingIOError:
-                return
+                return count
+            count += 1
 
     def close(self) -> None:
         if self.sock is not None:
@@ -157,12 +202,26 @@ def shared_segmenter() -> KernelSegmenter | None:
     return _shared
 
 
+def close_shared() -> None:
+    """Remove the daemon's segmenter and its device (the datapath is stopping)."""
+    global _shared
+    if _shared is not None:
+        _shared.close()
+        _shared = None
+
+
 def complete(header: bytes, frame: bytes) -> list[bytes]:
     """``complete_frame``, by the kernel where it can."""
+    global _shared, _unavailable
+    if header[1:2] in (b"", b"\x00"):  # not GSO: nothing for the kernel to do
+        return complete_frame(header, frame)
     segmenter = shared_segmenter()
     if segmenter is None:
+        return complete_frame(header, frame)
+    if segmenter.sock is None:  # given up after repeated device errors
+        _shared, _unavailable = None, True
         return complete_frame(header, frame)
     return segmenter.complete(header, frame)
 
 
-__all__ = ["KernelSegmenter", "OffloadError", "complete", "shared_segmenter"]
+__all__ = ["KernelSegmenter", "OffloadError", "close_shared", "complete", "shared_segmenter"]

@@ -281,10 +281,14 @@ class TunnelNetdev:
         for the one-by-one path (which reports the error, such as a frame too big for
         the path)."""
         size = len(tunnel_header) + len(frames[0])
-        if any(len(inner) != len(frames[0]) for inner in frames[1:-1]):
-            return frames
-        control = [(SOL_UDP, UDP_SEGMENT, size.to_bytes(2, sys.byteorder))]
         per_call = min(GSO_SEGMENTS, MAX_UDP_PAYLOAD // size)
+        if (
+            per_call < 2
+            or len(frames[-1]) > len(frames[0])
+            or any(len(inner) != len(frames[0]) for inner in frames[1:-1])
+        ):
+            return frames  # not one size, the last no longer: not for UDP GSO
+        control = [(SOL_UDP, UDP_SEGMENT, size.to_bytes(2, sys.byteorder))]
         sendmsg = self.endpoint.sock.sendmsg
         for first in range(0, len(frames), per_call):
             run = frames[first : first + per_call]
@@ -295,7 +299,9 @@ class TunnelNetdev:
             except BlockingIOError:
                 self.stats.tx_dropped += len(run)
                 continue
-            except OSError:
+            except OSError as exc:
+                if exc.errno == errno.EIO:  # e.g. IPsec on the path: never for UDP GSO
+                    self.endpoint.gso = False
                 return frames[first:]
             self.stats.tx_packets += len(run)
             self.stats.tx_bytes += sum(len(inner) for inner in run)

@@ -81,29 +81,37 @@ def _pseudo_sum(frame: bytes, l3: int, ethertype: int, length: int) -> int:
     return ones_complement_sum(frame[l3 + 8 : l3 + 40] + struct.pack("!IxxxB", length, 6))
 
 
-def _tcp_offsets(frame: bytes) -> tuple[int, int, int, int]:
-    """(L3 offset, EtherType, L4 offset, payload offset) of a TCP frame."""
+def tcp_offsets(frame: bytes) -> tuple[int, int, int, int]:
+    """(L3 offset, EtherType, L4 offset, payload offset) of a TCP frame;
+    ``OffloadError`` if it is not one, or too short for its headers."""
+    if len(frame) < 14:
+        raise OffloadError("truncated TCP super-frame")
     l3, ethertype = _l3_offset(frame)
-    if ethertype == ETH_P_IPV4:
+    if ethertype == ETH_P_IPV4 and len(frame) >= l3 + 20:
         l4 = l3 + (frame[l3] & 0x0F) * 4
-    elif ethertype == ETH_P_IPV6:
+    elif ethertype == ETH_P_IPV6 and len(frame) >= l3 + 40:
         if frame[l3 + 6] != 6:
             raise OffloadError("IPv6 extension headers before TCP")
         l4 = l3 + 40
+    elif ethertype in (ETH_P_IPV4, ETH_P_IPV6):
+        raise OffloadError("truncated TCP super-frame")
     else:
         raise OffloadError("TCP segmentation of a non-IP frame")
     if len(frame) < l4 + 20:
         raise OffloadError("truncated TCP super-frame")
-    return l3, ethertype, l4, l4 + (frame[l4 + 12] >> 4) * 4
+    payload = l4 + (frame[l4 + 12] >> 4) * 4
+    if payload < l4 + 20 or payload > len(frame):
+        raise OffloadError("bad TCP header length")
+    return l3, ethertype, l4, payload
 
 
 def tcp_payload_offset(frame: bytes) -> int:
     """Where a TCP frame's payload starts; ``OffloadError`` if it is not TCP."""
-    return _tcp_offsets(frame)[3]
+    return tcp_offsets(frame)[3]
 
 
 def segment_tcp(frame: bytes, gso_size: int) -> list[bytes]:
-    l3, ethertype, l4, payload_start = _tcp_offsets(frame)
+    l3, ethertype, l4, payload_start = tcp_offsets(frame)
     if gso_size <= 0:
         raise OffloadError("truncated TCP super-frame")
     ihl = l4 - l3

@@ -17,7 +17,7 @@ from scapy.layers.l2 import Dot1Q, Ether
 from scapy.packet import Packet
 
 from ovs_runtime.datapath import vnet_header
-from ovs_runtime.netdev.kernel_gso import KernelSegmenter
+from ovs_runtime.netdev.kernel_gso import FAILURE_LIMIT, KernelSegmenter
 from ovs_runtime.packet.offload import ones_complement_sum, segment_tcp, tcp_payload_offset
 
 GSO_SIZE = 1448
@@ -82,14 +82,35 @@ def test_the_kernel_cuts_the_same_segments_as_python(
 
 
 def test_stray_frames_on_the_device_are_not_taken_for_segments(
-    segmenter: KernelSegmenter,
+    segmenter: KernelSegmenter, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     assert segmenter.sock is not None
     stray = raw(Ether(src="02:00:00:00:00:09", dst="ff:ff:ff:ff:ff:ff") / IP() / (b"x" * 40))
     segmenter.sock.send(vnet_header.EMPTY + stray)
+    # Left in the queue, ahead of the segments: the reader must step over it.
+    monkeypatch.setattr(segmenter, "_discard", lambda: 0)
     header, frame = as_veth_sends_it(ETH / IP(src="198.51.100.1") / TCP_DATA / bytes(5000), 1)
     assert segmenter.complete(header, frame) == segment_tcp(frame, GSO_SIZE)
     assert segmenter.fallbacks == 0
+
+
+def test_more_segments_than_the_device_queues_go_to_python(segmenter: KernelSegmenter) -> None:
+    header, frame = as_veth_sends_it(ETH / IP(src="198.51.100.1") / TCP_DATA / bytes(30000), 1)
+    small = header[:4] + struct.pack("<H", 100) + header[6:]  # gso_size 100: 300 segments
+    assert segmenter.complete(small, frame) == segment_tcp(frame, 100)
+    assert segmenter.fallbacks == 1
+
+
+def test_a_deleted_device_means_python_segmentation_not_a_crash(
+    segmenter: KernelSegmenter,
+) -> None:
+    with IPRoute() as ipr:
+        ipr.link("del", index=ipr.link_lookup(ifname=segmenter.name)[0])
+    header, frame = as_veth_sends_it(ETH / IP(src="198.51.100.1") / TCP_DATA / bytes(5000), 1)
+    for _ in range(FAILURE_LIMIT):
+        assert segmenter.complete(header, frame) == segment_tcp(frame, GSO_SIZE)
+    assert segmenter.fallbacks == FAILURE_LIMIT
+    assert segmenter.sock is None  # given up: the module-level path drops it
 
 
 def test_a_super_frame_the_kernel_refuses_is_segmented_in_python(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import socket
 import struct
@@ -215,9 +216,12 @@ class CountingSocket:
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
         self.calls: list[str] = []
+        self.refuse: int | None = None  # an errno sendmsg fails with
 
     def sendmsg(self, *args: object) -> int:
         self.calls.append("sendmsg")
+        if self.refuse is not None:
+            raise OSError(self.refuse, os.strerror(self.refuse))
         return self.sock.sendmsg(*args)  # type: ignore[arg-type]
 
     def sendto(self, *args: object) -> int:
@@ -228,13 +232,29 @@ class CountingSocket:
         return getattr(self.sock, name)
 
 
-def test_segments_of_a_super_frame_leave_in_one_udp_gso_send(
+@pytest.mark.parametrize(
+    ("payload", "gso_size", "refuse", "calls"),
+    [
+        (5000, 1400, None, ["sendmsg"]),
+        # 62 segments of 1,062 bytes: 61 fit one call under 65,507 bytes; the last
+        # goes alone.
+        (62000, 1000, None, ["sendmsg", "sendto"]),
+        # The kernel refuses UDP GSO (a segment too big for the path gives EINVAL):
+        # one by one, counted once.
+        (5000, 1400, errno.EINVAL, ["sendmsg"] + ["sendto"] * 4),
+    ],
+    ids=["one-call", "two-calls", "refused"],
+)
+def test_segments_of_a_super_frame_leave_with_udp_gso(
     monkeypatch: pytest.MonkeyPatch,
+    payload: int,
+    gso_size: int,
+    refuse: int | None,
+    calls: list[str],
 ) -> None:
     # Python segmentation here (the kernel's is tested as root, with the same bytes);
-    # what is under test is the UDP GSO send: one system call, datagrams as if sent
-    # one by one.
-    monkeypatch.setattr("ovs_runtime.netdev.kernel_gso.shared_segmenter", lambda: None)
+    # what is under test is the UDP GSO send: as few system calls as it allows,
+    # datagrams and counters as if sent one by one.
     config = parse_tunnel(
         "vx1", "vxlan", {"remote_ip": "127.0.0.2", "local_ip": "127.0.0.1", "dst_port": "47893"}
     )
@@ -242,20 +262,24 @@ def test_segments_of_a_super_frame_leave_in_one_udp_gso_send(
     sock = port.endpoint.sock
     receiver = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     try:
+        receiver.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
         receiver.bind(("127.0.0.2", 47893))
         receiver.settimeout(2)
         if not port.endpoint.gso:
             pytest.skip("this kernel has no UDP GSO")
         counting = CountingSocket(sock)
+        counting.refuse = refuse
         port.endpoint.sock = counting  # type: ignore[assignment]
-        header, frame = gso_super_frame(5000, 1400)
+        header, frame = gso_super_frame(payload, gso_size)
         port.send(header, frame)
-        expected = segment_tcp(frame, 1400)
+        expected = segment_tcp(frame, gso_size)
         received = [receiver.recv(65535) for _ in expected]
         assert received == [header_for("vxlan", 0) + segment for segment in expected]
         assert all(tcp_checksum_ok(d[8:]) for d in received)
-        assert counting.calls == ["sendmsg"]
-        assert port.stats.tx_packets == 4 and port.stats.tx_bytes == sum(map(len, expected))
+        assert counting.calls == calls
+        assert port.stats.tx_packets == len(expected)
+        assert port.stats.tx_bytes == sum(map(len, expected))
+        assert port.stats.tx_errors == 0 and port.stats.tx_dropped == 0
     finally:
         receiver.close()
         port.close()
