@@ -38,7 +38,6 @@ IP_MTU_DISCOVER = 10
 IP_PMTUDISC_DO = 2
 IPV6_MTU_DISCOVER = 23
 IPV6_PMTUDISC_DO = 2
-IP_MTU = 14
 SOL_UDP = 17
 UDP_SEGMENT = 103  # linux/udp.h: the datagram size for UDP GSO
 GSO_SEGMENTS = 64  # UDP_MAX_SEGMENTS in the oldest kernels that have UDP GSO
@@ -265,7 +264,7 @@ class TunnelNetdev:
             except OSError as exc:
                 self.stats.tx_errors += 1
                 if exc.errno == errno.EMSGSIZE:
-                    self.last_error = self._too_big(len(inner))
+                    self.last_error = self._too_big(len(inner), address[0])
                 else:
                     self.last_error = f"send to {address[0]} failed: {exc.strerror}"
                 continue
@@ -307,11 +306,8 @@ class TunnelNetdev:
             self.stats.tx_bytes += sum(len(inner) for inner in run)
         return []
 
-    def _too_big(self, size: int) -> str:
-        try:
-            mtu = self.endpoint.sock.getsockopt(socket.IPPROTO_IP, IP_MTU)
-        except OSError:
-            mtu = 0
+    def _too_big(self, size: int, address: str) -> str:
+        mtu = path_mtu(address)
         limit = f"path MTU {mtu}" if mtu else "the path MTU"
         return (
             f"frame of {size} bytes + {self.overhead} bytes of {self.config.kind} overhead "
@@ -370,6 +366,24 @@ def cached_route(address: str) -> tuple[str | None, bool]:
         egress, reachable = route_to(address)
         _routes[address] = (now, egress, reachable)
     return egress, reachable
+
+
+def path_mtu(address: str) -> int:
+    """The MTU toward ``address``: the route's own, else its device's; 0 if unknown.
+    (``IP_MTU`` on the socket would need a connected socket, and ours sends to many.)"""
+    from pyroute2 import IPRoute
+    from pyroute2.netlink.exceptions import NetlinkError
+
+    try:
+        with IPRoute() as ipr:
+            route = ipr.route("get", dst=address)[0]
+            metrics = route.get_attr("RTA_METRICS")
+            mtu = metrics.get_attr("RTAX_MTU") if metrics is not None else None
+            if not mtu:
+                mtu = ipr.get_links(route.get_attr("RTA_OIF"))[0].get_attr("IFLA_MTU")
+            return int(mtu or 0)
+    except (NetlinkError, OSError, IndexError):
+        return 0
 
 
 def route_to(address: str) -> tuple[str | None, bool]:
