@@ -116,6 +116,8 @@ def test_deb_layout(packages: tuple[Path, Path]) -> None:
         "./etc/ovs-runtime/ovs-runtimed.conf",
         "./usr/lib/python3/dist-packages/ovs_runtime/db/Open_vSwitch.ovsschema",
         "./usr/share/man/man8/ovsr.8.gz",
+        "./usr/lib/systemd/network/80-ovs-runtime.network",
+        "./usr/lib/NetworkManager/conf.d/80-ovs-runtime.conf",
     ):
         assert path in files, path
     conffiles = subprocess.run(
@@ -147,6 +149,8 @@ def test_rpm_layout_requirements_and_scriptlets(
         "/usr/lib/sysusers.d/ovs-runtime.conf",
         "/etc/ovs-runtime/ovs-runtimed.conf",
         "/var/lib/ovs-runtime",
+        "/usr/lib/systemd/network/80-ovs-runtime.network",
+        "/usr/lib/NetworkManager/conf.d/80-ovs-runtime.conf",
     ):
         assert path in files, path
     requires = run("rpm", "-qpR", str(rpm))
