@@ -36,23 +36,18 @@ from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
 from ovs_runtime.datapath import vnet_header
+from ovs_runtime.netdev.afpacket import PACKET_VNET_HDR, SOL_PACKET
+from ovs_runtime.netdev.tap import IFF_NO_PI, IFF_TAP, TUNSETIFF
 from ovs_runtime.packet.offload import (
     GSO_ECN,
     GSO_TCPV4,
     GSO_TCPV6,
-    OffloadError,
     complete_frame,
     tcp_offsets,
 )
 
 log = logging.getLogger(__name__)
 
-TUNSETIFF = 0x400454CA
-IFF_TAP = 0x0002
-IFF_NO_PI = 0x1000
-SOL_PACKET = 263
-PACKET_VNET_HDR = 15
-ETH_P_ALL = 0x0003
 NAME_PATTERN = b"ovsr-gso%d"
 READ_SIZE = 65535 + 256  # any segment of a 64 KiB super-frame, headers included
 MAX_SEGMENTS = 256  # a TAP's queue holds 500 frames by default
@@ -224,4 +219,4 @@ def complete(header: bytes, frame: bytes) -> list[bytes]:
     return segmenter.complete(header, frame)
 
 
-__all__ = ["KernelSegmenter", "OffloadError", "close_shared", "complete", "shared_segmenter"]
+__all__ = ["KernelSegmenter", "close_shared", "complete", "shared_segmenter"]
