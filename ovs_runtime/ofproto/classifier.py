@@ -80,12 +80,17 @@ class Rule:
 
 
 class Subtable:
-    __slots__ = ("mask", "nonzero", "rules", "max_priority")
+    """The rules of one mask, by their masked values; ``priorities`` counts the rules
+    of each priority, so the highest one is known again in a step when a rule goes
+    (deleting every rule of a large table stays linear)."""
+
+    __slots__ = ("mask", "nonzero", "rules", "priorities", "max_priority")
 
     def __init__(self, mask: fk.Key) -> None:
         self.mask = mask
         self.nonzero = tuple((i, m) for i, m in enumerate(mask) if m)
         self.rules: dict[fk.Key, list[Rule]] = {}
+        self.priorities: dict[int, int] = {}
         self.max_priority = -1
 
 
@@ -103,6 +108,7 @@ class FlowTable:
         bucket = sub.rules.setdefault(rule.values, [])
         bucket.append(rule)
         bucket.sort(key=lambda r: (-r.priority, r.seq))
+        sub.priorities[rule.priority] = sub.priorities.get(rule.priority, 0) + 1
         self.count += 1
         if rule.priority > sub.max_priority:
             sub.max_priority = rule.priority
@@ -121,10 +127,17 @@ class FlowTable:
         self.count -= 1
         if not bucket:
             del sub.rules[rule.values]
+        left = sub.priorities[rule.priority] - 1
+        if left:
+            sub.priorities[rule.priority] = left
+            return
+        del sub.priorities[rule.priority]
         if not sub.rules:
             del self.subtables[rule.mask]
         elif rule.priority == sub.max_priority:
-            sub.max_priority = max(b[0].priority for b in sub.rules.values())
+            sub.max_priority = max(sub.priorities)
+        else:
+            return  # the subtable's place in the order is unchanged
         self._reorder()
 
     def _reorder(self) -> None:
