@@ -8,8 +8,9 @@ classifier holds them, in three masks), beneath which standalone mode's
 ``priority=0 actions=NORMAL`` forwards. Two namespaces then exchange 64-byte UDP frames
 (iperf3 -u, 18-byte payloads, four parallel streams: a steady set of four flows), and
 the delivered packets/s are the median of ``--runs``. Also reported: how long loading
-the file took (``ovsr add-flows`` / ``ovs-ofctl add-flows``) and each daemon's resident
-memory afterwards. Open vSwitch runs its userspace (netdev) datapath.
+the file took (``ovsr add-flows`` / ``ovs-ofctl add-flows``), each daemon's resident
+memory afterwards, then how long one more ``add-flow`` into the full table takes, and
+``del-flows`` of the whole table. Open vSwitch runs its userspace (netdev) datapath.
 """
 
 from __future__ import annotations
@@ -20,8 +21,9 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 from bench import l2_forwarding
@@ -29,6 +31,25 @@ from bench.l2_forwarding import two_hosts
 from bench.ovs_netdev import OvsNetdev
 from tests.daemon_process import DaemonProcess
 from tests.netns_lab import NetnsLab
+
+ONE_MORE_RULE = "priority=5,udp,nw_src=203.0.113.251,tp_dst=9,actions=drop"
+
+
+@dataclass
+class LoadedSwitch:
+    """A switch with the rule file loaded: its lab, how long loading took, its memory,
+    and its flow tool (``ovsr`` or ``ovs-ofctl``) bound to the bridge."""
+
+    lab: NetnsLab
+    load_s: float
+    rss_kib: int
+    flow_tool: Callable[[str, list[str]], None]  # (command, arguments after the bridge)
+
+
+def timed(action: Callable[[], None]) -> float:
+    started = time.monotonic()
+    action()
+    return time.monotonic() - started
 
 
 def rule_file(path: Path, count: int) -> Path:
@@ -61,7 +82,7 @@ def pps(lab: NetnsLab, seconds: int) -> float:
 
 
 @contextmanager
-def ovs_runtime(prefix: str, work: Path, flows: Path) -> Iterator[tuple[NetnsLab, float, int]]:
+def ovs_runtime(prefix: str, work: Path, flows: Path) -> Iterator[LoadedSwitch]:
     lab = two_hosts(prefix)
     daemon = DaemonProcess(work / "ovsr", extra_args=())
     try:
@@ -73,21 +94,23 @@ def ovs_runtime(prefix: str, work: Path, flows: Path) -> Iterator[tuple[NetnsLab
         proc = daemon.ovsr(*cmd)
         if proc.returncode != 0:
             raise RuntimeError(proc.stderr)
-        started = time.monotonic()
-        proc = daemon.ovsr("--timeout", "900", "add-flows", bridge, str(flows), timeout=900)
-        loaded = time.monotonic() - started
-        if proc.returncode != 0:
-            raise RuntimeError(proc.stderr)
+
+        def flow_tool(command: str, args: list[str]) -> None:
+            done = daemon.ovsr("--timeout", "900", command, bridge, *args, timeout=900)
+            if done.returncode != 0:
+                raise RuntimeError(f"ovsr {command}: {done.stderr}")
+
+        loaded = timed(lambda: flow_tool("add-flows", [str(flows)]))
         time.sleep(1)
         assert daemon.proc is not None
-        yield lab, loaded, rss_kib(daemon.proc.pid)
+        yield LoadedSwitch(lab, loaded, rss_kib(daemon.proc.pid), flow_tool)
     finally:
         daemon.stop()
         lab.cleanup()
 
 
 @contextmanager
-def open_vswitch(prefix: str, work: Path, flows: Path) -> Iterator[tuple[NetnsLab, float, int]]:
+def open_vswitch(prefix: str, work: Path, flows: Path) -> Iterator[LoadedSwitch]:
     lab = two_hosts(prefix)
     ovs = OvsNetdev(work / "ovs")
     try:
@@ -96,14 +119,16 @@ def open_vswitch(prefix: str, work: Path, flows: Path) -> Iterator[tuple[NetnsLa
         ovs.start()
         bridge = f"{prefix}ob"
         ovs.add_bridge(bridge, [lab.hosts[n].switch_port for n in ("a", "b")])
-        started = time.monotonic()
-        subprocess.run(
-            ["ovs-ofctl", "add-flows", bridge, str(flows)], check=True, env=ovs.env, timeout=900
-        )
-        loaded = time.monotonic() - started
+
+        def flow_tool(command: str, args: list[str]) -> None:
+            subprocess.run(
+                ["ovs-ofctl", command, bridge, *args], check=True, env=ovs.env, timeout=900
+            )
+
+        loaded = timed(lambda: flow_tool("add-flows", [str(flows)]))
         time.sleep(1)
         pid = int((ovs.dir / "ovs-vswitchd.pid").read_text().strip())
-        yield lab, loaded, rss_kib(pid)
+        yield LoadedSwitch(lab, loaded, rss_kib(pid), flow_tool)
     finally:
         ovs.stop()
         lab.cleanup()
@@ -125,23 +150,28 @@ def main(argv: list[str] | None = None) -> int:
             flows = rule_file(Path(tmp) / f"{count}.flows", count)
             for label, factory in SWITCHES.items():
                 work = Path(tmp) / f"{label[:3]}-{count}"
-                with factory("bf", work, flows) as (lab, loaded, rss):
-                    rates = [pps(lab, args.seconds) for _ in range(args.runs)]
-                table[(label, count)] = {
+                with factory("bf", work, flows) as switch:
+                    rates = [pps(switch.lab, args.seconds) for _ in range(args.runs)]
+                    add_one = timed(lambda: switch.flow_tool("add-flow", [ONE_MORE_RULE]))
+                    delete = timed(lambda: switch.flow_tool("del-flows", []))
+                m = table[(label, count)] = {
                     "pps": statistics.median(rates),
-                    "load_s": loaded,
-                    "rss_mib": rss / 1024,
+                    "load_s": switch.load_s,
+                    "rss_mib": switch.rss_kib / 1024,
+                    "add_one_s": add_one,
+                    "delete_s": delete,
                 }
                 print(
-                    f"{label:<24} {count:>7} rules: {statistics.median(rates) / 1000:7.1f} kpps "
+                    f"{label:<24} {count:>7} rules: {m['pps'] / 1000:7.1f} kpps "
                     f"(runs: {', '.join(f'{r / 1000:.1f}' for r in rates)}), add-flows "
-                    f"{loaded:6.2f} s, RSS {rss / 1024:6.1f} MiB",
+                    f"{m['load_s']:6.2f} s, RSS {m['rss_mib']:6.1f} MiB, one more add-flow "
+                    f"{add_one:5.2f} s, del-flows {delete:6.2f} s",
                     flush=True,
                 )
     print()
     print(f"medians of {args.runs} runs, {args.seconds} s each; 64-byte UDP, 4 streams")
     header = f"{'rules':>7} {'switch':<24} {'kpps':>8} {'vs fewest':>10} {'vs OVS':>7}"
-    print(f"{header} {'add-flows s':>11} {'RSS MiB':>8}")
+    print(f"{header} {'add-flows s':>11} {'RSS MiB':>8} {'+1 rule s':>9} {'del-flows s':>11}")
     for count in counts:
         for label in SWITCHES:
             m = table[(label, count)]
@@ -149,7 +179,8 @@ def main(argv: list[str] | None = None) -> int:
             ovs = table[("Open vSwitch 3.1 netdev", count)]["pps"]
             print(
                 f"{count:>7} {label:<24} {m['pps'] / 1000:>8.1f} {m['pps'] / base:>9.2f}x "
-                f"{m['pps'] / ovs:>6.2f}x {m['load_s']:>11.2f} {m['rss_mib']:>8.1f}"
+                f"{m['pps'] / ovs:>6.2f}x {m['load_s']:>11.2f} {m['rss_mib']:>8.1f} "
+                f"{m['add_one_s']:>9.2f} {m['delete_s']:>11.2f}"
             )
     return 0
 
