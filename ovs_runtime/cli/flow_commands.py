@@ -191,16 +191,32 @@ def write(
     update: dict[str, FlowRule],
     wait: bool,
     comment: str,
-) -> None:
+    clear: bool = False,
+) -> list[Any]:
     """One transaction: delete, update and insert rows, then (with ``wait``) block until
-    the daemon has the new rules in force."""
+    the daemon has the new rules in force. With ``clear``, every rule of the bridge goes
+    first (the result then starts with the rules it held, read in the same
+    transaction). Returns the operations' results."""
     ops: list[dict[str, Any]] = []
+    bridge_where = [["_uuid", "==", ["uuid", view.uuid]]]
+    if clear:
+        ops.append(
+            {"op": "select", "table": "Bridge", "where": bridge_where, "columns": ["flow_rules"]}
+        )
+        ops.append(
+            {
+                "op": "update",
+                "table": "Bridge",
+                "where": bridge_where,
+                "row": {"flow_rules": ["set", []]},
+            }
+        )
 
     def members(mutator: str, refs: list[list[str]]) -> dict[str, Any]:
         return {
             "op": "mutate",
             "table": "Bridge",
-            "where": [["_uuid", "==", ["uuid", view.uuid]]],
+            "where": bridge_where,
             "mutations": [["flow_rules", mutator, ["set", refs]]],
         }
 
@@ -224,7 +240,7 @@ def write(
     if names:
         ops.append(members("insert", [["named-uuid", n] for n in names]))
     if not ops:
-        return
+        return []
     root_where = [["_uuid", "==", ["uuid", view.root]]]
     if wait:
         ops.append(
@@ -248,6 +264,7 @@ def write(
         from ovs_runtime.cli.main import wait_for_cur_cfg
 
         wait_for_cur_cfg(client, results[-2]["rows"][0]["next_cfg"])
+    return list(results)
 
 
 def _read_file(path: str) -> str:
@@ -340,6 +357,12 @@ def run_flow_command(
         ]
         data = _add(client, load(client, args[0], rule_where=same), [rule], wait, comment)
         return data, []
+    if name == "del-flows" and not strict and (len(args) == 1 or not args[1].strip()):
+        # Every rule: no need to read 100,000 rows only to name them all again.
+        view = load(client, args[0], rule_where=no_rules)
+        held = write(client, view, [], [], {}, wait, comment, clear=True)[0]["rows"][0]
+        count = len(_set(held["flow_rules"]))
+        return {"bridge": view.name, "deleted": count}, [f"{view.name}: {count} rule(s) deleted"]
     view = load(client, args[0])
     if name == "add-flows":
         rules = flow_syntax.parse_file(_read_file(args[1]), view.resolve_port, args[1])

@@ -82,6 +82,28 @@ def test_acl_drops_one_host_and_the_rest_still_flows(
     assert lab.ping("h1", f"{NET}2")
 
 
+def test_del_flows_without_a_match_deletes_every_rule_and_counts_them(
+    switch: DaemonProcess, lab: NetnsLab, tmp_path: Path
+) -> None:
+    hosts(switch, lab, tmp_path)
+    ok(switch.ovsr("add-flow", "br0", f"priority=100,ip,nw_dst={NET}2,actions=drop"))
+    assert ok(switch.ovsr("del-flows", "br0")) == "br0: 1 rule(s) deleted\n"
+    rules = tmp_path / "acl.flows"
+    rules.write_text(
+        "".join(f"priority=100,udp,nw_src={NET}{n},tp_dst=7,actions=drop\n" for n in range(1, 4))
+        + f"priority=90,ip,nw_dst={NET}2,actions=drop\n"
+    )
+    ok(switch.ovsr("add-flows", "br0", str(rules)))
+    assert not lab.ping("h1", f"{NET}2", count=2), "the rules are in force"
+    deleted = json.loads(ok(switch.ovsr("--format", "json", "del-flows", "br0")))
+    assert deleted == {"bridge": "br0", "deleted": 4}
+    assert [r["implicit"] for r in dump(switch)] == [True], "only standalone's NORMAL is left"
+    assert lab.ping("h1", f"{NET}2"), "and it forwards again"
+    assert ok(switch.ovsr("del-flows", "br0")) == "br0: 0 rule(s) deleted\n"
+    failed = switch.ovsr("del-flows", "nobr")
+    assert failed.returncode != 0 and "no bridge named nobr" in failed.stderr
+
+
 def test_redirect_and_vlan_rewrite_by_capture(
     switch: DaemonProcess, lab: NetnsLab, tmp_path: Path
 ) -> None:

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from ovs_runtime.db import integrity
 from ovs_runtime.db.database import Database
 from ovs_runtime.db.transaction import WaitBlocked
 from tests.unit.db_helpers import add_bridge_ops, errors, new_db, select, uuid_of
@@ -222,6 +223,37 @@ def test_delete_and_garbage_collection(db: Database) -> None:
         ]
     )
     assert select(db, "Bridge") == [] and select(db, "Port") == [] and select(db, "Interface") == []
+
+
+@pytest.mark.parametrize("bulk_from", [0, 10**9], ids=["counted", "one-by-one"])
+def test_collecting_many_rows_spares_those_still_referenced(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, bulk_from: int
+) -> None:
+    """Both ways of collecting garbage (references counted once, or looked up per
+    candidate) agree: a port another bridge still holds survives with its interface;
+    every other port and its interface goes."""
+    monkeypatch.setattr(integrity, "BULK_CANDIDATES", bulk_from)
+    db = new_db(tmp_path)
+    ports = tuple(f"p{n}" for n in range(100))
+    assert errors(db.transact(add_bridge_ops("br0", ports))) == []
+    assert errors(db.transact(add_bridge_ops("br1"))) == []
+    shared = by_name(db, "Port", "p5")["_uuid"]
+    share = {
+        "op": "mutate",
+        "table": "Bridge",
+        "where": [["name", "==", "br1"]],
+        "mutations": [["ports", "insert", ["set", [shared]]]],
+    }
+    assert errors(db.transact([share])) == []
+    clear = {
+        "op": "update",
+        "table": "Bridge",
+        "where": [["name", "==", "br0"]],
+        "row": {"ports": ["set", []]},
+    }
+    assert errors(db.transact([clear])) == []
+    assert sorted(r["name"] for r in select(db, "Port")) == ["br1", "p5"]
+    assert sorted(r["name"] for r in select(db, "Interface")) == ["br1", "p5"]
 
 
 def test_unreferenced_insert_is_collected(db: Database) -> None:
