@@ -39,6 +39,8 @@ COLUMNS = ("table", "priority", "cookie", "match", "actions", "idle_timeout", "h
 # row UUID -> (the row object, its rule columns, the parsed rule). Rows are replaced,
 # never changed in place, so "same object" means "same rule" without reading a column.
 _parsed: dict[uuid.UUID, tuple[Row, tuple[Any, ...], FlowRule]] = {}
+# row UUID -> (the row object, its spec), for ``read_flow_rules``.
+_specs: dict[uuid.UUID, tuple[Row, FlowRuleSpec]] = {}
 
 
 def row_values(row: Row) -> tuple[Any, ...]:
@@ -67,21 +69,31 @@ def parse_row(row_uuid: uuid.UUID, row: Row) -> tuple[tuple[Any, ...], FlowRule]
 
 
 def read_flow_rules(tables: dict[str, dict[uuid.UUID, Row]], bridge_row: Row) -> list[FlowRuleSpec]:
+    """The bridge's rules as specs; an unchanged row (the same row object) gives the same
+    spec object as last time, which the datapath takes as "unchanged" at a glance."""
     specs = []
     rows = tables["Flow_Rule"]
     for row_uuid in members(bridge_row["flow_rules"]):
         row = rows.get(row_uuid)
         if row is None:
             continue
+        known = _specs.get(row_uuid)
+        if known is not None and known[0] is row:
+            specs.append(known[1])
+            continue
         try:
             values, rule = parse_row(row_uuid, row)
         except FlowSyntaxError:
             continue  # rows written before the check existed; the check names them
-        specs.append(FlowRuleSpec(row_uuid, values, rule, float(scalar(row["created"], 0.0))))
-    live = {s.uuid for s in specs}
-    if len(_parsed) > 2 * max(len(live), 1024):
-        for stale in [u for u in _parsed if u not in live]:
-            del _parsed[stale]
+        spec = FlowRuleSpec(row_uuid, values, rule, float(scalar(row["created"], 0.0)))
+        _specs[row_uuid] = (row, spec)
+        specs.append(spec)
+    limit = 2 * max(len(specs), 1024)
+    if len(_parsed) > limit or len(_specs) > limit:
+        live = {s.uuid for s in specs}
+        for cache in (_parsed, _specs):
+            for stale in [u for u in cache if u not in live]:
+                del cache[stale]
     return specs
 
 

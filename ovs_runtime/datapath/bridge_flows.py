@@ -58,7 +58,7 @@ class BridgeFlows:
         for row_uuid in list(self.rules):
             spec = wanted.get(row_uuid)
             old_spec, rule = self.rules[row_uuid]
-            if spec is not None and spec.version == old_spec.version:
+            if spec is old_spec or (spec is not None and spec.version == old_spec.version):
                 continue
             self.pipeline.table(rule.table).remove(rule)
             del self.rules[row_uuid]
