@@ -32,10 +32,11 @@ from ovs_runtime.bridge.reconciler import Reconciler
 from ovs_runtime.bridge.tunnel_config import check_tunnels
 from ovs_runtime.daemon import config as daemon_config
 from ovs_runtime.daemon import run_lock, systemd_notify
+from ovs_runtime.daemon.heap import HeapKeeper
 from ovs_runtime.datapath.fd_store import FdStore
 from ovs_runtime.datapath.netdev_factory import KernelNetdevs
 from ovs_runtime.datapath.userspace import UserspaceDatapath
-from ovs_runtime.db.database import Database, open_database
+from ovs_runtime.db.database import Database, RowChange, open_database
 from ovs_runtime.db.migrate import NewerSchemaError
 from ovs_runtime.db.schema import load_schema
 from ovs_runtime.db.server import OvsdbServer, RpcError
@@ -119,6 +120,7 @@ class Daemon:
         self.server: OvsdbServer | None = None
         self.reconciler: Reconciler | None = None
         self.datapath: UserspaceDatapath | None = None
+        self.heap: HeapKeeper | None = None
 
     async def run(self) -> int:
         # Signal handlers first: a SIGHUP or SIGTERM must never hit the default action,
@@ -147,9 +149,19 @@ class Daemon:
         handover = AddressHandover(Path(self.args.run_dir) / "moved-addresses")
         self.reconciler = Reconciler(self.db, self.datapath, handover)
         self.reconciler.reconcile()
+        db = self.db
+        heap = self.heap = HeapKeeper(lambda: sum(len(rows) for rows in db.tables.values()))
+        heap.settle()
+
+        # Registered after the reconciler: its call_soon(reconcile) runs before settle.
+        def settle_after_reconciling(_changes: list[RowChange], _txn_id: str) -> None:
+            loop.call_soon(heap.settle)
+
+        db.listeners.append(settle_after_reconciling)
         fd_store.release_unclaimed()
         max_bytes = self.args.max_message_bytes or self.config.max_message_bytes
         self.server = OvsdbServer(self.db, max_bytes)
+        self.server.large_request_hook = heap.pause
         self._register_inspection_methods(self.server)
         socket_path = os.path.join(self.args.run_dir, SOCKET_NAME)
         await self.server.listen_unix(socket_path, 0o660, self.config.socket_group)
@@ -198,6 +210,8 @@ class Daemon:
         write link state and statistics to the Interface rows."""
         while True:
             await asyncio.sleep(STATUS_INTERVAL)
+            if self.heap is not None:
+                self.heap.settle()  # should a large request have failed before its commit
             if self.reconciler is not None:
                 try:
                     self.reconciler.refresh_status()

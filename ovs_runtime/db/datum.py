@@ -130,7 +130,14 @@ def datum_json(datum: Datum) -> Any:
         return ["map", [[k.to_json(), v.to_json()] for k, v in items]]
     if len(values) == 1:
         return next(iter(values)).to_json()
+    if datum.type.key.type is ovs.db.types.UuidType:  # a bridge's flow_rules: 100,000
+        ordered = sorted((atom.value for atom in values), key=_uuid_int)
+        return ["set", [["uuid", str(value)] for value in ordered]]
     return ["set", [k.to_json() for k in sorted(values, key=_sort_key)]]
+
+
+def _uuid_int(value: uuid.UUID) -> int:
+    return value.int
 
 
 def as_map(datum: Datum) -> dict[Any, Any]:

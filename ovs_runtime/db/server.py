@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 READ_CHUNK = 256 * 1024
+LARGE_REQUEST_BYTES = 1 << 20  # a request this big calls ``large_request_hook``
 
 
 class RpcError(Exception):
@@ -86,6 +87,8 @@ class OvsdbServer:
         self.servers: list[asyncio.base_events.Server] = []
         # Daemon-specific methods beyond RFC 7047 (like ovs-appctl's), e.g. "ovsr/fdb-show".
         self.extra_methods: dict[str, Callable[[list[Any]], Any]] = {}
+        # Called (repeatedly) while a request of LARGE_REQUEST_BYTES or more arrives.
+        self.large_request_hook: Callable[[], None] | None = None
         db.listeners.append(self._on_commit)
 
     # -- sockets --------------------------------------------------------------------
@@ -127,6 +130,11 @@ class OvsdbServer:
                 data = await reader.read(READ_CHUNK)
                 if not data:
                     break
+                if (
+                    self.large_request_hook
+                    and len(framer.buffer) + len(data) >= LARGE_REQUEST_BYTES
+                ):
+                    self.large_request_hook()
                 try:
                     messages = framer.feed(data)
                 except jsonrpc.FramingError as exc:

@@ -33,7 +33,7 @@ class TxnView:
     def rows(self, table: str) -> Iterator[tuple[uuid.UUID, Row]]:
         changed = self.changes[table]
         for row_uuid, row in self.committed[table].items():
-            if row_uuid not in changed:
+            if not changed or row_uuid not in changed:  # (no UUID hashing when unchanged)
                 yield row_uuid, row
         for row_uuid, maybe_row in changed.items():
             if maybe_row is not None:

@@ -139,3 +139,34 @@ def _wait_for(predicate, timeout: float = 10.0) -> None:  # type: ignore[no-unty
             return
         time.sleep(0.05)
     pytest.fail("condition not reached in time")
+
+
+def test_a_large_flow_table_is_kept_out_of_collector_passes(tmp_path: Path) -> None:
+    """12,000 rules arrive as one 2 MB request: the collector pauses for it, and the
+    grown database is frozen out of its passes; the daemon goes on serving as before."""
+    d = DaemonProcess(tmp_path / "d", extra_args=("--datapath", "none", "--log-level", "debug"))
+    rules = tmp_path / "many.flows"
+    rules.write_text(
+        "".join(
+            f"priority=100,udp,nw_src=203.0.113.{n % 250},tp_dst={n},actions=drop\n"
+            for n in range(12_000)
+        )
+    )
+    d.start()
+    try:
+        assert d.ovsr("add-br", "br0").returncode == 0
+        loaded = d.ovsr("--timeout", "120", "add-flows", "br0", str(rules), timeout=120)
+        assert loaded.returncode == 0, loaded.stderr
+        assert "12000 rule(s) added" in loaded.stdout
+        deadline = time.monotonic() + 5
+        while "objects out of collector passes" not in d.log() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        log = d.log()
+        assert "large request: cycle collector paused" in log
+        assert "objects out of collector passes" in log
+        assert d.ovsr("add-flow", "br0", "priority=5,udp,tp_dst=9,actions=drop").returncode == 0
+        dumped = json.loads(d.ovsr("--format", "json", "dump-flows", "br0").stdout)
+        assert len(dumped) == 12_001
+        assert d.ovsr("del-flows", "br0").stdout == "br0: 12001 rule(s) deleted\n"
+    finally:
+        assert d.stop() == 0

@@ -3,10 +3,22 @@ means or letting a bad value through (no root)."""
 
 from __future__ import annotations
 
+import random
+import sys
+import uuid
+
 import ovs.db.types
 import pytest
 
-from ovs_runtime.db.datum import datum_from_json, default_datum
+from ovs_runtime.db.datum import (
+    Atom,
+    BaseType,
+    Datum,
+    Type,
+    datum_from_json,
+    datum_json,
+    default_datum,
+)
 from ovs_runtime.db.errors import OvsdbError
 
 
@@ -43,3 +55,14 @@ def test_defaults_are_built_once_per_type() -> None:
     assert default_datum(optional) is default_datum(optional)
     assert default_datum(optional).values == {}
     assert default_datum(required).to_json() == 0
+
+
+@pytest.mark.parametrize("size", [0, 1, 2, 300])
+def test_uuid_sets_print_as_the_ovs_library_prints_them(size: int) -> None:
+    rng = random.Random(size)
+    type_ = Type(BaseType(ovs.db.types.UuidType), n_min=0, n_max=sys.maxsize)
+    atoms = {
+        Atom(ovs.db.types.UuidType, uuid.UUID(int=rng.getrandbits(128))): None for _ in range(size)
+    }
+    datum = Datum(type_, atoms)
+    assert datum_json(datum) == datum.to_json()
