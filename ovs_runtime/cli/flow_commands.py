@@ -169,8 +169,8 @@ def _set(value: Any) -> list[Any]:
     return [value] if value else []
 
 
-def flow_row(rule: FlowRule) -> dict[str, Any]:
-    """The Flow_Rule row of a rule: canonical text, install time now."""
+def flow_row(rule: FlowRule, created: float | None = None) -> dict[str, Any]:
+    """The Flow_Rule row of a rule: canonical text, install time ``created`` (now)."""
     return {
         "table": rule.table,
         "priority": rule.priority,
@@ -179,7 +179,7 @@ def flow_row(rule: FlowRule) -> dict[str, Any]:
         "actions": format_actions(rule.actions),
         "idle_timeout": rule.idle_timeout,
         "hard_timeout": rule.hard_timeout,
-        "created": time.time(),
+        "created": time.time() if created is None else created,
     }
 
 
@@ -232,10 +232,16 @@ def write(
             }
         )
     names = []
+    now = time.time()  # one install time for the transaction (and one value to parse)
     for n, rule in enumerate(insert):
         names.append(f"rule{n}")
         ops.append(
-            {"op": "insert", "table": "Flow_Rule", "row": flow_row(rule), "uuid-name": names[-1]}
+            {
+                "op": "insert",
+                "table": "Flow_Rule",
+                "row": flow_row(rule, now),
+                "uuid-name": names[-1],
+            }
         )
     if names:
         ops.append(members("insert", [["named-uuid", n] for n in names]))
