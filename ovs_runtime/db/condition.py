@@ -11,7 +11,7 @@ from __future__ import annotations
 import copy
 import operator
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -111,6 +111,32 @@ def parse_where(
 
 def matches_all(clauses: list[Clause], row: Row) -> bool:
     return all(clause.matches(row) for clause in clauses)
+
+
+def select_rows(
+    clauses: list[Clause], rows: Iterable[tuple[uuid.UUID, Row]]
+) -> list[tuple[uuid.UUID, Row]]:
+    """The rows every clause matches, in their given order. Equality clauses go first,
+    string ones before the rest (usually the most selective: ``add-flow`` looks for one
+    rule's match among 100,000), each as one filtering pass."""
+    equal: list[tuple[bool, str, Datum]] = []
+    rest: list[Clause] = []
+    for clause in clauses:
+        if clause.function == "==" and isinstance(clause.value, Datum):
+            not_string = clause.value.type.key.type is not ovs.db.types.StringType
+            equal.append((not_string, clause.column, clause.value))
+        else:
+            rest.append(clause)
+    equal.sort(key=lambda entry: entry[0])
+    selected = list(rows)
+    for _not_string, column, wanted in equal:
+        values = wanted.values
+        selected = [(u, r) for u, r in selected if r[column].values == values]
+        if not selected:
+            return selected
+    if rest:
+        selected = [(u, r) for u, r in selected if matches_all(rest, r)]
+    return selected
 
 
 def uuid_lookup(clauses: list[Clause]) -> uuid.UUID | None:

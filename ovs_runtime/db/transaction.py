@@ -103,10 +103,8 @@ class _Executor:
         pinned = condition.uuid_lookup(clauses)
         if pinned is not None:
             row = self.view.get(table.name, pinned)
-            candidates = [(pinned, row)] if row is not None else []
-        else:
-            candidates = list(self.view.rows(table.name))
-        return [(u, r) for u, r in candidates if condition.matches_all(clauses, r)]
+            return condition.select_rows(clauses, [(pinned, row)] if row is not None else [])
+        return condition.select_rows(clauses, self.view.rows(table.name))
 
     def parse_row(self, table: TableSchema, row_json: Any, for_update: bool) -> Row:
         if not isinstance(row_json, dict):
