@@ -36,11 +36,10 @@ class FlowRuleSpec:
 
 
 COLUMNS = ("table", "priority", "cookie", "match", "actions", "idle_timeout", "hard_timeout")
-# row UUID -> (the row object, its rule columns, the parsed rule). Rows are replaced,
-# never changed in place, so "same object" means "same rule" without reading a column.
-_parsed: dict[uuid.UUID, tuple[Row, tuple[Any, ...], FlowRule]] = {}
-# row UUID -> (the row object, its spec), for ``read_flow_rules``.
-_specs: dict[uuid.UUID, tuple[Row, FlowRuleSpec]] = {}
+# row UUID -> (the row object, its spec). Rows are replaced, never changed in place, so
+# "same object" means "same rule" without reading a column, and the datapath, given the
+# same spec object, sees "unchanged" at a glance.
+_parsed: dict[uuid.UUID, tuple[Row, FlowRuleSpec]] = {}
 
 
 def row_values(row: Row) -> tuple[Any, ...]:
@@ -54,46 +53,36 @@ def rule_text(values: tuple[Any, ...]) -> str:
     return f"{head},{match} actions={actions}" if match else f"{head} actions={actions}"
 
 
-def parse_row(row_uuid: uuid.UUID, row: Row) -> tuple[tuple[Any, ...], FlowRule]:
-    """(rule columns, parsed rule) of a Flow_Rule row; raises FlowSyntaxError."""
+def parse_row(row_uuid: uuid.UUID, row: Row) -> FlowRuleSpec:
+    """The spec of a Flow_Rule row, parsed once per row object; raises FlowSyntaxError."""
     cached = _parsed.get(row_uuid)
     if cached is not None and cached[0] is row:
-        return cached[1], cached[2]
+        return cached[1]
     values = row_values(row)
-    if cached is not None and cached[1] == values:
-        rule = cached[2]
+    if cached is not None and cached[1].version == values:
+        rule = cached[1].rule
     else:
         rule = flow_syntax.parse_rule(rule_text(values))
-    _parsed[row_uuid] = (row, values, rule)
-    return values, rule
+    spec = FlowRuleSpec(row_uuid, values, rule, float(scalar(row["created"], 0.0)))
+    _parsed[row_uuid] = (row, spec)
+    return spec
 
 
 def read_flow_rules(tables: dict[str, dict[uuid.UUID, Row]], bridge_row: Row) -> list[FlowRuleSpec]:
-    """The bridge's rules as specs; an unchanged row (the same row object) gives the same
-    spec object as last time, which the datapath takes as "unchanged" at a glance."""
     specs = []
     rows = tables["Flow_Rule"]
     for row_uuid in members(bridge_row["flow_rules"]):
         row = rows.get(row_uuid)
         if row is None:
             continue
-        known = _specs.get(row_uuid)
-        if known is not None and known[0] is row:
-            specs.append(known[1])
-            continue
         try:
-            values, rule = parse_row(row_uuid, row)
+            specs.append(parse_row(row_uuid, row))
         except FlowSyntaxError:
             continue  # rows written before the check existed; the check names them
-        spec = FlowRuleSpec(row_uuid, values, rule, float(scalar(row["created"], 0.0)))
-        _specs[row_uuid] = (row, spec)
-        specs.append(spec)
-    limit = 2 * max(len(specs), 1024)
-    if len(_parsed) > limit or len(_specs) > limit:
+    if len(_parsed) > 2 * max(len(specs), 1024):
         live = {s.uuid for s in specs}
-        for cache in (_parsed, _specs):
-            for stale in [u for u in cache if u not in live]:
-                del cache[stale]
+        for stale in [u for u in _parsed if u not in live]:
+            del _parsed[stale]
     return specs
 
 
@@ -158,7 +147,7 @@ def check_flow_rules(view: Any) -> None:
             if row is None:
                 continue
             try:
-                _values, rule = parse_row(rule_uuid, row)
+                rule = parse_row(rule_uuid, row).rule
             except FlowSyntaxError as exc:
                 raise OvsdbError(
                     "constraint violation", f"bridge {name}: flow rule {rule_uuid}: {exc}"

@@ -127,10 +127,17 @@ def collect_all_garbage(schema: DbSchema, view: TxnView) -> None:
 
 
 def _collect(schema: DbSchema, view: TxnView, candidates: set[RowKey], non_root: set[str]) -> None:
-    if len(candidates) > BULK_CANDIDATES:
-        _collect_counted(schema, view, candidates, non_root)
-        return
-    pending = [c for c in candidates if view.exists(*c) and not _referenced(schema, view, c)]
+    """Delete the unreferenced candidates, cascading. With many candidates (``del-flows``
+    of 100,000 rules) every strong reference is counted once and the counts follow the
+    deletions, instead of looking through the referencing rows for each candidate."""
+    counts = _reference_counts(schema, view) if len(candidates) > BULK_CANDIDATES else None
+
+    def unreferenced(target: RowKey) -> bool:
+        if counts is not None:
+            return not counts[target]
+        return not _referenced(schema, view, target)
+
+    pending = [c for c in candidates if view.exists(*c) and unreferenced(c)]
     while pending:
         table, row_uuid = pending.pop()
         victim = view.get(table, row_uuid)
@@ -138,36 +145,19 @@ def _collect(schema: DbSchema, view: TxnView, candidates: set[RowKey], non_root:
             continue
         view.delete(table, row_uuid)
         for target in _strong_refs(schema, table, victim):
-            if (
-                target[0] in non_root
-                and view.exists(*target)
-                and not _referenced(schema, view, target)
-            ):
+            if counts is not None:
+                counts[target] -= 1
+            if target[0] in non_root and view.exists(*target) and unreferenced(target):
                 pending.append(target)
 
 
-def _collect_counted(
-    schema: DbSchema, view: TxnView, candidates: set[RowKey], non_root: set[str]
-) -> None:
-    """``_collect`` for many candidates (``del-flows`` of 100,000 rules): count every
-    strong reference once, then keep the counts as victims go, instead of looking
-    through the referencing rows for each candidate."""
+def _reference_counts(schema: DbSchema, view: TxnView) -> Counter[RowKey]:
     counts: Counter[RowKey] = Counter()
     for table in schema.tables:
         for col in _ref_columns(schema, table, strong=True):
             for _row_uuid, row in view.rows(table):
                 counts.update(referenced_uuids(col, row[col.name], strong=True))
-    pending = [c for c in candidates if not counts[c] and view.exists(*c)]
-    while pending:
-        table, row_uuid = pending.pop()
-        victim = view.get(table, row_uuid)
-        if victim is None:
-            continue
-        view.delete(table, row_uuid)
-        for target in _strong_refs(schema, table, victim):
-            counts[target] -= 1
-            if target[0] in non_root and not counts[target] and view.exists(*target):
-                pending.append(target)
+    return counts
 
 
 def remove_dangling_weak_refs(schema: DbSchema, view: TxnView) -> None:
