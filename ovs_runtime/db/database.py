@@ -8,6 +8,7 @@ applied in memory and announced to listeners (monitors and the bridge reconciler
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import time
@@ -83,6 +84,8 @@ class Database:
         self.commit_checks: list[Callable[[TxnView], None]] = []
         self.last_txn_id = str(uuid.UUID(int=0))
         self.n_transactions = 0
+        self.table_serials: dict[str, int] = {}  # table -> serial of its last change
+        self._serials = itertools.count(1)
 
     @property
     def name(self) -> str:
@@ -163,6 +166,8 @@ class Database:
         Raises ``transaction.WaitBlocked`` when a ``wait`` must wait for another commit.
         """
         outcome = execute_operations(self.schema, self.tables, ops, ctx or TxnContext())
+        outcome.view.serial = next(self._serials)
+        outcome.view.table_serials = self.table_serials
         for comment in outcome.comments:
             log.info("transaction comment: %s", comment)
         if outcome.failed:
@@ -193,7 +198,9 @@ class Database:
         except Exception as exc:  # sqlite3 errors, a full disk...
             log.error("commit failed, transaction dropped: %s", exc)
             raise OvsdbError("I/O error", f"cannot write the database: {exc}") from exc
+        serial = outcome.view.serial or next(self._serials)
         for change in changes:
+            self.table_serials[change.table] = serial
             rows = self.tables[change.table]
             if change.new is None:
                 del rows[change.uuid]

@@ -22,7 +22,7 @@ from collections.abc import Iterator
 import ovs.db.types
 from ovs.db.data import Atom
 
-from ovs_runtime.db.datum import Datum, Row, referenced_uuids
+from ovs_runtime.db.datum import Datum, Row, entries_not_in, referenced_uuids
 from ovs_runtime.db.errors import OvsdbError, constraint_violation
 from ovs_runtime.db.schema import ColumnSchema, DbSchema
 from ovs_runtime.db.txn_view import TxnView
@@ -65,14 +65,7 @@ def _removed_targets(schema: DbSchema, table: str, old: Row, new: Row | None) ->
         if new is None:
             yield from referenced_uuids(col, before, strong=True)
             continue
-        after = new[col.name]
-        if before.values == after.values:
-            continue
-        gone = {k: v for k, v in before.values.items() if k not in after.values}
-        gone.update(
-            {k: v for k, v in before.values.items() if k in after.values and after.values[k] != v}
-        )
-        yield from referenced_uuids(col, Datum(before.type, gone), strong=True)
+        yield from referenced_uuids(col, entries_not_in(before, new[col.name]), strong=True)
 
 
 def _referenced(schema: DbSchema, view: TxnView, target: RowKey) -> bool:
@@ -207,12 +200,7 @@ def _check_row_refs(
     for col in _ref_columns(schema, table, strong=True):
         datum = row[col.name]
         if old is not None:
-            before = old[col.name].values
-            if datum.values == before:
-                continue
-            datum = Datum(
-                datum.type, {k: v for k, v in datum.values.items() if before.get(k, 0) != v}
-            )
+            datum = entries_not_in(datum, old[col.name])
         for target_table, target in referenced_uuids(col, datum, strong=True):
             if not view.exists(target_table, target):
                 raise OvsdbError(

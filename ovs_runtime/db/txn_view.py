@@ -20,6 +20,11 @@ class TxnView:
         # table -> uuid -> new row, or None for a deleted row
         self.changes: dict[str, dict[uuid.UUID, Row | None]] = {name: {} for name in committed}
         self.inserted: set[tuple[str, uuid.UUID]] = set()
+        # Set by the database: this transaction's serial (unique, never reused, 0 for
+        # none) and, per table, the serial of the last committed transaction that
+        # changed it. Checks may cache what they derive from a table under its serial.
+        self.serial = 0
+        self.table_serials: dict[str, int] = {}
 
     def get(self, table: str, row_uuid: uuid.UUID) -> Row | None:
         changed = self.changes[table]

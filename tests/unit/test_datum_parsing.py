@@ -18,6 +18,7 @@ from ovs_runtime.db.datum import (
     datum_from_json,
     datum_json,
     default_datum,
+    entries_not_in,
 )
 from ovs_runtime.db.errors import OvsdbError
 
@@ -66,3 +67,35 @@ def test_uuid_sets_print_as_the_ovs_library_prints_them(size: int) -> None:
     }
     datum = Datum(type_, atoms)
     assert datum_json(datum) == datum.to_json()
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_entries_not_in_agrees_with_a_plain_comparison(seed: int) -> None:
+    """Sets (by stored hashes) and maps (by value) against a per-entry comparison, with
+    atoms shared between the two datums (a copied row) and atoms that are equal but not
+    the same objects (a parsed one)."""
+    rng = random.Random(seed)
+    uuids = [uuid.UUID(int=rng.getrandbits(128)) for _ in range(40)]
+
+    def atom(value: uuid.UUID) -> Atom:
+        return Atom(ovs.db.types.UuidType, value)
+
+    set_type = Type(BaseType(ovs.db.types.UuidType), n_min=0, n_max=sys.maxsize)
+    map_type = Type(
+        BaseType(ovs.db.types.StringType), BaseType(ovs.db.types.UuidType), 0, sys.maxsize
+    )
+    for _ in range(50):
+        before = {atom(u): None for u in rng.sample(uuids, rng.randint(0, 30))}
+        after = {k: None for k in before if rng.random() < 0.7}
+        after.update({atom(u): None for u in rng.sample(uuids, rng.randint(0, 10))})
+        for a, b in ((before, after), (after, before)):
+            got = entries_not_in(Datum(set_type, a), Datum(set_type, b)).values
+            assert set(got) == {k for k in a if k not in b}
+            assert all(v is None for v in got.values())
+        keys = [Atom(ovs.db.types.StringType, f"k{i}") for i in range(12)]
+        old_map = {k: atom(rng.choice(uuids[:4])) for k in rng.sample(keys, 8)}
+        new_map = {k: atom(rng.choice(uuids[:4])) for k in rng.sample(keys, 8)}
+        got = entries_not_in(Datum(map_type, new_map), Datum(map_type, old_map)).values
+        assert got == {k: v for k, v in new_map.items() if old_map.get(k) != v}
+    same = Datum(set_type, {atom(uuids[0]): None})
+    assert entries_not_in(same, same).values == {}
