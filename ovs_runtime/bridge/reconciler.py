@@ -20,7 +20,7 @@ from typing import Any
 from ovs_runtime.bridge import ofport_allocator, qos_tc
 from ovs_runtime.bridge.address_handover import AddressHandover, wants_move
 from ovs_runtime.bridge.desired_state import BridgeSpec, PortSpec, read_bridges
-from ovs_runtime.bridge.flow_rules import read_flow_rules
+from ovs_runtime.bridge.flow_rules import FlowRuleReader
 from ovs_runtime.bridge.qos_config import QosSpec
 from ovs_runtime.datapath.provider import DatapathProvider, InterfaceState
 from ovs_runtime.db.database import Database, RowChange
@@ -78,9 +78,12 @@ class Reconciler:
         self.ofports: dict[tuple[str, str], int] = {}  # (bridge, interface) -> number
         self.errors: dict[str, str | None] = {}  # interface -> attach error
         self._scheduled = False
+        self.flow_reader = FlowRuleReader()
+        self._changed_rules: set[uuid.UUID] = set()  # Flow_Rule rows since the last pass
         db.listeners.append(self._on_commit)
 
     def _on_commit(self, changes: list[RowChange], txn_id: str) -> None:
+        self._changed_rules.update(c.uuid for c in changes if c.table == "Flow_Rule")
         if self._scheduled:
             return
         relevant = [c for c in changes if c.table in WATCHED_TABLES]
@@ -227,12 +230,15 @@ class Reconciler:
     def _apply_flows(self, desired: dict[str, BridgeSpec]) -> None:
         provider = self.provider
         assert provider is not None
+        changed, self._changed_rules = self._changed_rules, set()
+        rows = self.db.tables["Flow_Rule"]
         for name, spec in desired.items():
             bridge_row = self.db.tables["Bridge"].get(spec.uuid)
             if bridge_row is None:
                 continue
-            rules = read_flow_rules(self.db.tables, bridge_row)
+            rules = self.flow_reader.read(rows, spec.uuid, bridge_row, changed)
             provider.configure_flows(name, spec.fail_mode, rules)
+        self.flow_reader.keep_only({spec.uuid for spec in desired.values()})
 
     def _delete_expired_flows(self) -> None:
         """Rules the datapath timed out leave the database too, as in OVS."""

@@ -24,7 +24,7 @@ from ovs_runtime.bridge import qos_tc
 from ovs_runtime.bridge.address_handover import AddressHandover
 from ovs_runtime.bridge.confirm_rollback import PendingRollbacks, SnapshotError
 from ovs_runtime.bridge.flow_export_config import check_flow_export
-from ovs_runtime.bridge.flow_rules import check_flow_rules
+from ovs_runtime.bridge.flow_rule_checks import check_flow_rules
 from ovs_runtime.bridge.mirror_config import check_mirrors
 from ovs_runtime.bridge.port_security_config import check_port_security
 from ovs_runtime.bridge.qos_config import check_qos

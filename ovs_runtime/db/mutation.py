@@ -100,6 +100,7 @@ def apply_mutation(table: TableSchema, current: Datum, mutation: Mutation) -> Da
     type_: Type = table.columns[mutation.column].type
     values = dict(current.values)
     operand = mutation.value
+    new_entries = values  # what the constraints must be checked on: the atoms it adds
     if mutation.mutator in ARITHMETIC:
         b = next(iter(operand.values)).value
         is_int = type_.key.type == ovs.db.types.IntegerType
@@ -107,17 +108,20 @@ def apply_mutation(table: TableSchema, current: Datum, mutation: Mutation) -> Da
         for atom in values:
             new = Atom(type_.key.type, _arith(mutation.mutator, atom.value, b, is_int))
             mutated[new] = None
-        values = mutated
+        values = new_entries = mutated
     elif mutation.mutator == "insert":
+        new_entries = {}
         for key, value in operand.values.items():
-            values.setdefault(key, value)
+            if key not in values:
+                values[key] = new_entries[key] = value
     else:  # delete
+        new_entries = {}
         for key, value in operand.values.items():
             if key in values and (value is None or not type_.is_map() or values[key] == value):
                 del values[key]
     result = Datum(type_, values)
-    try:
-        result.check_constraints()
+    try:  # (the atoms already there were checked when they were written)
+        Datum(type_, new_entries).check_constraints()
     except ovs.db.error.Error as exc:
         raise constraint_violation(f'mutation of "{mutation.column}": {exc}') from exc
     n = len(values)

@@ -45,7 +45,15 @@ class TxnView:
                 yield row_uuid, maybe_row
 
     def count(self, table: str) -> int:
-        return sum(1 for _ in self.rows(table))
+        """The table's rows, counted from the committed size and this view's changes."""
+        committed = self.committed[table]
+        n = len(committed)
+        for row_uuid, row in self.changes[table].items():
+            if row is None:
+                n -= row_uuid in committed
+            else:
+                n += row_uuid not in committed
+        return n
 
     def writable(self, table: str, row_uuid: uuid.UUID) -> Row:
         """The row, copied into this view so it may be modified in place."""

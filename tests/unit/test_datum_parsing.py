@@ -99,3 +99,28 @@ def test_entries_not_in_agrees_with_a_plain_comparison(seed: int) -> None:
         assert got == {k: v for k, v in new_map.items() if old_map.get(k) != v}
     same = Datum(set_type, {atom(uuids[0]): None})
     assert entries_not_in(same, same).values == {}
+
+
+def test_large_uuid_sets_print_by_difference_as_the_ovs_library_prints_them() -> None:
+    """A set a few members away from one printed before is printed from that one's
+    text; each step must still print exactly what python-ovs prints."""
+    rng = random.Random(7)
+    type_ = Type(BaseType(ovs.db.types.UuidType), n_min=0, n_max=sys.maxsize)
+
+    def atom() -> Atom:
+        return Atom(ovs.db.types.UuidType, uuid.UUID(int=rng.getrandbits(128)))
+
+    values = {atom(): None for _ in range(3000)}
+    first = datum_json(Datum(type_, values))
+    assert first == Datum(type_, values).to_json()
+    for _step in range(40):
+        values = dict(values)
+        for gone in rng.sample(list(values), rng.randint(0, 20)):
+            del values[gone]
+        values.update({atom(): None for _ in range(rng.randint(0, 20))})
+        assert datum_json(Datum(type_, values)) == Datum(type_, values).to_json()
+    assert first == Datum(type_, {a: None for a in first_atoms(first)}).to_json()
+
+
+def first_atoms(printed: list) -> list[Atom]:
+    return [Atom(ovs.db.types.UuidType, uuid.UUID(text)) for _kind, text in printed[1]]

@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from ovs_runtime.bridge import flow_rules
+from ovs_runtime.bridge import flow_rule_checks
 from ovs_runtime.cli.flow_commands import flow_row
 from ovs_runtime.db.database import Database
 from ovs_runtime.db.errors import OvsdbError
@@ -48,7 +48,7 @@ def make_db(path: Path) -> tuple[Database, FailAfterCheck]:
     for bridge in BRIDGES:
         assert errors(db.transact(add_bridge_ops(bridge, (f"{bridge}-p1",)))) == []
     failer = FailAfterCheck()
-    db.commit_checks += [flow_rules.check_flow_rules, failer]
+    db.commit_checks += [flow_rule_checks.check_flow_rules, failer]
     return db, failer
 
 
@@ -157,28 +157,28 @@ def random_plan(
 
 @contextmanager
 def counting_full_checks(counter: Counter[str]) -> Iterator[None]:
-    real = flow_rules._check_all
+    real = flow_rule_checks._check_all
 
     def counted(*args: Any) -> Any:
         counter["full"] += 1
         return real(*args)
 
-    flow_rules._check_all = counted  # type: ignore[assignment]
+    flow_rule_checks._check_all = counted  # type: ignore[assignment]
     try:
         yield
     finally:
-        flow_rules._check_all = real  # type: ignore[assignment]
+        flow_rule_checks._check_all = real
 
 
 @contextmanager
 def without_indexes() -> Iterator[None]:
     """Every check finds no index, so checks every rule of the bridge."""
-    real = flow_rules._index_for
-    flow_rules._index_for = lambda *args: None  # type: ignore[assignment]
+    real = flow_rule_checks._index_for
+    flow_rule_checks._index_for = lambda *args: None
     try:
         yield
     finally:
-        flow_rules._index_for = real  # type: ignore[assignment]
+        flow_rule_checks._index_for = real
 
 
 @pytest.mark.parametrize("seed", range(6))

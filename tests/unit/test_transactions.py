@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from pathlib import Path
 
 import pytest
@@ -9,6 +10,7 @@ import pytest
 from ovs_runtime.db import integrity
 from ovs_runtime.db.database import Database
 from ovs_runtime.db.transaction import WaitBlocked
+from ovs_runtime.db.txn_view import TxnView
 from tests.unit.db_helpers import add_bridge_ops, errors, new_db, select, uuid_of
 
 
@@ -441,3 +443,31 @@ def test_committed_state_survives_reopen(tmp_path: Path) -> None:
     port = by_name(again, "Port", "p1")
     assert port["tag"] == 42
     assert port["statistics"] == ["map", []]  # ephemeral columns are not persisted
+
+
+def test_mutations_check_the_atoms_they_add(db: Database) -> None:
+    """Insert checks the atoms it adds (the ones already there were checked when they
+    were written); arithmetic checks every result; delete adds nothing to check."""
+    db.transact(add_bridge_ops("br0", ("p1",)))
+    where = [["name", "==", "p1"]]
+
+    def mutate(*mutations: list[object]) -> list[dict]:
+        return db.transact(
+            [{"op": "mutate", "table": "Port", "where": where, "mutations": list(mutations)}]
+        )
+
+    assert errors(mutate(["trunks", "insert", ["set", [100, 4000]]])) == []
+    refused = errors(mutate(["trunks", "+=", 100]))  # 4000 + 100 is not a VLAN
+    assert refused[0]["error"] == "constraint violation"
+    assert "4100" in refused[0]["details"]
+    refused = errors(mutate(["trunks", "insert", ["set", [5, 4096]]]))
+    assert refused[0]["error"] == "constraint violation"
+    assert errors(mutate(["trunks", "delete", 4000], ["trunks", "+=", 1])) == []
+    assert by_name(db, "Port", "p1")["trunks"] == 101
+    txn = TxnView(db.tables)
+    n = txn.count("Port")
+    for row_uuid in list(db.tables["Port"])[:1]:
+        txn.delete("Port", row_uuid)
+    txn.insert("Port", uuid.uuid4(), dict(next(iter(db.tables["Port"].values()))))
+    txn.insert("Port", uuid.uuid4(), dict(next(iter(db.tables["Port"].values()))))
+    assert txn.count("Port") == n + 1 == sum(1 for _ in txn.rows("Port"))
