@@ -110,13 +110,16 @@ def check_flow_rules(view: Any) -> None:
             changed_bridges.add(bridge_uuid)
     base_serial = view.table_serials.get("Flow_Rule", 0)
     next_serial = view.serial if view.changes.get("Flow_Rule") else base_serial
-    changed_atoms = {Atom(UuidType, u) for u in changed_rules}
+    # Rows that were there before and were rewritten: only these can be in a bridge
+    # whose member set did not change (new rows join a set, which changes it).
+    committed_rules = view.committed["Flow_Rule"]
+    rewritten = {Atom(UuidType, u) for u in changed_rules if u in committed_rules}
     passed: list[tuple[uuid.UUID, _RuleIndex]] = []  # remembered once every bridge passed
     for bridge_uuid, bridge in view.rows("Bridge"):
         old = view.committed["Bridge"].get(bridge_uuid)
         index = _index_for(bridge_uuid, old, base_serial) if old is not None else {}
         rule_set = bridge["flow_rules"].values
-        if bridge_uuid not in changed_bridges and not any(a in rule_set for a in changed_atoms):
+        if bridge_uuid not in changed_bridges and not any(a in rule_set for a in rewritten):
             # Its rules stay as they are: the index carries over to the new state.
             if (
                 index is not None
@@ -132,7 +135,9 @@ def check_flow_rules(view: Any) -> None:
             # (After del-flows of most of a table, what is left is the smaller part.)
             identities = _check_all(view, name, ports, rule_set, changed_rules)
         else:
-            identities = _check_changes(view, name, ports, index, old_set, rule_set, changed_atoms)
+            identities = _check_changes(
+                view, name, ports, index, old_set, rule_set, changed_rules, rewritten
+            )
         if view.serial:
             passed.append((bridge_uuid, _RuleIndex(bridge, next_serial, identities)))
     for bridge_uuid, entry in passed:
@@ -163,11 +168,12 @@ def _check_changes(
     index: dict[Any, uuid.UUID],
     old_set: dict[Atom, Any],
     new_set: dict[Atom, Any],
-    changed: set[Atom],
+    changed: set[uuid.UUID],
+    rewritten_rows: set[Atom],
 ) -> dict[Any, uuid.UUID]:
     """The committed index, less the rules the transaction removed or rewrote, plus the
     ones it added or rewrote (set differences use the stored hashes: no per-rule work)."""
-    rewritten = [atom for atom in changed if atom in new_set and atom in old_set]
+    rewritten = [atom for atom in rewritten_rows if atom in new_set and atom in old_set]
     identities = dict(index)
     committed = view.committed["Flow_Rule"]
     for atom in itertools.chain(set(old_set).difference(new_set), rewritten):
@@ -186,7 +192,7 @@ def _check_changes(
             continue
         rule = _parsed_rule(name, atom.value, row)
         _claim(identities, name, rule, atom.value)
-        if atom in changed:
+        if atom.value in changed:
             _check_written(name, ports, atom.value, row, rule)
     return identities
 

@@ -32,8 +32,8 @@ class BridgeFlows:
         self.default: Rule | None = None
         self.fail_mode = "standalone"
         self.held: dict[int, FlowRuleSpec] = {}  # id(spec) -> spec, for every installed rule
-        self.deep_rules = 0  # installed rules that read beyond the Ethernet header
-        self.timed: dict[uuid.UUID, Rule] = {}  # rules with an idle or hard timeout
+        self.deep_rules: set[Rule] = set()  # installed rules that read beyond Ethernet
+        self.timed: set[Rule] = set()  # installed rules with an idle or hard timeout
         self.expired: list[tuple[uuid.UUID, str]] = []
         self.last_maintenance = now
         self.set_fail_mode("standalone", now)
@@ -61,13 +61,14 @@ class BridgeFlows:
         wanted = {id(s): s for s in specs}
         if wanted.keys() == self.held.keys():
             return False
-        fresh = {wanted[k].uuid: wanted[k] for k in wanted.keys() - self.held.keys()}
+        held = self.held
+        fresh = {s.uuid: s for s in specs if id(s) not in held}  # in order: first wins ties
         changed = False
         for key in self.held.keys() - wanted.keys():
             old_spec = self.held.pop(key)
             row_uuid = old_spec.uuid
             _old, rule = self.rules.pop(row_uuid)
-            spec = fresh.pop(row_uuid, None)
+            spec = fresh.pop(row_uuid, None) if fresh else None
             if spec is not None and spec.version == old_spec.version:
                 self._hold(spec, rule)  # the same rule from another row object
                 continue
@@ -102,19 +103,18 @@ class BridgeFlows:
         """Note what the datapath must know about an installed rule: its timeouts, and
         whether it reads beyond the Ethernet header (the relay's cache keys then must)."""
         if rule.spec.idle_timeout or rule.spec.hard_timeout:
-            self.timed[rule.uuid] = rule
+            self.timed.add(rule)
         if _reads_deep(rule):
-            self.deep_rules += 1
+            self.deep_rules.add(rule)
 
     def _untrack(self, rule: Rule) -> None:
-        self.timed.pop(rule.uuid, None)
-        if _reads_deep(rule):
-            self.deep_rules -= 1
+        self.timed.discard(rule)
+        self.deep_rules.discard(rule)
 
     @property
     def deep(self) -> bool:
         """Some rule reads beyond the Ethernet header."""
-        return self.deep_rules > 0
+        return bool(self.deep_rules)
 
     def recompile_ports(self, ports: dict[str, int]) -> None:
         """Ports were added, removed or renumbered: re-resolve ``in_port`` names."""
@@ -128,7 +128,7 @@ class BridgeFlows:
     def expire(self, now: float) -> list[tuple[uuid.UUID, str]]:
         """Remove rules whose idle or hard timeout passed; returns (uuid, reason)."""
         gone = []
-        for rule in list(self.timed.values()):
+        for rule in list(self.timed):
             reason = rule.expired(now)
             if reason is not None:
                 gone.append((rule.uuid, reason))

@@ -148,49 +148,44 @@ def datum_json(datum: Datum) -> Any:
     return ["set", [k.to_json() for k in sorted(values, key=_sort_key)]]
 
 
-def _uuid_int(value: uuid.UUID) -> int:
-    return value.int
-
-
-# The last large UUID sets printed, newest first: (the set's values, its UUIDs as
-# integers in order, the ["uuid", text] pairs in the same order). Committed sets are
-# replaced, not changed in place, so a kept set is what it was when printed; a new
-# set a few members away from one (one more flow rule) is printed by difference.
+# The last large UUID sets printed, newest first: (the set's values, its UUIDs' texts
+# in order; the canonical text sorts as the UUID's integer does). Committed sets are
+# replaced, not changed in place, so a kept set is what it was when printed; a new set
+# a few members away from one (one more flow rule) is printed by difference.
 LARGE_SET = 1024
-_printed: list[tuple[dict[Any, Any], list[int], list[list[str]]]] = []
+_printed: list[tuple[dict[Any, Any], list[str]]] = []
 KEPT_PRINTS = 2
 
 
 def _uuid_set_json(values: dict[Any, Any]) -> list[list[str]]:
-    """The ``["uuid", text]`` pairs of a set in UUID order. The list may be shared with
-    later calls: callers serialise it and must not change it."""
-    for kept, _ints, pairs in _printed:
+    """The ``["uuid", text]`` pairs of a set, in UUID order."""
+    texts = _sorted_texts(values)
+    return [["uuid", text] for text in texts]
+
+
+def _sorted_texts(values: dict[Any, Any]) -> list[str]:
+    for kept, texts in _printed:
         if kept is values:
-            return pairs
+            return texts
     if len(values) < LARGE_SET:
-        return [["uuid", str(value)] for value in sorted((a.value for a in values), key=_uuid_int)]
-    for kept, ints, pairs in _printed:
+        return sorted(str(atom.value) for atom in values)
+    for kept, base in _printed:
         if abs(len(kept) - len(values)) > len(values) // 64:
             continue
         gone, added = set(kept).difference(values), set(values).difference(kept)
         if len(gone) + len(added) > len(values) // 64:
             continue
-        ints, pairs = list(ints), list(pairs)
+        texts = list(base)
         for atom in gone:
-            at = bisect.bisect_left(ints, atom.value.int)
-            del ints[at], pairs[at]
+            del texts[bisect.bisect_left(texts, str(atom.value))]
         for atom in added:
-            at = bisect.bisect_left(ints, atom.value.int)
-            ints.insert(at, atom.value.int)
-            pairs.insert(at, ["uuid", str(atom.value)])
+            bisect.insort(texts, str(atom.value))
         break
     else:
-        ordered = sorted((atom.value for atom in values), key=_uuid_int)
-        ints = [value.int for value in ordered]
-        pairs = [["uuid", str(value)] for value in ordered]
-    _printed.insert(0, (values, ints, pairs))
+        texts = sorted(str(atom.value) for atom in values)
+    _printed.insert(0, (values, texts))
     del _printed[KEPT_PRINTS:]
-    return pairs
+    return texts
 
 
 def as_map(datum: Datum) -> dict[Any, Any]:
