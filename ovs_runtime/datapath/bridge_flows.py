@@ -58,11 +58,14 @@ class BridgeFlows:
         row), so a bridge of 100,000 rules with one new rule costs two set differences
         of integers, not 100,000 comparisons."""
         wall = time.time()
-        wanted = {id(s): s for s in specs}
+        wanted = dict(zip(map(id, specs), specs, strict=True))
         if wanted.keys() == self.held.keys():
             return False
-        held = self.held
-        fresh = {s.uuid: s for s in specs if id(s) not in held}  # in order: first wins ties
+        new_ids = wanted.keys() - self.held.keys()
+        if len(new_ids) > 1:  # in the order given: the first installed wins ties
+            fresh = {s.uuid: s for s in specs if id(s) in new_ids}
+        else:
+            fresh = {wanted[k].uuid: wanted[k] for k in new_ids}
         changed = False
         for key in self.held.keys() - wanted.keys():
             old_spec = self.held.pop(key)
