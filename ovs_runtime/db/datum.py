@@ -149,45 +149,43 @@ def datum_json(datum: Datum) -> Any:
 
 
 # The last large UUID sets printed, newest first: (the set's values, its UUIDs' texts
-# in order (the canonical text sorts as the UUID's integer does), and the printed
-# pairs). Committed sets are replaced, not changed in place, so a kept set is what it
-# was when printed; a set a few members away from one (one more flow rule) is printed
-# by difference.
+# in order; the canonical text sorts as the UUID's integer does). Committed sets are
+# replaced, not changed in place, so a kept set is what it was when printed; a set a
+# few members away from one (one more flow rule) is printed by difference. (The pairs
+# themselves are built again each time: about 10 MB less to keep at 100,000 members.)
 LARGE_SET = 1024
-_printed: list[tuple[dict[Any, Any], list[str], list[list[str]]]] = []
+_printed: list[tuple[dict[Any, Any], list[str]]] = []
 KEPT_PRINTS = 2
 
 
 def _uuid_set_json(values: dict[Any, Any]) -> list[list[str]]:
-    """The ``["uuid", text]`` pairs of a set in UUID order. A large set's list is kept
-    for the next call: callers serialise it and must not change it."""
-    for kept, _texts, pairs in _printed:
+    """The ``["uuid", text]`` pairs of a set, in UUID order."""
+    return [["uuid", text] for text in _sorted_texts(values)]
+
+
+def _sorted_texts(values: dict[Any, Any]) -> list[str]:
+    for kept, texts in _printed:
         if kept is values:
-            return pairs
+            return texts
     if len(values) < LARGE_SET:
-        return [["uuid", text] for text in sorted(str(atom.value) for atom in values)]
-    for kept, base_texts, base_pairs in _printed:
+        return sorted(str(atom.value) for atom in values)
+    for kept, base in _printed:
         if abs(len(kept) - len(values)) > len(values) // 64:
             continue
         gone, added = set(kept).difference(values), set(values).difference(kept)
         if len(gone) + len(added) > len(values) // 64:
             continue
-        texts, pairs = list(base_texts), list(base_pairs)
+        texts = list(base)
         for atom in gone:
-            at = bisect.bisect_left(texts, str(atom.value))
-            del texts[at], pairs[at]
+            del texts[bisect.bisect_left(texts, str(atom.value))]
         for atom in added:
-            text = str(atom.value)
-            at = bisect.bisect_left(texts, text)
-            texts.insert(at, text)
-            pairs.insert(at, ["uuid", text])
+            bisect.insort(texts, str(atom.value))
         break
     else:
         texts = sorted(str(atom.value) for atom in values)
-        pairs = [["uuid", text] for text in texts]
-    _printed.insert(0, (values, texts, pairs))
+    _printed.insert(0, (values, texts))
     del _printed[KEPT_PRINTS:]
-    return pairs
+    return texts
 
 
 def as_map(datum: Datum) -> dict[Any, Any]:
