@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from ovs_runtime.bridge import flow_rules
 from ovs_runtime.bridge.flow_rules import FlowRuleReader, FlowRuleSpec
 from ovs_runtime.cli.flow_commands import flow_row
 from ovs_runtime.datapath.bridge_flows import BridgeFlows
@@ -197,3 +198,46 @@ def test_a_row_that_did_not_parse_is_read_again_when_rewritten(tmp_path: Path) -
     assert errors(db.transact(fixed)) == []
     assert bad_uuid in read()
     assert len(read()) == 2
+
+
+def test_every_bridge_keeps_its_parses(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With three large bridges, pruning the parse cache after a pass keeps all three
+    bridges' parses, so the next pass parses nothing again."""
+    db = new_db(tmp_path)
+    rng = random.Random(3)
+    names = ("br0", "br1", "br2")
+    for name in names:
+        assert errors(db.transact(add_bridge_ops(name))) == []
+        ops: list[Any] = []
+        for n in range(1100):
+            row = flow_row(
+                parse_rule(f"priority={n},udp,tp_dst={rng.randint(1, 65535)},actions=drop")
+            )
+            ops.append({"op": "insert", "table": "Flow_Rule", "uuid-name": f"r{n}", "row": row})
+        members = ["set", [["named-uuid", f"r{n}"] for n in range(1100)]]
+        ops.append(
+            {
+                "op": "mutate",
+                "table": "Bridge",
+                "where": [["name", "==", name]],
+                "mutations": [["flow_rules", "insert", members]],
+            }
+        )
+        assert errors(db.transact(ops)) == []
+    reader = FlowRuleReader()
+
+    def one_pass() -> None:
+        for name in names:
+            b_uuid = bridge_uuid(db, name)
+            specs = reader.read(db.tables["Flow_Rule"], b_uuid, db.tables["Bridge"][b_uuid], None)
+            assert len(specs) == 1100
+        reader.keep_only({bridge_uuid(db, name) for name in names})
+
+    one_pass()
+    parses: list[str] = []
+    real_parse = flow_rules.flow_syntax.parse_rule
+    monkeypatch.setattr(
+        flow_rules.flow_syntax, "parse_rule", lambda text: parses.append(text) or real_parse(text)
+    )
+    one_pass()
+    assert parses == []
