@@ -7,8 +7,8 @@ transaction with an error naming the bridge, the rule and the token.
 Only what a transaction changed is looked at, against an index of the bridge's rules
 by identity kept from the commit before (validated by the bridge row object and the
 Flow_Rule table's commit serial), so adding one rule to a bridge of 100,000 does not
-re-check the 100,000. Without a valid index (the first transaction, or two commits that
-failed after this check in a row) every rule of the bridge is checked.
+re-check the 100,000. Without a valid index (the first transaction after a start)
+every rule of the bridge is checked.
 """
 
 from __future__ import annotations
@@ -73,23 +73,17 @@ class _RuleIndex:
     identities: dict[Any, uuid.UUID]
 
 
-# bridge UUID -> its latest indexes, newest first; one more is kept so that a
-# transaction that fails after the check leaves the committed state's index usable.
-_indexes: dict[uuid.UUID, list[_RuleIndex]] = {}
-KEPT_INDEXES = 2
+# bridge UUID -> (the index for the state a transaction will commit, the index for the
+# committed state it started from). The second stays usable if that commit fails after
+# this check, or turns out to change nothing.
+_indexes: dict[uuid.UUID, tuple[_RuleIndex, _RuleIndex | None]] = {}
 
 
-def _index_for(bridge_uuid: uuid.UUID, row: Row, serial: int) -> dict[Any, uuid.UUID] | None:
+def _index_for(bridge_uuid: uuid.UUID, row: Row, serial: int) -> _RuleIndex | None:
     for entry in _indexes.get(bridge_uuid, ()):
-        if entry.bridge_row is row and entry.serial == serial:
-            return entry.identities
+        if entry is not None and entry.bridge_row is row and entry.serial == serial:
+            return entry
     return None
-
-
-def _remember(bridge_uuid: uuid.UUID, entry: _RuleIndex) -> None:
-    kept = _indexes.setdefault(bridge_uuid, [])
-    kept.insert(0, entry)
-    del kept[KEPT_INDEXES:]
 
 
 def check_flow_rules(view: Any) -> None:
@@ -98,7 +92,7 @@ def check_flow_rules(view: Any) -> None:
     priority and match. Only what the transaction changed is looked at, against an
     index of the bridge's rules kept from the commit before, so adding one rule to a
     bridge of 100,000 does not re-check the 100,000; without a valid index (the first
-    transaction, or one after a failed commit) every rule of the bridge is checked."""
+    transaction after a start) every rule of the bridge is checked."""
     changed_rules = {u for u, row in view.changes.get("Flow_Rule", {}).items() if row is not None}
     changed_bridges = set()
     for bridge_uuid, row in view.changes.get("Bridge", {}).items():
@@ -114,10 +108,16 @@ def check_flow_rules(view: Any) -> None:
     # whose member set did not change (new rows join a set, which changes it).
     committed_rules = view.committed["Flow_Rule"]
     rewritten = {Atom(UuidType, u) for u in changed_rules if u in committed_rules}
-    passed: list[tuple[uuid.UUID, _RuleIndex]] = []  # remembered once every bridge passed
+    # (bridge, new index, base index): remembered once every bridge has passed
+    passed: list[tuple[uuid.UUID, _RuleIndex, _RuleIndex | None]] = []
     for bridge_uuid, bridge in view.rows("Bridge"):
         old = view.committed["Bridge"].get(bridge_uuid)
-        index = _index_for(bridge_uuid, old, base_serial) if old is not None else {}
+        index: dict[Any, uuid.UUID] | None
+        if old is None:  # a new bridge: nothing to compare with
+            base, index = None, {}
+        else:
+            base = _index_for(bridge_uuid, old, base_serial)
+            index = base.identities if base is not None else None
         rule_set = bridge["flow_rules"].values
         if bridge_uuid not in changed_bridges and not any(a in rule_set for a in rewritten):
             # Its rules stay as they are: the index carries over to the new state.
@@ -126,7 +126,7 @@ def check_flow_rules(view: Any) -> None:
                 and view.serial
                 and (bridge is not old or next_serial != base_serial)
             ):
-                passed.append((bridge_uuid, _RuleIndex(bridge, next_serial, index)))
+                passed.append((bridge_uuid, _RuleIndex(bridge, next_serial, index), base))
             continue
         name = scalar(bridge["name"])
         ports = _port_names(view, bridge)
@@ -139,9 +139,9 @@ def check_flow_rules(view: Any) -> None:
                 view, name, ports, index, old_set, rule_set, changed_rules, rewritten
             )
         if view.serial:
-            passed.append((bridge_uuid, _RuleIndex(bridge, next_serial, identities)))
-    for bridge_uuid, entry in passed:
-        _remember(bridge_uuid, entry)
+            passed.append((bridge_uuid, _RuleIndex(bridge, next_serial, identities), base))
+    for bridge_uuid, entry, base in passed:
+        _indexes[bridge_uuid] = (entry, base)
 
 
 def _check_all(

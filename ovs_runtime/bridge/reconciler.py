@@ -83,7 +83,8 @@ class Reconciler:
         db.listeners.append(self._on_commit)
 
     def _on_commit(self, changes: list[RowChange], txn_id: str) -> None:
-        self._changed_rules.update(c.uuid for c in changes if c.table == "Flow_Rule")
+        if self.provider is not None:
+            self._changed_rules.update(c.uuid for c in changes if c.table == "Flow_Rule")
         if self._scheduled:
             return
         relevant = [c for c in changes if c.table in WATCHED_TABLES]
@@ -232,12 +233,16 @@ class Reconciler:
         assert provider is not None
         changed, self._changed_rules = self._changed_rules, set()
         rows = self.db.tables["Flow_Rule"]
-        for name, spec in desired.items():
-            bridge_row = self.db.tables["Bridge"].get(spec.uuid)
-            if bridge_row is None:
-                continue
-            rules = self.flow_reader.read(rows, spec.uuid, bridge_row, changed)
-            provider.configure_flows(name, spec.fail_mode, rules)
+        try:
+            for name, spec in desired.items():
+                bridge_row = self.db.tables["Bridge"].get(spec.uuid)
+                if bridge_row is None:
+                    continue
+                rules = self.flow_reader.read(rows, spec.uuid, bridge_row, changed)
+                provider.configure_flows(name, spec.fail_mode, rules)
+        except BaseException:
+            self._changed_rules |= changed  # bridges not reached must still see them
+            raise
         self.flow_reader.keep_only({spec.uuid for spec in desired.values()})
 
     def _delete_expired_flows(self) -> None:

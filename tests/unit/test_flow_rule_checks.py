@@ -234,3 +234,29 @@ def test_a_rule_rewritten_into_another_rules_place_is_refused(tmp_path: Path) ->
     assert rules_of(db, "br0") == Counter(
         {(5, "ip,nw_dst=198.51.100.1"): 1, (5, "ip,nw_dst=198.51.100.2"): 1}
     )
+
+
+def test_commits_that_fail_after_the_check_keep_the_index(tmp_path: Path) -> None:
+    """Failed commits in a row, and a transaction whose rewrite changes nothing, leave
+    the committed state's index usable: the next transaction needs no full check."""
+    db, failer = make_db(tmp_path)
+    rng = random.Random(0)
+    for host in range(4):
+        plan = [("insert", "br0", 5, host, None, f"r{host}")]
+        assert errors(db.transact(random_ops(rng, db, plan))) == []
+    counter: Counter[str] = Counter()
+    with counting_full_checks(counter):
+        failer.armed = True
+        for attempt in range(3):
+            plan = [("insert", "br0", 6, attempt, None, f"f{attempt}")]
+            assert errors(db.transact(random_ops(rng, db, plan)))
+        failer.armed = False
+        same = [("rewrite", "br0", (5, "ip,nw_dst=198.51.100.1"), 5, 1)]  # to itself
+        assert errors(db.transact(random_ops(rng, db, same))) == []
+        clash = [("insert", "br0", 5, 2, None, "again")]
+        refused = errors(db.transact(random_ops(rng, db, clash)))
+        assert "two rules with table 0, priority 5" in refused[0]["details"]
+        plan = [("insert", "br0", 6, 1, None, "ok")]
+        assert errors(db.transact(random_ops(rng, db, plan))) == []
+    assert counter["full"] == 0
+    assert rules_of(db, "br0")[(6, "ip,nw_dst=198.51.100.1")] == 1
