@@ -9,8 +9,9 @@ classifier holds them, in three masks), beneath which standalone mode's
 (iperf3 -u, 18-byte payloads, four parallel streams: a steady set of four flows), and
 the delivered packets/s are the median of ``--runs``. Also reported: how long loading
 the file took (``ovsr add-flows`` / ``ovs-ofctl add-flows``), each daemon's resident
-memory afterwards, then how long one more ``add-flow`` into the full table takes, and
-``del-flows`` of the whole table. Open vSwitch runs its userspace (netdev) datapath.
+memory afterwards, then how long ``dump-flows`` of the full table takes (output to a
+pipe), one more ``add-flow`` into it, and ``del-flows`` of the whole table. Open vSwitch
+runs its userspace (netdev) datapath.
 """
 
 from __future__ import annotations
@@ -122,7 +123,11 @@ def open_vswitch(prefix: str, work: Path, flows: Path) -> Iterator[LoadedSwitch]
 
         def flow_tool(command: str, args: list[str]) -> None:
             subprocess.run(
-                ["ovs-ofctl", command, bridge, *args], check=True, env=ovs.env, timeout=900
+                ["ovs-ofctl", command, bridge, *args],
+                check=True,
+                env=ovs.env,
+                timeout=900,
+                stdout=subprocess.PIPE,  # dump-flows: read, as ovsr's is
             )
 
         loaded = timed(lambda: flow_tool("add-flows", [str(flows)]))
@@ -152,26 +157,30 @@ def main(argv: list[str] | None = None) -> int:
                 work = Path(tmp) / f"{label[:3]}-{count}"
                 with factory("bf", work, flows) as switch:
                     rates = [pps(switch.lab, args.seconds) for _ in range(args.runs)]
+                    dump = timed(lambda: switch.flow_tool("dump-flows", []))
                     add_one = timed(lambda: switch.flow_tool("add-flow", [ONE_MORE_RULE]))
                     delete = timed(lambda: switch.flow_tool("del-flows", []))
                 m = table[(label, count)] = {
                     "pps": statistics.median(rates),
                     "load_s": switch.load_s,
                     "rss_mib": switch.rss_kib / 1024,
+                    "dump_s": dump,
                     "add_one_s": add_one,
                     "delete_s": delete,
                 }
                 print(
                     f"{label:<24} {count:>7} rules: {m['pps'] / 1000:7.1f} kpps "
                     f"(runs: {', '.join(f'{r / 1000:.1f}' for r in rates)}), add-flows "
-                    f"{m['load_s']:6.2f} s, RSS {m['rss_mib']:6.1f} MiB, one more add-flow "
+                    f"{m['load_s']:6.2f} s, RSS {m['rss_mib']:6.1f} MiB, dump-flows "
+                    f"{dump:5.2f} s, one more add-flow "
                     f"{add_one:5.2f} s, del-flows {delete:6.2f} s",
                     flush=True,
                 )
     print()
     print(f"medians of {args.runs} runs, {args.seconds} s each; 64-byte UDP, 4 streams")
     header = f"{'rules':>7} {'switch':<24} {'kpps':>8} {'vs fewest':>10} {'vs OVS':>7}"
-    print(f"{header} {'add-flows s':>11} {'RSS MiB':>8} {'+1 rule s':>9} {'del-flows s':>11}")
+    header += f" {'add-flows s':>11} {'RSS MiB':>8} {'dump s':>7} {'+1 rule s':>9}"
+    print(f"{header} {'del-flows s':>11}")
     for count in counts:
         for label in SWITCHES:
             m = table[(label, count)]
@@ -180,7 +189,7 @@ def main(argv: list[str] | None = None) -> int:
             print(
                 f"{count:>7} {label:<24} {m['pps'] / 1000:>8.1f} {m['pps'] / base:>9.2f}x "
                 f"{m['pps'] / ovs:>6.2f}x {m['load_s']:>11.2f} {m['rss_mib']:>8.1f} "
-                f"{m['add_one_s']:>9.2f} {m['delete_s']:>11.2f}"
+                f"{m['dump_s']:>7.2f} {m['add_one_s']:>9.2f} {m['delete_s']:>11.2f}"
             )
     return 0
 
