@@ -227,8 +227,23 @@ def default_row(table: TableSchema) -> Row:
 
 
 def row_to_json(row: Row, columns: list[str] | None = None) -> dict[str, Any]:
-    names = columns if columns is not None else list(row)
-    return {name: datum_json(row[name]) for name in names if name in row}
+    """The row's columns as JSON; a column holding one scalar (most of them) is printed
+    here without a call per column (``select`` of 100,000 rows prints 800,000)."""
+    out: dict[str, Any] = {}
+    for name in columns if columns is not None else row:
+        datum = row.get(name)
+        if datum is None:
+            continue
+        values = datum.values
+        if len(values) == 1 and datum.type.value is None:
+            [atom] = values
+            out[name] = ["uuid", str(atom.value)] if atom.type == _UUID_ATOM else atom.value
+        else:
+            out[name] = datum_json(datum)
+    return out
+
+
+_UUID_ATOM = ovs.db.types.UuidType
 
 
 def referenced_uuids(col: ColumnSchema, datum: Datum, strong: bool) -> list[tuple[str, uuid.UUID]]:

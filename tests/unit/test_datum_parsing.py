@@ -6,6 +6,7 @@ from __future__ import annotations
 import random
 import sys
 import uuid
+from pathlib import Path
 
 import ovs.db.types
 import pytest
@@ -19,8 +20,10 @@ from ovs_runtime.db.datum import (
     datum_json,
     default_datum,
     entries_not_in,
+    row_to_json,
 )
 from ovs_runtime.db.errors import OvsdbError
+from tests.unit.db_helpers import add_bridge_ops, errors, new_db
 
 
 def column_type(json: object) -> ovs.db.types.Type:
@@ -124,3 +127,47 @@ def test_large_uuid_sets_print_by_difference_as_the_ovs_library_prints_them() ->
 
 def first_atoms(printed: list) -> list[Atom]:
     return [Atom(ovs.db.types.UuidType, uuid.UUID(text)) for _kind, text in printed[1]]
+
+
+def test_rows_print_as_the_ovs_library_prints_them(tmp_path: Path) -> None:
+    """Every row of a database with bridges, ports, interfaces and flow rules (UUIDs,
+    strings, integers, reals, booleans, sets and maps) prints as python-ovs prints it,
+    whole and by column list."""
+    db = new_db(tmp_path)
+    assert errors(db.transact(add_bridge_ops("br0", ("p1", "p2")))) == []
+    ops = [
+        {
+            "op": "update",
+            "table": "Port",
+            "where": [["name", "==", "p1"]],
+            "row": {"tag": 10, "trunks": ["set", [20, 30]], "other_config": ["map", [["a", "b"]]]},
+        },
+        {
+            "op": "update",
+            "table": "Interface",
+            "where": [["name", "==", "p2"]],
+            "row": {"options": ["map", [["peer", "x"], ["key", "5"]]], "mtu_request": 1400},
+        },
+        {
+            "op": "insert",
+            "table": "Flow_Rule",
+            "uuid-name": "r",
+            "row": {"priority": 5, "match": "ip", "actions": "drop", "created": 1.5},
+        },
+        {
+            "op": "mutate",
+            "table": "Bridge",
+            "where": [["name", "==", "br0"]],
+            "mutations": [["flow_rules", "insert", ["named-uuid", "r"]]],
+        },
+    ]
+    assert errors(db.transact(ops)) == []
+    checked = 0
+    for rows in db.tables.values():
+        for row in rows.values():
+            want = {name: datum.to_json() for name, datum in row.items()}
+            assert row_to_json(row) == want
+            some = sorted(row)[::2] + ["no_such_column"]
+            assert row_to_json(row, some) == {n: want[n] for n in some if n in want}
+            checked += 1
+    assert checked >= 8
