@@ -35,6 +35,9 @@ class BridgeFlows:
         self.deep_rules: set[Rule] = set()  # installed rules that read beyond Ethernet
         self.timed: set[Rule] = set()  # installed rules with an idle or hard timeout
         self.expired: list[tuple[uuid.UUID, str]] = []
+        # Rows of rules that timed out, until the bridge layer stops handing them over
+        # (their rows are being deleted): they must not come back meanwhile.
+        self.timed_out: set[uuid.UUID] = set()
         self.last_maintenance = now
         self.set_fail_mode("standalone", now)
 
@@ -58,6 +61,8 @@ class BridgeFlows:
         row), so a bridge of 100,000 rules with one new rule costs two set differences
         of integers, not 100,000 comparisons."""
         wall = time.time()
+        if self.timed_out:
+            self.timed_out.intersection_update(s.uuid for s in specs)
         wanted = dict(zip(map(id, specs), specs, strict=True))
         if wanted.keys() == self.held.keys():
             return False
@@ -88,6 +93,8 @@ class BridgeFlows:
             elif spec is not None:
                 fresh[row_uuid] = spec  # a new rule in the old row's place
         for row_uuid, spec in fresh.items():
+            if row_uuid in self.timed_out:
+                continue
             # hard_timeout counts from the install time in the row, across restarts.
             rule = Rule(row_uuid, spec.rule, now - max(0.0, wall - spec.created))
             rule.used = now
@@ -139,6 +146,7 @@ class BridgeFlows:
                 spec, _rule = self.rules.pop(rule.uuid)
                 del self.held[id(spec)]
                 self._untrack(rule)
+                self.timed_out.add(rule.uuid)
         self.expired.extend(gone)
         return gone
 

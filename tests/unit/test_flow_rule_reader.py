@@ -241,3 +241,28 @@ def test_every_bridge_keeps_its_parses(tmp_path: Path, monkeypatch: pytest.Monke
     )
     one_pass()
     assert parses == []
+
+
+def test_a_timed_out_rule_stays_out_until_its_row_is_gone() -> None:
+    """Between a rule timing out and its row's deletion, the bridge layer still hands
+    the rule over (a configuration change may come in between): it must not come back
+    for another idle period."""
+
+    def spec(text: str) -> FlowRuleSpec:
+        rule = parse_rule(text)
+        return FlowRuleSpec(uuid.uuid4(), (text,), rule, 0.0)
+
+    idle = spec("idle_timeout=5,priority=5,udp,actions=drop")
+    other = spec("priority=6,tcp,actions=drop")
+    flows = BridgeFlows(100.0)
+    flows.configure([idle, other], {}, 100.0)
+    assert flows.expire(106.0) == [(idle.uuid, "idle")]
+    assert not flows.configure([idle, other], {}, 107.0)
+    third = spec("priority=7,icmp,actions=drop")
+    assert flows.configure([idle, other, third], {}, 107.5)
+    assert set(flows.rules) == {other.uuid, third.uuid}
+    flows.configure([other, third], {}, 108.0)  # the row is deleted
+    assert not flows.timed_out
+    again = spec("idle_timeout=5,priority=5,udp,actions=drop")  # added anew: a new row
+    assert flows.configure([other, third, again], {}, 109.0)
+    assert again.uuid in flows.rules
