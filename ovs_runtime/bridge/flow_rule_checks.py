@@ -147,18 +147,8 @@ def check_flow_rules(view: Any) -> None:
 def _check_all(
     view: Any, name: str, ports: set[str], rule_set: dict[Atom, Any], changed: set[uuid.UUID]
 ) -> dict[Any, uuid.UUID]:
-    """Every rule of the bridge; the ones the transaction wrote in full."""
-    identities: dict[Any, uuid.UUID] = {}
-    for atom in rule_set:
-        rule_uuid = atom.value
-        row = view.get("Flow_Rule", rule_uuid)
-        if row is None:
-            continue
-        rule = _parsed_rule(name, rule_uuid, row)
-        _claim(identities, name, rule, rule_uuid)
-        if rule_uuid in changed:
-            _check_written(name, ports, rule_uuid, row, rule)
-    return identities
+    """Every rule of the bridge (all of them new against an empty index)."""
+    return _check_changes(view, name, ports, {}, {}, rule_set, changed, set())
 
 
 def _check_changes(
