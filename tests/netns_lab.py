@@ -161,14 +161,14 @@ class NetnsLab:
 
 
 class RawPort:
-    """An AF_PACKET socket on ``eth0`` inside a namespace: sends exact frames and
+    """An AF_PACKET socket on ``ifname`` inside a namespace: sends exact frames and
     captures what arrives, with VLAN tags the kernel moved into metadata put back."""
 
-    def __init__(self, ns: str) -> None:
+    def __init__(self, ns: str, ifname: str = "eth0") -> None:
         with in_namespace(ns):
             self.sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
             self.sock.setsockopt(SOL_PACKET, PACKET_AUXDATA, 1)
-            self.sock.bind(("eth0", ETH_P_ALL))
+            self.sock.bind((ifname, ETH_P_ALL))
         self.sock.setblocking(False)
 
     def send(self, frame: bytes) -> None:

@@ -78,5 +78,8 @@ def _dpif_lines(data: dict[str, Any]) -> list[str]:
                 )
     for name, endpoint in data.get("tunnel_endpoints", {}).items():
         drops = ", ".join(f"{k}:{v}" for k, v in sorted(endpoint["drops"].items())) or "none"
-        lines.append(f"  tunnel endpoint {name}: {endpoint['ports']} port(s), drops: {drops}")
+        lines.append(
+            f"  tunnel endpoint {name}: {endpoint['ports']} port(s), "
+            f"{len(endpoint.get('source_ports', []))} source port(s) in use, drops: {drops}"
+        )
     return lines

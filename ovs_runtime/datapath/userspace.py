@@ -847,6 +847,7 @@ class UserspaceDatapath:
                 "tunnel_endpoints": {
                     f"{e.kind} {e.sock.getsockname()[0]}:{e.sock.getsockname()[1]}": {
                         "ports": len(e.ports),
+                        "source_ports": e.source_ports(),
                         "drops": dict(e.drops),
                     }
                     for e in self.endpoints.values()

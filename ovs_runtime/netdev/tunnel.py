@@ -5,8 +5,16 @@ a ``TunnelEndpoint``. When it is readable the datapath calls ``pump``: each data
 checked and decapsulated, and its inner frame queued on the port for (sender address,
 VNI); anything else is dropped and counted by reason. A port sends by completing the
 frame's offloads in software (``packet.offload``), adding the tunnel header and sending
-to ``remote_ip``. The socket sets "don't fragment": a frame too large for the path fails
+to ``remote_ip``. The sockets set "don't fragment": a frame too large for the path fails
 with a counted error and a message in ``Interface.status``, never silently.
+
+Outer UDP source ports follow the inner flow (RFC 7348, section 5), so an ECMP underlay
+spreads a host's tunnel traffic over its paths and keeps each flow on one: an endpoint
+sends from a pool of up to ``SOURCE_PORTS`` UDP sockets on ephemeral ports (the range
+in ``net.ipv4.ip_local_port_range``, as the kernel's own VXLAN uses), opened as flows
+need them, and ``packet.flow_hash`` picks the socket. Each socket keeps the kernel's UDP
+segmentation (GSO) and its route and MTU checks, which a raw socket choosing any port
+would give up.
 """
 
 from __future__ import annotations
@@ -23,6 +31,7 @@ from ovs_runtime.bridge.tunnel_config import MAX_VNI, TunnelConfig
 from ovs_runtime.datapath import vnet_header
 from ovs_runtime.netdev import kernel_gso
 from ovs_runtime.netdev.provider import NetdevGone, NetdevStats, NetdevStatus, Packet
+from ovs_runtime.packet.flow_hash import flow_hash
 from ovs_runtime.packet.offload import OffloadError
 from ovs_runtime.packet.tunnel_header import (
     OVERHEAD_IPV4,
@@ -46,6 +55,8 @@ IP_FREEBIND = 15  # bind to local_ip before the address exists (it may move onto
 PUMP_BUDGET = 256
 MAX_DATAGRAM = 65535
 REACHABILITY_TTL = 2.0
+SOURCE_PORTS = 64  # sending sockets per endpoint, so up to 64 outer source ports
+SENDER_RCVBUF = 4096  # nothing is ever sent to a sending socket's port
 
 
 class TunnelEndpoint:
@@ -61,7 +72,10 @@ class TunnelEndpoint:
         self.users = 0
         self.inherited = False
         self.store_name = ""
-        family = socket.AF_INET6 if ":" in local_ip else socket.AF_INET
+        self.local_ip = local_ip
+        self.family = socket.AF_INET6 if ":" in local_ip else socket.AF_INET
+        # The sending sockets, by flow hash; None until a flow needs one.
+        self.senders: list[socket.socket | None] = [None] * SOURCE_PORTS
         if inherited_fd is not None:
             sock = socket.socket(fileno=inherited_fd)
             bound = sock.getsockname()
@@ -73,23 +87,54 @@ class TunnelEndpoint:
                 self.gso = _gso_supported(sock)
                 return
             sock.close()
-        self.sock = socket.socket(family, socket.SOCK_DGRAM)
+        self.sock = _udp_socket(self.family)
         self.gso = _gso_supported(self.sock)
         try:
             self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            if family == socket.AF_INET:
-                self.sock.setsockopt(socket.IPPROTO_IP, IP_MTU_DISCOVER, IP_PMTUDISC_DO)
-                self.sock.setsockopt(socket.IPPROTO_IP, IP_FREEBIND, 1)
-            else:
-                self.sock.setsockopt(socket.IPPROTO_IPV6, IPV6_MTU_DISCOVER, IPV6_PMTUDISC_DO)
             self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
-            self.sock.bind((local_ip or ("::" if family == socket.AF_INET6 else "0.0.0.0"), port))
+            self.sock.bind((self.bind_address, port))
         except OSError as exc:
             self.sock.close()
             raise NetdevGone(
                 f"cannot open the {kind} socket on UDP port {port}: {exc.strerror}"
             ) from None
-        self.sock.setblocking(False)
+
+    @property
+    def bind_address(self) -> str:
+        return self.local_ip or ("::" if self.family == socket.AF_INET6 else "0.0.0.0")
+
+    def sender(self, frame: bytes) -> socket.socket:
+        """The socket to send ``frame``'s flow from: one of the pool, opened on first
+        use; the endpoint's own socket if the pool's cannot be opened."""
+        slot = source_slot(frame)
+        sock = self.senders[slot]
+        if sock is None:
+            sock = self.senders[slot] = self._open_sender()
+        return sock
+
+    def _open_sender(self) -> socket.socket:
+        sock = None
+        try:
+            sock = _udp_socket(self.family)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, SENDER_RCVBUF)
+            sock.bind((self.bind_address, 0))
+        except OSError as exc:  # out of file descriptors, or of ephemeral ports
+            if sock is not None:
+                sock.close()
+            log.warning(
+                "%s endpoint on UDP port %d: cannot open a sending socket (%s); sending "
+                "from port %d instead",
+                self.kind,
+                self.sock.getsockname()[1],
+                exc.strerror,
+                self.sock.getsockname()[1],
+            )
+            return self.sock
+        return sock
+
+    def source_ports(self) -> list[int]:
+        """The outer UDP source ports in use (the pool's sockets opened so far)."""
+        return sorted({s.getsockname()[1] for s in self.senders if s is not None})
 
     def fileno(self) -> int:
         return self.sock.fileno()
@@ -129,6 +174,10 @@ class TunnelEndpoint:
         return count
 
     def close(self) -> None:
+        for sock in self.senders:
+            if sock is not None and sock is not self.sock:
+                sock.close()
+        self.senders = [None] * SOURCE_PORTS
         self.sock.close()
 
 
@@ -252,9 +301,10 @@ class TunnelNetdev:
             self.offload_errors += 1
             self.last_error = f"dropped a frame whose offloads cannot be completed: {exc}"
             return
+        sock = self.endpoint.sender(frame)
         if len(frames) > 1 and self.endpoint.gso:
-            frames = self._send_segmented(tunnel_header, frames, address)
-        sendto = self.endpoint.sock.sendto
+            frames = self._send_segmented(sock, tunnel_header, frames, address)
+        sendto = sock.sendto
         for inner in frames:
             try:
                 sendto(tunnel_header + inner, address)
@@ -272,7 +322,11 @@ class TunnelNetdev:
             self.stats.tx_bytes += len(inner)
 
     def _send_segmented(
-        self, tunnel_header: bytes, frames: list[bytes], address: tuple[str, int]
+        self,
+        sock: socket.socket,
+        tunnel_header: bytes,
+        frames: list[bytes],
+        address: tuple[str, int],
     ) -> list[bytes]:
         """Send the segments of one TCP super-frame with UDP GSO: one system call
         carries up to ``GSO_SEGMENTS`` datagrams of one size (the last may be shorter)
@@ -288,7 +342,7 @@ class TunnelNetdev:
         ):
             return frames  # not one size, the last no longer: not for UDP GSO
         control = [(SOL_UDP, UDP_SEGMENT, size.to_bytes(2, sys.byteorder))]
-        sendmsg = self.endpoint.sock.sendmsg
+        sendmsg = sock.sendmsg
         for first in range(0, len(frames), per_call):
             run = frames[first : first + per_call]
             if len(run) == 1:
@@ -346,6 +400,26 @@ class TunnelNetdev:
 
 
 _routes: dict[str, tuple[float, str | None, bool]] = {}
+
+
+def source_slot(frame: bytes) -> int:
+    """Which of the ``SOURCE_PORTS`` sending sockets carries ``frame``'s flow: the
+    CRC's bits mixed by a multiplication (Fibonacci hashing), as CRC-32's low bits alone
+    follow runs of consecutive ports too regularly."""
+    return ((flow_hash(frame) * 0x9E3779B1) & 0xFFFFFFFF) * SOURCE_PORTS >> 32
+
+
+def _udp_socket(family: int) -> socket.socket:
+    """A non-blocking UDP socket that never fragments and may bind to an address the
+    host does not have yet (``local_ip`` may move onto a bridge later)."""
+    sock = socket.socket(family, socket.SOCK_DGRAM)
+    if family == socket.AF_INET:
+        sock.setsockopt(socket.IPPROTO_IP, IP_MTU_DISCOVER, IP_PMTUDISC_DO)
+        sock.setsockopt(socket.IPPROTO_IP, IP_FREEBIND, 1)
+    else:
+        sock.setsockopt(socket.IPPROTO_IPV6, IPV6_MTU_DISCOVER, IPV6_PMTUDISC_DO)
+    sock.setblocking(False)
+    return sock
 
 
 def _gso_supported(sock: socket.socket) -> bool:

@@ -11,8 +11,10 @@ from __future__ import annotations
 import json
 import re
 import socket
+import struct
 import subprocess
 import time
+from collections import defaultdict
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,7 +25,7 @@ from pyroute2 import NetNS
 
 from tests.daemon_process import DaemonProcess
 from tests.integration.switch_fixtures import wait_attached
-from tests.netns_lab import NetnsLab, in_namespace
+from tests.netns_lab import NetnsLab, RawPort, in_namespace
 
 H1, H2 = "203.0.113.1", "203.0.113.2"
 VM_IP, FAR_IP = "198.51.100.1", "198.51.100.2"
@@ -198,6 +200,66 @@ def test_malformed_datagrams_are_dropped_and_counted(underlay: Underlay, lab: Ne
     assert drops.get("truncated", 0) >= 400 and drops.get("bad-vxlan-flags", 0) >= 200
     assert drops.get("unknown-tunnel", 0) >= 200
     assert lab.ping("vm", FAR_IP), "still switching after 1000 malformed datagrams"
+
+
+def outer_and_inner_ports(frame: bytes) -> tuple[int, int] | None:
+    """(outer UDP source port, inner UDP source port) of a VXLAN datagram carrying UDP
+    over IPv4, else None."""
+    if frame[12:14] != b"\x08\x00" or frame[23] != 17:
+        return None
+    udp = 14 + (frame[14] & 0x0F) * 4
+    outer_source, outer_dest = struct.unpack_from("!HH", frame, udp)
+    inner = frame[udp + 16 :]  # UDP header, VXLAN header
+    if outer_dest != 4789 or inner[12:14] != b"\x08\x00" or inner[23] != 17:
+        return None
+    inner_source: int = struct.unpack_from("!H", inner, 14 + (inner[14] & 0x0F) * 4)[0]
+    return outer_source, inner_source
+
+
+def test_inner_flows_spread_over_outer_source_ports(underlay: Underlay, lab: NetnsLab) -> None:
+    """RFC 7348 section 5: the outer UDP source port follows the inner flow, so an ECMP
+    underlay spreads a host's tunnel traffic and keeps each flow on one path. Captured
+    on the far host's underlay; the kernel's VXLAN takes every datagram whatever port it
+    came from."""
+    kernel_vxlan(underlay.h2, f"{FAR_IP}/24")
+    daemon = underlay.start("h1", underlay.h1)
+    underlay.apply(daemon, {underlay.vm.switch_port: {"tag": 10}, "vx-h2": tunnel(H2)})
+    assert lab.ping("vm", FAR_IP)
+    flows = range(40001, 40033)
+    capture = RawPort(underlay.h2, "und0")
+    with in_namespace(underlay.h2):
+        receiver = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    senders = []
+    try:
+        receiver.bind((FAR_IP, 9000))
+        receiver.settimeout(2)
+        with in_namespace(underlay.vm.ns):
+            for port in flows:
+                senders.append(socket.socket(socket.AF_INET, socket.SOCK_DGRAM))
+                senders[-1].bind((VM_IP, port))
+        for _ in range(3):
+            for sender in senders:
+                sender.sendto(b"flow", (FAR_IP, 9000))
+        delivered = [receiver.recvfrom(100)[1][1] for _ in range(3 * len(senders))]
+        frames = capture.drain(0.3)
+    finally:
+        capture.close()
+        receiver.close()
+        for sender in senders:
+            sender.close()
+    assert sorted(delivered) == sorted(list(flows) * 3)
+    outer_by_inner: dict[int, set[int]] = defaultdict(set)
+    for frame in frames:
+        ports = outer_and_inner_ports(frame)
+        if ports is not None and ports[1] in flows:
+            outer_by_inner[ports[1]].add(ports[0])
+    assert set(outer_by_inner) == set(flows), "every datagram was captured on the underlay"
+    assert all(len(outer) == 1 for outer in outer_by_inner.values()), outer_by_inner
+    used = set().union(*outer_by_inner.values())
+    print(f"{len(flows)} inner flows left from {len(used)} outer source ports")
+    assert len(used) >= 16 and 4789 not in used
+    dpif = json.loads(daemon.ovsr("--format", "json", "dpif-show").stdout)
+    assert used <= set(next(iter(dpif["tunnel_endpoints"].values()))["source_ports"])
 
 
 def test_geneve_between_two_switches_with_learning(underlay: Underlay, lab: NetnsLab) -> None:

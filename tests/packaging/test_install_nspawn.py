@@ -4,6 +4,7 @@ as root and for members of the ovs-runtime group, and says clearly why not for o
 
 from __future__ import annotations
 
+import re
 import shutil
 from collections.abc import Iterator
 
@@ -43,6 +44,10 @@ def test_apt_installs_and_service_runs(host: NspawnHost) -> None:
         raise
     mode = host.run("stat", "-c", "%a %G", "/run/ovs-runtime/db.sock").stdout.split()
     assert mode == ["660", "ovs-runtime"]
+    # Room for a thousand ports: the running daemon's descriptor limit, not the unit text.
+    pid = host.run("systemctl", "show", "-p", "MainPID", "--value", "ovs-runtime").stdout
+    limits = host.run("cat", f"/proc/{pid.strip()}/limits").stdout
+    assert re.search(r"Max open files\s+65536\s+65536", limits), limits
 
 
 def test_ovsr_as_root_group_member_and_outsider(host: NspawnHost) -> None:

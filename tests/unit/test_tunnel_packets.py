@@ -211,7 +211,7 @@ def gso_super_frame(payload_len: int, gso_size: int) -> tuple[bytes, bytes]:
 
 
 class CountingSocket:
-    """The endpoint's socket, counting the system calls the tunnel port makes."""
+    """A sending socket, counting the system calls the tunnel port makes."""
 
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
@@ -259,7 +259,6 @@ def test_segments_of_a_super_frame_leave_with_udp_gso(
         "vx1", "vxlan", {"remote_ip": "127.0.0.2", "local_ip": "127.0.0.1", "dst_port": "47893"}
     )
     port = TunnelEndpoints().port("vx1", config)
-    sock = port.endpoint.sock
     receiver = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     try:
         receiver.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
@@ -267,10 +266,11 @@ def test_segments_of_a_super_frame_leave_with_udp_gso(
         receiver.settimeout(2)
         if not port.endpoint.gso:
             pytest.skip("this kernel has no UDP GSO")
-        counting = CountingSocket(sock)
-        counting.refuse = refuse
-        port.endpoint.sock = counting  # type: ignore[assignment]
         header, frame = gso_super_frame(payload, gso_size)
+        # Count the calls on the socket this flow is sent from.
+        counting = CountingSocket(port.endpoint.sender(frame))
+        counting.refuse = refuse
+        port.endpoint.senders = [counting] * len(port.endpoint.senders)  # type: ignore[list-item]
         port.send(header, frame)
         expected = segment_tcp(frame, gso_size)
         received = [receiver.recv(65535) for _ in expected]
@@ -283,7 +283,10 @@ def test_segments_of_a_super_frame_leave_with_udp_gso(
     finally:
         receiver.close()
         port.close()
-        port.endpoint.sock = sock
+        port.endpoint.senders = [  # the real sockets back, to be closed with the endpoint
+            s.sock if isinstance(s, CountingSocket) else s  # type: ignore[misc]
+            for s in port.endpoint.senders
+        ]
         port.endpoint.close()
 
 
