@@ -71,21 +71,15 @@ def _port_names(m: Model, bridge_key: str) -> list[str]:
 
 def parse_assignment(m: Model, table: str, text: str) -> tuple[str, Any, Any]:
     """``COLUMN[:KEY]=VALUE`` -> (column, key or None, parsed value)."""
-    if "=" not in text:
-        raise ModelError(f"{text!r}: expected COLUMN[:KEY]=VALUE")
-    lhs, rhs = text.split("=", 1)
-    column, _, key = lhs.partition(":")
+    column, key, rhs = vs.split_assignment(text)
     type_ = m.column_type(table, column)
     what = f"{table} column {column}"
-    if key:
+    if key is not None:
+        key_text, key_quoted = key
         if not type_.is_map():
-            raise ModelError(f"{what} is not a map, so {lhs!r} cannot name a key")
-        k = vs.parse_atom(type_.key, key, what=what)
-        tokens = vs._Tokens(rhs)
-        word, quoted = tokens.word()
-        if not tokens.at_end():
-            raise ModelError(f"{what}:{key}: unexpected text in {rhs!r}")
-        return column, k, vs.parse_atom(type_.value, word, quoted, what=what)
+            raise ModelError(f"{what} is not a map, so {column}:{key_text} cannot name a key")
+        k = vs.parse_atom(type_.key, key_text, key_quoted, what=what)
+        return column, k, vs.parse_single_atom(type_.value, rhs, what=f"{what}:{key_text}")
     return column, None, vs.parse_value(type_, rhs, what=what)
 
 
@@ -259,6 +253,12 @@ def cmd_del_port(ctx: CommandContext, args: list[str]) -> None:
         bridge = bridge_key(m, args[0])
         if bridge_of_port(m, port) != bridge:
             raise ModelError(f"bridge {args[0]} does not have a port {name}")
+    owner = bridge_of_port(m, port)
+    if owner is not None and m.rows["Bridge"][owner]["name"] == name:
+        raise ModelError(
+            f"cannot delete port {name} because it is the local port for bridge {name} "
+            f"(deleting this port requires deleting the entire bridge: del-br {name})"
+        )
     delete_port(m, port)
 
 

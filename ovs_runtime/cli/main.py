@@ -41,6 +41,7 @@ from ovs_runtime.ofproto.flow_match import FlowSyntaxError
 DB_NAME = "Open_vSwitch"
 TABLE_COMMANDS = {"set", "get", "list", "find", "clear", "add", "remove", "create", "destroy"}
 DEFAULT_TIMEOUT = 30.0
+MAX_TIMEOUT = 86400.0  # a day; larger values overflow the socket's timeout
 MAX_RETRIES = 10
 EXIT_ERROR = 1
 
@@ -189,6 +190,8 @@ def _set_command_option(inv_opts: dict[str, Any], name: str, value: str | None) 
     elif key in ("id", "state", "confirm-timeout"):
         if not value:
             raise UsageError(f"{name} needs a value: {name}=VALUE")
+        if key == "id" and (not value.startswith("@") or len(value) < 2):
+            raise UsageError(f"--id={value}: expected --id=@NAME")
         inv_opts[key] = value
     else:
         if value is not None:
@@ -214,8 +217,11 @@ def _set_global(opts: GlobalOptions, name: str, value: str) -> None:
             opts.timeout = float(value)
         except ValueError:
             raise UsageError(f"--timeout {value!r}: expected a number of seconds") from None
-        if opts.timeout <= 0:
-            raise UsageError("--timeout must be greater than 0 (ovsr never waits forever)")
+        if not 0 < opts.timeout <= MAX_TIMEOUT:  # (also false for nan)
+            raise UsageError(
+                f"--timeout {value!r}: expected a number of seconds greater than 0 and at "
+                f"most {MAX_TIMEOUT:.0f} (ovsr never waits forever)"
+            )
     else:
         if value not in ("table", "json"):
             raise UsageError(f"--format {value!r}: expected table or json")
@@ -263,7 +269,8 @@ def run_commands(
             try:
                 COMMANDS[inv.name].func(ctx, args)
             except ExitStatus as status:
-                exit_code = status.code
+                # As ovs-vsctl: the answer ends the run; nothing is committed or printed.
+                return RunResult([], False, status.code)
             contexts.append(ctx)
         dry_run = any(inv.opts.get("check") for inv in invocations)
         ops = model.operations()
@@ -386,6 +393,8 @@ def _cur_cfg(updates: dict[str, Any]) -> int:
 
 def _finish(client: OvsdbClient, invocations: list[Invocation], result: RunResult) -> None:
     """Second halves that need the running datapath, after the transaction."""
+    if not result.contexts:  # ended early by an exit status (br-exists)
+        return
     for inv, ctx in zip(invocations, result.contexts, strict=True):
         if inv.name == "port-export":
             port_mobility.add_learned_macs(client, ctx)

@@ -18,7 +18,21 @@ from typing import Any
 from ovs_runtime.cli import value_syntax as vs
 from ovs_runtime.db.schema import DbSchema
 
-NAMED_TABLES = {"Bridge": "name", "Port": "name", "Interface": "name", "Manager": "target"}
+NAMED_TABLES = {
+    "Bridge": "name",
+    "Port": "name",
+    "Interface": "name",
+    "Manager": "target",
+    "Mirror": "name",
+}
+# Tables whose rows ovs-vsctl finds by the name of the row that refers to them:
+# ``list QoS p1`` is the QoS of port p1, ``list sFlow br0`` that of bridge br0.
+NAMED_BY_REFERRER = {
+    "QoS": ("Port", "qos"),
+    "sFlow": ("Bridge", "sflow"),
+    "NetFlow": ("Bridge", "netflow"),
+    "Controller": ("Bridge", "controller"),
+}
 Row = dict[str, Any]
 
 
@@ -43,6 +57,9 @@ class Model:
         self.inserted: dict[str, list[str]] = {name: [] for name in schema.tables}
         self.deleted: dict[str, set[str]] = {name: set() for name in schema.tables}
         self._names = itertools.count(1)
+        # uuid-name -> existing row, from ``--id=@NAME get``: references to @NAME are
+        # stored as that row's UUID.
+        self.aliases: dict[str, str] = {}
 
     # -- reading --------------------------------------------------------------------
 
@@ -106,13 +123,33 @@ class Model:
                 found = self.find_by(table, column, record)
                 if found:
                     return found[0]
+            referred = self._by_referrer(table, record)
+            if referred is not None:
+                return referred
             if vs.UUID_RE.match(record) and record.lower() in rows:
                 return record.lower()
         if must_exist:
             how = f"{NAMED_TABLES[table]} or UUID" if table in NAMED_TABLES else "UUID"
+            if table in NAMED_BY_REFERRER:
+                how = f"the name of its {NAMED_BY_REFERRER[table][0]}, or UUID"
             if table == "Open_vSwitch":
                 how = '"." (the single row; run "ovsr init" first)'
             raise ModelError(f'no row "{record}" in table {table} (look up by {how})')
+        return None
+
+    def _by_referrer(self, table: str, record: str) -> str | None:
+        """The row of ``table`` that the row named ``record`` refers to, if the table
+        is one of ``NAMED_BY_REFERRER`` and the reference is a single row."""
+        referrer = NAMED_BY_REFERRER.get(table)
+        if referrer is None or referrer[0] not in self.rows:
+            return None
+        ref_table, column = referrer
+        for key in self.find_by(ref_table, "name", record):
+            value = self.rows[ref_table][key].get(column)
+            refs = value if isinstance(value, list) else [value]
+            keys = [self.key_of(r) for r in refs if isinstance(r, tuple)]
+            if len(keys) == 1 and keys[0] in self.rows[table]:
+                return keys[0]
         return None
 
     def root(self) -> str:
@@ -123,16 +160,36 @@ class Model:
 
     # -- changing -------------------------------------------------------------------
 
+    def alias(self, table: str, name: str, key: str) -> None:
+        """``--id=@NAME`` on an existing row of ``table``."""
+        symbol = vs.symbol(name)
+        if symbol in self.aliases or any(symbol in keys for keys in self.inserted.values()):
+            raise ModelError(f"{name} is defined twice")
+        self.aliases[symbol] = key
+
+    def _resolved(self, value: Any) -> Any:
+        """``value`` with references to an aliased @NAME made references by UUID."""
+        if not self.aliases:
+            return value
+        if isinstance(value, tuple) and len(value) == 2 and value[0] == "named-uuid":
+            key = self.aliases.get(value[1])
+            return ("uuid", key) if key is not None else value
+        if isinstance(value, list):
+            return [self._resolved(v) for v in value]
+        if isinstance(value, dict):
+            return {self._resolved(k): self._resolved(v) for k, v in value.items()}
+        return value
+
     def insert(self, table: str, values: Row, name: str | None = None) -> str:
         key = name or f"row{next(self._names)}"
-        if key in self.rows[table]:
-            raise ModelError(f"@{key} is defined twice")
+        if key in self.rows[table] or key in self.aliases:
+            raise ModelError(f"@{key[4:] if name else key} is defined twice")
         row = {
             col: vs.default_value(c.type) for col, c in self.schema.tables[table].columns.items()
         }
         for col, value in values.items():
             self.column_type(table, col)
-            row[col] = value
+            row[col] = self._resolved(value)
         self.rows[table][key] = row
         self.inserted[table].append(key)
         return key
@@ -141,7 +198,7 @@ class Model:
         col = self.schema.tables[table].columns[column]
         if not col.mutable and key not in self.inserted[table]:
             raise ModelError(f'column "{column}" of table {table} cannot be changed after creation')
-        self.rows[table][key][column] = value
+        self.rows[table][key][column] = self._resolved(value)
 
     def delete(self, table: str, key: str) -> None:
         self.rows[table].pop(key, None)

@@ -3,7 +3,11 @@
 
 from __future__ import annotations
 
+import json
+import re
 from typing import Any
+
+import ovs.db.types
 
 from ovs_runtime.cli import value_syntax as vs
 from ovs_runtime.cli.bridge_commands import assign, find_record
@@ -22,14 +26,31 @@ def cmd_set(ctx: CommandContext, args: list[str]) -> None:
         assign(ctx.model, args[0], key, assignment)
 
 
-@command("get", 3, 1000, "get TABLE RECORD COLUMN[:KEY]...", ("if-exists", "id"), writes=False)
+@command(
+    "get",
+    2,
+    1000,
+    "[--id=@NAME] get TABLE RECORD [COLUMN[:KEY]]...",
+    ("if-exists", "id"),
+    writes=False,
+)
 def cmd_get(ctx: CommandContext, args: list[str]) -> None:
+    """With ``--id=@NAME`` the record is also named for the commands after it
+    (``-- --id=@p get Port p2 -- --id=@m create Mirror ... output_port=@p``)."""
     m, table = ctx.model, args[0]
+    name = ctx.opts.get("id")
+    if name is None and len(args) < 3:
+        raise ModelError("get: name at least one COLUMN, or give --id=@NAME")
     key = find_record(ctx, table, args[1])
     if key is None:
         return
+    if name is not None:
+        m.alias(table, name, key)
     for spec in args[2:]:
         column, _, map_key = spec.partition(":")
+        if column == "_uuid" and not map_key:
+            ctx.emit(key, key)
+            continue
         type_ = m.column_type(table, column)
         value = m.rows[table][key][column]
         if map_key:
@@ -89,69 +110,90 @@ def cmd_list(ctx: CommandContext, args: list[str]) -> None:
     _print_rows(ctx, table, keys)
 
 
-FIND_OPERATORS = ("{>=}", "{<=}", "{!=}", "{=}", "{>}", "{<}", "!=", "<=", ">=", "=", "<", ">")
+# COLUMN[:KEY]OP VALUE; the operator is the first after the column and key, so an
+# operator inside the value is part of the value.
+_CONDITION = re.compile(
+    r'([A-Za-z_][A-Za-z0-9_]*)(?::("(?:[^"\\]|\\.)*"|[^=!<>{}]*))?'
+    r"(\{>=\}|\{<=\}|\{!=\}|\{=\}|\{>\}|\{<\}|!=|<=|>=|=|<|>)(.*)",
+    re.S,
+)
+_UUID_TYPE = vs.Type(vs.BaseType(ovs.db.types.UuidType))
 
 
-def _find_matches(m: Model, table: str, condition: str, row: dict[str, Any]) -> bool:
-    for op in FIND_OPERATORS:
-        if op in condition:
-            lhs, rhs = condition.split(op, 1)
-            break
-    else:
-        raise ModelError(f"{condition!r}: expected COLUMN[:KEY]{{=|!=|<|>|<=|>=}}VALUE")
-    column, _, map_key = lhs.partition(":")
-    type_ = m.column_type(table, column)
-    have = row[column]
+def _find_matches(m: Model, table: str, condition: str, key: str, row: dict[str, Any]) -> bool:
+    """ovs-vsctl's ``find`` condition. ``=``/``!=`` compare whole values; ``<``,
+    ``>``, ``<=``, ``>=`` compare them as OVSDB orders values (fewer elements first,
+    then element by element), so an empty optional column is less than any value; the
+    ``{OP}`` forms compare as sets. With ``:KEY``, a row without the key matches only
+    a set comparison, as an empty set."""
+    match = _CONDITION.fullmatch(condition)
+    if match is None:
+        raise ModelError(
+            f"{condition!r}: expected COLUMN[:KEY]OP VALUE, OP one of "
+            "= != < > <= >= {=} {!=} {<} {>} {<=} {>=}"
+        )
+    column, key_text, op, rhs = match.groups()
     what = f"{table} column {column}"
-    if map_key:
-        k = vs.parse_atom(type_.key, map_key, what=what)
-        if k not in have:
-            return op == "!="
-        tokens = vs._Tokens(rhs)
-        word, quoted = tokens.word()
-        have, want = have[k], vs.parse_atom(type_.value, word, quoted, what=what)
-        as_set = False
+    set_op = op.startswith("{")
+    have: Any
+    if column == "_uuid":
+        type_, have = _UUID_TYPE, ("uuid", key)
     else:
-        want = vs.parse_value(type_, rhs, what=what)
-        as_set = True
-    if op.startswith("{"):
-        h = (
-            set(have.items())
-            if isinstance(have, dict)
-            else set(have if isinstance(have, list) else [have])
-        )
-        w = (
-            set(want.items())
-            if isinstance(want, dict)
-            else set(want if isinstance(want, list) else [want])
-        )
-        return {
-            "{=}": h == w,
-            "{!=}": h != w,
-            "{>=}": h >= w,
-            "{<=}": h <= w,
-            "{>}": h > w,
-            "{<}": h < w,
-        }[op]
-    if (
-        as_set
-        and isinstance(have, list)
-        and isinstance(want, list)
-        and op in ("<", ">", "<=", ">=")
-    ):
-        if len(have) != 1 or len(want) != 1:
+        type_, have = m.column_type(table, column), row[column]
+    if key_text is not None:
+        if not type_.is_map():
+            raise ModelError(f"{what} is not a map, so {column}:{key_text} cannot name a key")
+        quoted = key_text.startswith('"')
+        k = vs.parse_atom(type_.key, json.loads(key_text) if quoted else key_text, quoted, what)
+        if k not in have and not set_op:
             return False
-        have, want = have[0], want[0]
-    if op == "=":
-        return bool(have == want)
-    if op == "!=":
-        return bool(have != want)
-    try:
-        return bool(
-            {"<": have < want, ">": have > want, "<=": have <= want, ">=": have >= want}[op]
-        )
-    except TypeError:
-        return False
+        have = [have[k]] if k in have else []
+        if set_op:
+            want = vs.parse_value(vs.Type(type_.value, None, 0, 2**31), rhs, what=what)
+        else:
+            want = [vs.parse_single_atom(type_.value, rhs, what=f"{what}:{key_text}")]
+    else:
+        relaxed = vs.Type(type_.key, type_.value, 0, 2**31) if set_op else type_
+        want = vs.parse_value(relaxed, rhs, what=what)
+    h, w = _ordered(have), _ordered(want)
+    if set_op:
+        hs, ws = set(h), set(w)
+        return {
+            "{=}": hs == ws,
+            "{!=}": hs != ws,
+            "{>=}": hs >= ws,
+            "{<=}": hs <= ws,
+            "{>}": hs > ws,
+            "{<}": hs < ws,
+        }[op]
+    order = _compare(h, w)
+    return {
+        "=": order == 0,
+        "!=": order != 0,
+        "<": order < 0,
+        ">": order > 0,
+        "<=": order <= 0,
+        ">=": order >= 0,
+    }[op]
+
+
+def _ordered(value: Any) -> list[Any]:
+    """A column value as its sorted elements (a map's as (key, value) pairs)."""
+    if isinstance(value, dict):
+        return sorted(value.items(), key=lambda kv: (vs._sort_key(kv[0]), vs._sort_key(kv[1])))
+    atoms = value if isinstance(value, list) else [value]
+    return sorted(atoms, key=vs._sort_key)
+
+
+def _compare(have: list[Any], want: list[Any]) -> int:
+    """OVSDB's order of two values: by element count, then element by element."""
+    if len(have) != len(want):
+        return -1 if len(have) < len(want) else 1
+    for a, b in zip(have, want, strict=True):
+        ka, kb = vs._sort_key(a), vs._sort_key(b)
+        if ka != kb:
+            return -1 if ka < kb else 1
+    return 0
 
 
 @command("find", 1, 1000, "find TABLE [COLUMN[:KEY]=VALUE]...", ("columns",), writes=False)
@@ -161,7 +203,7 @@ def cmd_find(ctx: CommandContext, args: list[str]) -> None:
     keys = [
         key
         for key, row in sorted(rows.items(), key=lambda kv: str(kv[1].get("name", kv[0])))
-        if all(_find_matches(m, table, cond, row) for cond in args[1:])
+        if all(_find_matches(m, table, cond, key, row) for cond in args[1:])
     ]
     _print_rows(ctx, table, keys)
 
@@ -251,11 +293,10 @@ def cmd_create(ctx: CommandContext, args: list[str]) -> None:
     m, table = ctx.model, args[0]
     m.table_rows(table)
     name = ctx.opts.get("id")
-    key = m.insert(table, {}, name=("row_" + name[1:]) if name else None)
+    key = m.insert(table, {}, name=vs.symbol(name) if name else None)
     for assignment in args[1:]:
         assign(m, table, key, assignment)
-    if not name:
-        ctx.emit(f"@{key}", key)
+    ctx.emit(f"@{key}", key)  # the new row's UUID, once the transaction has given it one
 
 
 @command("destroy", 1, 1000, "destroy TABLE RECORD...", ("if-exists", "all"))

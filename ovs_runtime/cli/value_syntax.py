@@ -156,6 +156,11 @@ class _Tokens:
         return self.peek() == ""
 
 
+def symbol(name: str) -> str:
+    """The uuid-name an ``@NAME`` stands for in the transaction."""
+    return "row_" + re.sub(r"\W", "_", name[1:])
+
+
 def parse_atom(base: BaseType, text: str, quoted: bool = False, what: str = "value") -> Any:
     kind = base.type
     try:
@@ -173,7 +178,7 @@ def parse_atom(base: BaseType, text: str, quoted: bool = False, what: str = "val
             atom = text == "true"
         else:
             if text.startswith("@"):
-                atom = ("named-uuid", "row_" + re.sub(r"\W", "_", text[1:]))
+                atom = ("named-uuid", symbol(text))
             elif UUID_RE.match(text):
                 atom = ("uuid", str(uuidlib.UUID(text)))
             else:
@@ -200,6 +205,46 @@ def _check_constraints(base: BaseType, atom: Any, what: str) -> None:
                 f"{low if low is not None else '-inf'} to {high if high is not None else 'inf'}"
             )
             raise ValueError_(f"{what}: {atom} is out of range ({bounds})")
+
+
+def parse_single_atom(base: BaseType, text: str, what: str = "value") -> Any:
+    """One atom given alone, as the value of ``COLUMN:KEY=VALUE``: as ovs-vsctl reads
+    it, an unquoted string is the whole text, commas, equals signs, colons and spaces
+    included (``external_ids:ovn-bridge-mappings=physnet1:br-ex,physnet2:br-vlan``); a
+    quoted one must be a single JSON string literal."""
+    if base.type == ovs.db.types.StringType:
+        if text == "":
+            raise ValueError_(f'{what}: an empty string is not valid here; write "" for one')
+        if not text.startswith('"'):
+            return parse_atom(base, text, False, what)
+    tokens = _Tokens(text)
+    word, quoted = tokens.word()
+    if not tokens.at_end():
+        raise ValueError_(f"{what}: unexpected text after {word!r} in {text!r}")
+    return parse_atom(base, word, quoted, what)
+
+
+def split_assignment(text: str) -> tuple[str, tuple[str, bool] | None, str]:
+    """``COLUMN[:KEY]=VALUE`` -> (column, (key text, whether quoted) or None, value
+    text). A quoted key may hold ``=`` and ``:``; the value is everything after the
+    ``=`` that ends the key."""
+    column_end = min((i for i in (text.find(":"), text.find("=")) if i >= 0), default=-1)
+    if column_end < 0:
+        raise ValueError_(f"{text!r}: expected COLUMN[:KEY]=VALUE")
+    column = text[:column_end]
+    if text[column_end] == "=":
+        return column, None, text[column_end + 1 :]
+    tokens = _Tokens(text[column_end + 1 :])
+    if tokens.peek() == '"':
+        key, quoted = tokens.word()
+        rest = tokens.text[tokens.pos :]
+    else:
+        key, sep, rest = tokens.text.partition("=")
+        rest = sep + rest
+        quoted = False
+    if not rest.startswith("="):
+        raise ValueError_(f"{text!r}: expected COLUMN:KEY=VALUE")
+    return column, (key, quoted), rest[1:]
 
 
 def parse_value(type_: Type, text: str, what: str = "value") -> Any:

@@ -37,9 +37,44 @@ class FramingError(Exception):
     """The stream is not valid JSON (or too large) and cannot be resynchronised."""
 
 
+# A UTF-16 surrogate, escaped or raw (Python's JSON decoder lets both through).
+_SURROGATE = re.compile(rb"\\u[dD][89a-fA-F]|\xed[\xa0-\xbf]")
+
+
+@dataclass
+class InvalidText:
+    """A message that is JSON but holds a string that is not valid Unicode: a lone
+    UTF-16 surrogate such as ``"\\ud800"``. Stored, it would make the database
+    unreadable to clients with a strict parser (the OVS tools drop the connection)."""
+
+    msg_id: Any
+    text: str
+
+
+def lone_surrogate(value: Any) -> str | None:
+    """The first string in ``value`` (keys included) that is not valid Unicode."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:
+                return item
+        elif isinstance(item, list):
+            stack.extend(item)
+        elif isinstance(item, dict):
+            stack.extend(item)
+            stack.extend(item.values())
+    return None
+
+
 class MessageFramer:
-    def __init__(self, max_message_bytes: int) -> None:
+    def __init__(self, max_message_bytes: int, check_text: bool = False) -> None:
+        """``check_text``: a message with a string that is not valid Unicode comes out
+        as ``InvalidText`` (the server's framer; a client takes what it is given)."""
         self.max_message_bytes = max_message_bytes
+        self.check_text = check_text
         self.buffer = bytearray()
         self.scan_pos = 0
         self.depth = 0
@@ -59,9 +94,15 @@ class MessageFramer:
             del self.buffer[:end]
             self.scan_pos = 0
             try:
-                messages.append(json.loads(raw))
+                message = json.loads(raw)
             except (ValueError, UnicodeDecodeError) as exc:
                 raise FramingError(f"malformed JSON: {exc}") from exc
+            if self.check_text and (b"\\u" in raw or b"\xed" in raw) and _SURROGATE.search(raw):
+                bad = lone_surrogate(message)
+                if bad is not None:
+                    msg_id = message.get("id") if isinstance(message, dict) else None
+                    message = InvalidText(None if lone_surrogate(msg_id) else msg_id, bad)
+            messages.append(message)
         if len(self.buffer) > self.max_message_bytes:
             raise FramingError(f"message exceeds the limit of {self.max_message_bytes} bytes")
         return messages

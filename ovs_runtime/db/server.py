@@ -124,7 +124,7 @@ class OvsdbServer:
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         session = Session(self, writer, f"fd{writer.get_extra_info('socket').fileno()}")
         self.sessions.add(session)
-        framer = jsonrpc.MessageFramer(self.max_message_bytes)
+        framer = jsonrpc.MessageFramer(self.max_message_bytes, check_text=True)
         try:
             while True:
                 data = await reader.read(READ_CHUNK)
@@ -163,6 +163,13 @@ class OvsdbServer:
     # -- dispatch -------------------------------------------------------------------
 
     def _handle(self, session: Session, message: Any) -> None:
+        if isinstance(message, jsonrpc.InvalidText):
+            details = (
+                f"string {ascii(message.text)[:80]} is not valid Unicode (it holds a lone "
+                "UTF-16 surrogate); OVSDB strings must be valid UTF-8"
+            )
+            session.send(jsonrpc.error_reply(message.msg_id, "syntax error", details))
+            return
         try:
             kind = jsonrpc.classify(message)
         except jsonrpc.ShapeError as exc:

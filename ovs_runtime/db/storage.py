@@ -118,14 +118,16 @@ class Storage:
 
     @staticmethod
     def _write_rows(conn: sqlite3.Connection, writes: Iterable[RowWrite]) -> None:
+        """Each row is written once per commit, so deletions and writes can go in two
+        batches (``del-flows`` of 100,000 rules: one statement, not 100,000)."""
+        deleted, written = [], []
         for table, row_uuid, data in writes:
             if data is None:
-                conn.execute("DELETE FROM rows WHERE tbl = ? AND uuid = ?", (table, str(row_uuid)))
+                deleted.append((table, str(row_uuid)))
             else:
-                conn.execute(
-                    "INSERT OR REPLACE INTO rows VALUES (?, ?, ?)",
-                    (table, str(row_uuid), json.dumps(data, sort_keys=True)),
-                )
+                written.append((table, str(row_uuid), json.dumps(data, sort_keys=True)))
+        conn.executemany("DELETE FROM rows WHERE tbl = ? AND uuid = ?", deleted)
+        conn.executemany("INSERT OR REPLACE INTO rows VALUES (?, ?, ?)", written)
 
     def backup_to(self, target: str) -> None:
         conn = self._require_conn()

@@ -172,3 +172,81 @@ def test_ovs_python_idl_sees_ovsr_changes(daemon: DaemonProcess) -> None:
         run_until(lambda: not any(p.name == "v1" for p in idl.tables["Port"].rows.values()))
     finally:
         idl.close()
+
+
+def ovsr_ok(daemon: DaemonProcess, *args: str) -> str:
+    proc = daemon.ovsr(*args)
+    assert proc.returncode == 0, f"ovsr {' '.join(args)}: {proc.stderr}"
+    return proc.stdout
+
+
+def test_find_answers_as_ovs_vsctl_does(daemon: DaemonProcess) -> None:
+    """The real ovs-vsctl is the oracle: the same conditions on the same rows select the
+    same records, including an operator inside a quoted value, a missing map key, set
+    comparisons and the order of an empty optional column."""
+    ovsr_ok(
+        daemon,
+        *("add-br", "br0", "--", "add-port", "br0", "p1", "tag=5", "trunks=1,2"),
+        *("--", "add-port", "br0", "p2", "--", "add-port", "br0", "p3", "tag=12"),
+        *("--", "set", "Port", "p2", 'external_ids:k="a!=b"', "external_ids:m=1"),
+    )
+    conditions = [
+        'external_ids:k="x!=y"',
+        'external_ids:k="a!=b"',
+        "external_ids:nokey!=x",
+        "external_ids:nokey{=}[]",
+        "external_ids:m{>=}[1]",
+        "external_ids{>=}{m=1}",
+        "external_ids={}",
+        "tag<10",
+        "tag>=5",
+        "tag=5",
+        "tag!=5",
+        "tag{=}[]",
+        "trunks{>}[1]",
+        "trunks{<=}[1,2,3]",
+        "trunks>[7]",
+        "name=p1",
+        "name>p1",
+    ]
+    for condition in conditions:
+        theirs = vsctl(daemon, "--bare", "--columns=name", "find", "Port", condition, wait=False)
+        ours = ovsr_json(daemon, "--columns=name", "find", "Port", condition)
+        assert sorted(r["name"] for r in ours) == sorted(theirs.split()), condition
+
+
+def test_values_recipes_and_refusals_as_ovs_vsctl(daemon: DaemonProcess) -> None:
+    # The value of COLUMN:KEY= is all of the rest (the OVN settings are written so).
+    ovsr_ok(
+        daemon,
+        *("set", "Open_vSwitch", ".", "external_ids:ovn-bridge-mappings=physnet1:br-ex,p2:br-v"),
+        *("external_ids:ovn-encap-type=geneve,vxlan", 'external_ids:"a=b"=c d'),
+    )
+    theirs = vsctl(daemon, "get", "Open_vSwitch", ".", "external_ids", wait=False)
+    assert "ovn-bridge-mappings=\"physnet1:br-ex,p2:br-v\"" in theirs
+    assert 'ovn-encap-type="geneve,vxlan"' in theirs and '"a=b"="c d"' in theirs
+    # ovs-vsctl(8)'s mirror recipe: --id=@p get names an existing row; --id=@m create
+    # prints the new row's UUID.
+    ovsr_ok(daemon, "add-br", "br0", "--", "add-port", "br0", "p1", "--", "add-port", "br0", "p2")
+    out = ovsr_ok(
+        daemon,
+        *("--", "--id=@p", "get", "Port", "p2"),
+        *("--", "--id=@m", "create", "Mirror", "name=m0", "select_all=true", "output_port=@p"),
+        *("--", "add", "Bridge", "br0", "mirrors", "@m"),
+    )
+    mirror = vsctl(daemon, "get", "Bridge", "br0", "mirrors", wait=False).strip()
+    assert mirror == f"[{out.strip()}]"
+    assert ovsr_ok(daemon, "get", "Mirror", "m0", "_uuid").strip() == out.strip()
+    port = vsctl(daemon, "get", "Port", "p2", "_uuid", wait=False).strip()
+    assert ovsr_ok(daemon, "get", "Mirror", "m0", "output_port").strip() == port
+    # Rows ovs-vsctl names by the row that refers to them: QoS by port name.
+    qos = ovsr_ok(daemon, "--", "--id=@q", "create", "QoS", "type=linux-htb", "--", "set",
+                  "Port", "p1", "qos=@q").strip()
+    assert ovsr_ok(daemon, "get", "QoS", "p1", "_uuid").strip() == qos
+    # Refusals that leave everything as it was.
+    before = vsctl(daemon, "show", wait=False)
+    local = daemon.ovsr("del-port", "br0", "br0")
+    assert local.returncode == 1 and "it is the local port for bridge br0" in local.stderr
+    guard = daemon.ovsr("br-exists", "nope", "--", "add-br", "brx")
+    assert guard.returncode == 2 and guard.stdout == ""  # the guard ends the chain
+    assert vsctl(daemon, "show", wait=False) == before

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import socket
+import subprocess
 import threading
 from pathlib import Path
 from typing import Any
@@ -80,6 +81,40 @@ def test_wrong_shapes_keep_the_session(daemon: DaemonProcess) -> None:
         assert reply["id"] == msg_id
     assert raw.call("echo", ["still here"])["result"] == ["still here"]
     raw.close()
+
+
+def test_strings_that_are_not_unicode_are_refused(daemon: DaemonProcess) -> None:
+    """A lone UTF-16 surrogate (escaped, or raw in the UTF-8) is JSON Python accepts,
+    but not Unicode: stored, it would make every strict client (the OVS tools) drop its
+    connection on reading the row. The request gets an error; nothing is stored; the
+    session goes on."""
+    assert daemon.ovsr("add-br", "br0").returncode == 0
+    raw = Raw(daemon.socket)
+    try:
+        update = (
+            '{"method":"transact","params":["Open_vSwitch",{"op":"update","table":"Bridge",'
+            '"where":[],"row":{"external_ids":["map",[["k",%s]]]}}],"id":%d}'
+        )
+        for msg_id, text in ((11, rb'"\ud800"'), (12, b'"x\xed\xa0\x80"')):
+            raw.send((update % ("%s", msg_id)).encode() % text)
+            reply = raw.recv()
+            assert reply["id"] == msg_id and reply["error"]["error"] == "syntax error", reply
+            assert "not valid Unicode" in reply["error"]["details"]
+        # A valid pair is one character, and is fine.
+        raw.send((update % ('"\\ud83d\\ude00"', 13)).encode())
+        assert raw.recv()["error"] is None
+        assert raw.call("echo", ["still here"], 14)["result"] == ["still here"]
+    finally:
+        raw.close()
+    row = daemon.transact({"op": "select", "table": "Bridge", "where": []})[0]["rows"][0]
+    assert row["external_ids"] == ["map", [["k", "\U0001f600"]]]
+    listed = subprocess.run(
+        ["ovs-vsctl", f"--db={daemon.db}", "--no-wait", "get", "Bridge", "br0", "external_ids"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert listed.returncode == 0, listed.stderr
 
 
 def test_unknown_method_and_database(daemon: DaemonProcess) -> None:

@@ -32,6 +32,45 @@ def test_parse_sets(text: str, expected: list[int]) -> None:
     assert vs.parse_value(coltype("Port", "trunks"), text) == expected
 
 
+@pytest.mark.parametrize(
+    "text,expected",
+    [
+        # As ovs-vsctl: the value of COLUMN:KEY= is one atom, and an unquoted string
+        # is all of the rest (the OVN settings are written this way).
+        (
+            "external_ids:ovn-bridge-mappings=physnet1:br-ex,physnet2:br-vlan",
+            ("external_ids", ("ovn-bridge-mappings", False), "physnet1:br-ex,physnet2:br-vlan"),
+        ),
+        ('other_config:"a=b:c"=d', ("other_config", ("a=b:c", True), "d")),
+        ("fail_mode=secure", ("fail_mode", None, "secure")),
+        ("external_ids:k==", ("external_ids", ("k", False), "=")),
+    ],
+)
+def test_split_assignment(text: str, expected: tuple[Any, ...]) -> None:
+    assert vs.split_assignment(text) == expected
+
+
+def test_single_atoms_take_the_whole_text() -> None:
+    strings = coltype("Bridge", "external_ids").value
+    assert vs.parse_single_atom(strings, "geneve,vxlan") == "geneve,vxlan"
+    assert vs.parse_single_atom(strings, "a b={c}") == "a b={c}"
+    assert vs.parse_single_atom(strings, '"quoted, \\"x\\""') == 'quoted, "x"'
+    assert vs.parse_single_atom(strings, '""') == ""
+    for bad, message in (
+        ("", "empty string is not valid"),
+        ('"a" b', "unexpected text after"),
+        ('"open', "unterminated"),
+    ):
+        with pytest.raises(vs.ValueError_, match=message):
+            vs.parse_single_atom(strings, bad)
+    tag = coltype("Port", "tag").key
+    assert vs.parse_single_atom(tag, "10") == 10
+    with pytest.raises(vs.ValueError_, match="unexpected text after '10'"):
+        vs.parse_single_atom(tag, "10,11")
+    with pytest.raises(vs.ValueError_, match="expected COLUMN"):
+        vs.split_assignment("external_ids:novalue")
+
+
 def test_parse_maps_and_quoting() -> None:
     t = coltype("Interface", "options")
     assert vs.parse_value(t, '{peer=p1, key="a b"}') == {"peer": "p1", "key": "a b"}
@@ -95,6 +134,10 @@ def test_argv_chaining_and_options() -> None:
         (["add-br"], "takes 1 argument"),
         (["--timeout", "0", "show"], "greater than 0"),
         (["--timeout", "soon", "show"], "number of seconds"),
+        (["--timeout", "nan", "show"], "greater than 0 and at most 86400"),
+        (["--timeout=inf", "show"], "greater than 0 and at most 86400"),
+        (["--timeout", "1e400", "show"], "greater than 0 and at most 86400"),
+        (["--timeout", "-3", "show"], "greater than 0"),
         (["--db", "tcp:1.2.3.4:6640", "show"], "expected unix:PATH"),
         (["--may-exist", "del-br", "b"], "does not accept --may-exist"),
         (["show", "--", "--", "show"], "empty command"),
@@ -104,6 +147,14 @@ def test_argv_chaining_and_options() -> None:
 def test_argv_errors(argv: list[str], message: str) -> None:
     with pytest.raises(UsageError, match=message):
         parse_argv(argv)
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "0", "3601", "soon"])
+def test_confirm_timeout_must_be_a_real_number_of_seconds(value: str) -> None:
+    from ovs_runtime.cli.main import Invocation, _confirm_timeout
+
+    with pytest.raises(UsageError, match="--confirm-timeout"):
+        _confirm_timeout([Invocation("apply", ["x.yaml"], {"confirm-timeout": value})])
 
 
 def test_desired_state_normalisation() -> None:

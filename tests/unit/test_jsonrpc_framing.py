@@ -11,11 +11,13 @@ import pytest
 from ovs_runtime.db.jsonrpc import (
     SKIP_STEP,
     FramingError,
+    InvalidText,
     MessageFramer,
     Request,
     Response,
     ShapeError,
     classify,
+    lone_surrogate,
 )
 
 
@@ -168,3 +170,23 @@ def test_strings_without_escapes_that_run_across_steps() -> None:
         framer = MessageFramer(1 << 22)
         cut = rng.randint(1, len(raw) - 1)
         assert framer.feed(raw[:cut]) + framer.feed(raw[cut:] + raw) == [msg, msg]
+
+
+def test_strings_that_are_not_unicode_are_singled_out() -> None:
+    framer = MessageFramer(1 << 20, check_text=True)
+    stream = (
+        rb'{"method":"echo","params":["\ud800"],"id":1}'  # escaped lone surrogate
+        + b'{"method":"echo","params":[{"k\xed\xb0\x80":1}],"id":2}'  # raw, in a key
+        + rb'{"method":"echo","params":["\ud83d\ude00"],"id":3}'  # a valid pair
+        + rb'{"method":"echo","params":["\\ud800"],"id":4}'  # an escaped backslash
+        + rb'{"method":"echo","params":[],"id":"\udfff"}'  # even the id
+    )
+    messages = framer.feed(stream)
+    assert messages[0] == InvalidText(1, "\ud800")
+    assert messages[1] == InvalidText(2, "k\udc00")
+    assert messages[2]["params"] == ["\U0001f600"]
+    assert messages[3]["params"] == ["\\ud800"]
+    assert messages[4] == InvalidText(None, "\udfff")
+    # A client's framer takes what it is given.
+    assert MessageFramer(1 << 20).feed(stream)[0]["params"] == ["\ud800"]
+    assert lone_surrogate({"a": [1, {"b": "ok"}], "c": None}) is None
