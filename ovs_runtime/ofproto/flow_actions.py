@@ -58,7 +58,8 @@ UNSUPPORTED = {
 
 
 def split_actions(text: str) -> list[str]:
-    """Split on commas outside parentheses."""
+    """Split on commas and white space outside parentheses (as ovs-ofctl does:
+    ``actions=output:1 output:2`` is two actions)."""
     parts: list[str] = []
     current: list[str] = []
     depth = 0
@@ -69,7 +70,7 @@ def split_actions(text: str) -> list[str]:
             depth -= 1
             if depth < 0:
                 raise FlowSyntaxError(f"unbalanced ')' in actions {text!r}")
-        if ch == "," and depth == 0:
+        if ch in ", \t" and depth == 0:
             parts.append("".join(current).strip())
             current = []
         else:
@@ -209,13 +210,30 @@ def _resubmit(arg: str, token: str, resolve_port: PortResolver) -> Action:
     return ("resubmit", port, table)
 
 
-def parse_actions(text: str, table: int, resolve_port: PortResolver) -> tuple[Action, ...]:
+def parse_actions(
+    text: str, table: int, resolve_port: PortResolver, tagged: bool = True
+) -> tuple[Action, ...]:
+    """The actions of a rule. ``tagged``: the rule's match guarantees a VLAN tag, which
+    ``set_field:VID->vlan_vid`` needs (it rewrites a tag; ``mod_vlan_vid`` also adds
+    one where there is none). An empty list drops, as in ovs-ofctl."""
     tokens = split_actions(text)
     if not tokens:
-        raise FlowSyntaxError("actions= is empty; write actions=drop to drop")
+        return (("drop",),)
     actions = tuple(parse_action(t, resolve_port) for t in tokens)
     if any(a[0] == "drop" for a in actions) and len(actions) > 1:
         raise FlowSyntaxError("actions: drop must be the only action")
+    for token, action in zip(tokens, actions, strict=True):
+        if action[0] in ("push_vlan", "set_vlan_vid") and not token.startswith("set_field"):
+            tagged = True
+        elif action[0] == "strip_vlan":
+            tagged = False
+        elif action[0] == "set_vlan_vid" and not tagged:
+            raise FlowSyntaxError(
+                f"action {token!r}: the packet may have no VLAN tag to set (as OpenFlow has "
+                "it, and ovs-ofctl refuses it); match a tag (dl_vlan=N, or "
+                "vlan_tci=0x1000/0x1000), put push_vlan:0x8100 before it, or use "
+                f"mod_vlan_vid:{action[1]}, which adds a tag where there is none"
+            )
     for i, action in enumerate(actions):
         if action[0] == "goto_table":
             if i != len(actions) - 1:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from functools import cached_property
 
 from ovs_runtime.ofproto import flow_actions, flow_match
+from ovs_runtime.ofproto import flow_key as fk
 from ovs_runtime.ofproto.flow_actions import Action
 from ovs_runtime.ofproto.flow_match import FlowSyntaxError, Match, PortResolver
 
@@ -142,7 +143,9 @@ def parse_rule(text: str, resolve_port: PortResolver = any_port) -> FlowRule:
             flow_match.parse_match_token(match, token, names, resolve_port)
     flow_match.check_prerequisites(match, names)
     table = settings.get("table", 0)
-    actions = flow_actions.parse_actions(actions_text, table, resolve_port)
+    tci = match.fields.get(fk.VLAN_TCI)
+    tagged = tci is not None and tci[0] & tci[1] & fk.VLAN_PRESENT != 0
+    actions = flow_actions.parse_actions(actions_text, table, resolve_port, tagged)
     return FlowRule(
         table=table,
         priority=settings.get("priority", DEFAULT_PRIORITY),
@@ -166,7 +169,10 @@ def parse_filter(text: str, resolve_port: PortResolver = any_port) -> FlowFilter
             cookie, _, mask = value.partition("/")
             flt.cookie = (
                 flow_match.parse_int(cookie, "cookie", 64),
-                flow_match.parse_int(mask, "cookie mask", 64) if mask else (1 << 64) - 1,
+                # A mask of -1 is all ones, as ovs-ofctl(8) allows.
+                (1 << 64) - 1
+                if mask.strip() in ("", "-1")
+                else flow_match.parse_int(mask, "cookie mask", 64),
             )
         elif name == "table" and eq:
             flt.table = _setting("table", value)

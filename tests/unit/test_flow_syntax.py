@@ -91,7 +91,12 @@ def test_defaults_are_ovs_defaults() -> None:
         ("ip,nw_tos=3 actions=drop", "multiple of 4"),
         ("dl_src=02:00:00:00:00 actions=drop", "is not a MAC address"),
         ("ip", "has no actions="),
-        ("ip actions=", "actions= is empty"),
+        (
+            "actions=set_field:10->vlan_vid,NORMAL",
+            "or use mod_vlan_vid:10, which adds a tag",
+        ),
+        ("dl_vlan=5 actions=strip_vlan,set_field:10->vlan_vid", "may have no VLAN tag"),
+        ("vlan_tci=0/0x1000 actions=set_field:10->vlan_vid", "may have no VLAN tag"),
         ("ip actions=drop,NORMAL", "drop must be the only action"),
         ("table=3 ip actions=goto_table:2", "must go to a later table than 3"),
         ("ip actions=goto_table:2,NORMAL", "goto_table must be the last action"),
@@ -185,3 +190,34 @@ def test_addresses_print_as_ipaddress_prints_them(seed: int) -> None:
             assert _ip_text(value & mask, mask, 32) == expected
     v6 = rng.getrandbits(128)
     assert _ip_text(v6, (1 << 128) - 1, 128) == str(ipaddress.IPv6Address(v6))
+
+
+@pytest.mark.parametrize(
+    "text,canonical",
+    [
+        # As ovs-ofctl: an empty action list drops; white space separates actions.
+        ("ip actions=", "priority=32768,ip actions=drop"),
+        ("actions=output:p1 output:p2", "priority=32768 actions=output:p1,output:p2"),
+        ("actions=resubmit(,1)\tp1", "priority=32768 actions=resubmit(,1),output:p1"),
+        # set_field on vlan_vid rewrites a tag the match or a push_vlan guarantees.
+        (
+            "dl_vlan=10 actions=set_field:20->vlan_vid,p1",
+            "priority=32768,dl_vlan=10 actions=mod_vlan_vid:20,output:p1",
+        ),
+        (
+            "actions=push_vlan:0x8100,set_field:4116->vlan_vid,p1",
+            "priority=32768 actions=push_vlan:0x8100,mod_vlan_vid:20,output:p1",
+        ),
+        (
+            "vlan_tci=0x1000/0x1000 actions=set_field:20->vlan_vid",
+            "priority=32768,vlan_tci=0x1000/0x1000 actions=mod_vlan_vid:20",
+        ),
+    ],
+)
+def test_ovs_ofctl_action_forms(text: str, canonical: str) -> None:
+    assert format_rule(parse_rule(text)) == canonical
+
+
+def test_a_cookie_mask_of_minus_one_is_all_ones() -> None:
+    assert parse_filter("cookie=0x10/-1").cookie == (0x10, (1 << 64) - 1)
+    assert parse_filter("cookie=0x10/0xf0").cookie == (0x10, 0xF0)
