@@ -80,7 +80,6 @@ def _row_columns(ctx: CommandContext, table: str) -> list[str]:
 def _print_rows(ctx: CommandContext, table: str, keys: list[str]) -> None:
     m = ctx.model
     columns = _row_columns(ctx, table)
-    width = max(len(c) for c in columns)
     records: list[dict[str, Any]] = []
     for i, key in enumerate(keys):
         if i:
@@ -93,7 +92,7 @@ def _print_rows(ctx: CommandContext, table: str, keys: list[str]) -> None:
                 type_ = m.column_type(table, col)
                 value = m.rows[table][key][col]
                 text, plain = vs.format_value(type_, value), vs.to_plain(value)
-            ctx.out.append(f"{col:<{width}} : {text}")
+            ctx.out.append(f"{col:<20}: {text}")  # ovs-vsctl's layout
             record[col] = plain
         records.append(record)
     ctx.data.append(records)

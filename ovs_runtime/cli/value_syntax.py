@@ -27,7 +27,9 @@ from ovs.db.types import Type as Type  # noqa: E402
 UUID_RE = re.compile(
     r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
 )
-BARE_STRING = re.compile(r"^[A-Za-z_][A-Za-z0-9_.:/-]*$")
+# Strings ovs-vsctl prints without quotes (``string_needs_quotes`` in OVS): a letter or
+# underscore, then letters, digits, ``_``, ``-`` and ``.``; never true/false or a UUID.
+BARE_STRING = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
 
 
 class ValueError_(Exception):
@@ -298,9 +300,9 @@ def format_atom(atom: Any) -> str:
     if isinstance(atom, bool):
         return "true" if atom else "false"
     if isinstance(atom, str):
-        if BARE_STRING.match(atom) and atom not in ("true", "false"):
+        if BARE_STRING.match(atom) and atom not in ("true", "false") and not UUID_RE.match(atom):
             return atom
-        return json.dumps(atom)
+        return json.dumps(atom, ensure_ascii=False)  # "héllo", as ovs-vsctl prints it
     return str(atom)
 
 

@@ -250,3 +250,26 @@ def test_values_recipes_and_refusals_as_ovs_vsctl(daemon: DaemonProcess) -> None
     guard = daemon.ovsr("br-exists", "nope", "--", "add-br", "brx")
     assert guard.returncode == 2 and guard.stdout == ""  # the guard ends the chain
     assert vsctl(daemon, "show", wait=False) == before
+
+
+def test_values_print_as_ovs_vsctl_prints_them(daemon: DaemonProcess) -> None:
+    strings = {
+        "mac": "fa:16:3e:00:00:01",
+        "name": "br0",
+        "path": "x/y",
+        "accent": "h\u00e9llo",
+        "dotted": "a.b-c_d",
+        "digit": "9abc",
+        "under": "_x",
+        "word": "true",
+        "uuid": "01234567-89ab-cdef-0123-456789abcdef",
+        "space": "a b",
+    }
+    ovsr_ok(daemon, "add-br", "br0", "--", "set", "Bridge", "br0",
+            *(f"external_ids:{k}={v}" for k, v in strings.items()))
+    for args in (
+        ("get", "Bridge", "br0", "external_ids"),
+        ("get", "Bridge", "br0", "name", "external_ids:mac", "external_ids:accent"),
+        ("--columns=name,external_ids,fail_mode", "list", "Bridge", "br0"),
+    ):
+        assert ovsr_ok(daemon, *args) == vsctl(daemon, *args, wait=False), args
