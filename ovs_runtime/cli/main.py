@@ -1,6 +1,6 @@
 """``ovsr``: the command line.
 
-    ovsr [--db unix:PATH] [--timeout SECS] [--no-wait] [--format table|json]
+    ovsr [--db unix:PATH] [--timeout SECS] [--no-wait] [--format table|json] [--bare]
          COMMAND [ARG...] [-- [OPTION...] COMMAND [ARG...]]...
 
 Commands chained with ``--`` run as one atomic transaction, as with ovs-vsctl. Unless
@@ -63,6 +63,7 @@ class GlobalOptions:
     timeout: float = DEFAULT_TIMEOUT
     wait: bool = True
     format: str = "table"
+    bare: bool = False  # list and find print values only, as ovs-vsctl --bare
 
 
 @command("show", 0, 0, "show", writes=False)
@@ -105,11 +106,13 @@ def parse_argv(argv: list[str]) -> tuple[GlobalOptions, list[Invocation]]:
         i = 0
         while i < len(segment) and segment[i].startswith("-") and segment[i] != "-":
             name, value = _split_option(segment[i])
-            if name in GLOBAL_WITH_VALUE or name == "--no-wait":
+            if name in GLOBAL_WITH_VALUE or name in ("--no-wait", "--bare"):
                 if index != 0:
                     raise UsageError(f"{name} is a global option; put it before the first command")
                 if name == "--no-wait":
                     opts.wait = False
+                elif name == "--bare":
+                    opts.bare = True
                 else:
                     if value is None:
                         i += 1
@@ -178,6 +181,9 @@ def parse_argv(argv: list[str]) -> tuple[GlobalOptions, list[Invocation]]:
             if key not in cmd.options:
                 raise UsageError(f"'{name}' does not accept --{key}")
         invocations.append(Invocation(name, args, inv_opts))
+    if opts.bare:
+        for inv in invocations:
+            inv.opts["bare"] = True
     return opts, invocations
 
 

@@ -81,6 +81,7 @@ def _print_rows(ctx: CommandContext, table: str, keys: list[str]) -> None:
     m = ctx.model
     columns = _row_columns(ctx, table)
     records: list[dict[str, Any]] = []
+    bare = ctx.opts.get("bare")
     for i, key in enumerate(keys):
         if i:
             ctx.out.append("")
@@ -91,8 +92,9 @@ def _print_rows(ctx: CommandContext, table: str, keys: list[str]) -> None:
             else:
                 type_ = m.column_type(table, col)
                 value = m.rows[table][key][col]
-                text, plain = vs.format_value(type_, value), vs.to_plain(value)
-            ctx.out.append(f"{col:<20}: {text}")  # ovs-vsctl's layout
+                text = vs.format_bare(value) if bare else vs.format_value(type_, value)
+                plain = vs.to_plain(value)
+            ctx.out.append(text if bare else f"{col:<20}: {text}")  # ovs-vsctl's layouts
             record[col] = plain
         records.append(record)
     ctx.data.append(records)

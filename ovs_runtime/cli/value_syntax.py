@@ -323,6 +323,25 @@ def format_value(type_: Type, value: Any) -> str:
     return "[" + ", ".join(format_atom(a) for a in value) + "]"
 
 
+def format_bare(value: Any) -> str:
+    """A value as ``ovs-vsctl --bare`` prints it: elements separated by spaces, map
+    entries as KEY=VALUE, nothing quoted."""
+
+    def atom(a: Any) -> str:
+        if isinstance(a, tuple):
+            return str(a[1])
+        if isinstance(a, bool):
+            return "true" if a else "false"
+        return str(a)
+
+    if isinstance(value, dict):
+        items = sorted(value.items(), key=lambda kv: _sort_key(kv[0]))
+        return " ".join(f"{atom(k)}={atom(v)}" for k, v in items)
+    if isinstance(value, list):
+        return " ".join(atom(a) for a in value)
+    return atom(value)
+
+
 def to_plain(value: Any) -> Any:
     """A value as plain JSON for ``--format json`` (UUIDs as strings)."""
     if isinstance(value, tuple):

@@ -271,5 +271,7 @@ def test_values_print_as_ovs_vsctl_prints_them(daemon: DaemonProcess) -> None:
         ("get", "Bridge", "br0", "external_ids"),
         ("get", "Bridge", "br0", "name", "external_ids:mac", "external_ids:accent"),
         ("--columns=name,external_ids,fail_mode", "list", "Bridge", "br0"),
+        ("--bare", "--columns=name,external_ids,fail_mode,_uuid", "list", "Bridge", "br0"),
+        ("--bare", "--columns=name,ports", "find", "Bridge", "name=br0"),
     ):
         assert ovsr_ok(daemon, *args) == vsctl(daemon, *args, wait=False), args
