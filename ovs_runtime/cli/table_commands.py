@@ -57,6 +57,7 @@ def cmd_get(ctx: CommandContext, args: list[str]) -> None:
             k = vs.parse_atom(type_.key, map_key, what=f"{table} column {column}")
             if k not in value:
                 if ctx.opts.get("if-exists"):
+                    ctx.emit("", None)  # an empty line, as ovs-vsctl prints
                     continue
                 raise ModelError(
                     f'no key "{map_key}" in {table} record "{args[1]}" column {column}'

@@ -273,5 +273,6 @@ def test_values_print_as_ovs_vsctl_prints_them(daemon: DaemonProcess) -> None:
         ("--columns=name,external_ids,fail_mode", "list", "Bridge", "br0"),
         ("--bare", "--columns=name,external_ids,fail_mode,_uuid", "list", "Bridge", "br0"),
         ("--bare", "--columns=name,ports", "find", "Bridge", "name=br0"),
+        ("--if-exists", "get", "Bridge", "br0", "external_ids:nokey", "external_ids:word"),
     ):
         assert ovsr_ok(daemon, *args) == vsctl(daemon, *args, wait=False), args
