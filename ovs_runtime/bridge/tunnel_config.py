@@ -47,7 +47,11 @@ class TunnelConfig:
 
     @property
     def endpoint_key(self) -> tuple[str, str, int]:
-        return (self.kind, self.local_ip or "", self.dst_port)
+        """(type, address to bind, UDP port): tunnels with the same key share one socket.
+        Without ``local_ip`` the socket binds to the wildcard address of the remote's
+        IP version ("" for IPv4, "::" for IPv6), so IPv4 and IPv6 tunnels each get one."""
+        wildcard = "::" if self.remote_ip is not None and ":" in self.remote_ip else ""
+        return (self.kind, self.local_ip or wildcard, self.dst_port)
 
     @property
     def identity(self) -> tuple[str, str, str, int | None, int]:
@@ -93,10 +97,17 @@ def parse_tunnel(name: str, kind: str, options: dict[str, str]) -> TunnelConfig:
     vni = None if key == "flow" else _int("key", key, 0, MAX_VNI, what, " (a 24-bit VNI, or flow)")
     tos = options.get("tos", "0")
     ttl = options.get("ttl", "64")
+    remote_ip = None if remote == "flow" else _ip("remote_ip", remote, what)
+    local_ip = _ip("local_ip", options["local_ip"], what) if "local_ip" in options else None
+    if remote_ip and local_ip and (":" in remote_ip) != (":" in local_ip):
+        raise TunnelConfigError(
+            f"{what}: options:local_ip={local_ip} and options:remote_ip={remote_ip} are not "
+            "the same IP version; give a local_ip of the remote's version, or none"
+        )
     return TunnelConfig(
         kind=kind,
-        remote_ip=None if remote == "flow" else _ip("remote_ip", remote, what),
-        local_ip=_ip("local_ip", options["local_ip"], what) if "local_ip" in options else None,
+        remote_ip=remote_ip,
+        local_ip=local_ip,
         vni=vni,
         dst_port=_int("dst_port", options.get("dst_port", str(TUNNEL_TYPES[kind])), 1, 65535, what),
         tos=None if tos == "inherit" else _int("tos", tos, 0, 255, what, ", or inherit"),

@@ -845,7 +845,7 @@ class UserspaceDatapath:
                     for name, b in sorted(self.bridges.items())
                 },
                 "tunnel_endpoints": {
-                    f"{e.kind} {e.sock.getsockname()[0]}:{e.sock.getsockname()[1]}": {
+                    f"{e.kind} {e.address_text()}": {
                         "ports": len(e.ports),
                         "source_ports": e.source_ports(),
                         "drops": dict(e.drops),

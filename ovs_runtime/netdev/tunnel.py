@@ -132,6 +132,11 @@ class TunnelEndpoint:
             return self.sock
         return sock
 
+    def address_text(self) -> str:
+        """ADDRESS:PORT of the endpoint's socket ([ADDRESS]:PORT for IPv6)."""
+        host, port = self.sock.getsockname()[:2]
+        return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
     def source_ports(self) -> list[int]:
         """The outer UDP source ports in use (the pool's sockets opened so far)."""
         return sorted({s.getsockname()[1] for s in self.senders if s is not None})
@@ -202,9 +207,7 @@ class TunnelEndpoints:
                 endpoint.close()
             stored = self.store_name(key)
             inherited = self.fd_store.take(stored) if self.fd_store is not None else None
-            endpoint = TunnelEndpoint(
-                config.kind, config.local_ip or "", config.dst_port, inherited
-            )
+            endpoint = TunnelEndpoint(config.kind, key[1], config.dst_port, inherited)
             if self.fd_store is not None and not endpoint.inherited:
                 self.fd_store.keep(stored, endpoint.fileno())
             endpoint.store_name = stored
@@ -415,9 +418,12 @@ def _udp_socket(family: int) -> socket.socket:
     sock = socket.socket(family, socket.SOCK_DGRAM)
     if family == socket.AF_INET:
         sock.setsockopt(socket.IPPROTO_IP, IP_MTU_DISCOVER, IP_PMTUDISC_DO)
-        sock.setsockopt(socket.IPPROTO_IP, IP_FREEBIND, 1)
     else:
         sock.setsockopt(socket.IPPROTO_IPV6, IPV6_MTU_DISCOVER, IPV6_PMTUDISC_DO)
+        # IPv6 only, so an IPv4 endpoint can have the same port; and an address still
+        # in duplicate address detection can be bound (IP_FREEBIND below).
+        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+    sock.setsockopt(socket.IPPROTO_IP, IP_FREEBIND, 1)
     sock.setblocking(False)
     return sock
 

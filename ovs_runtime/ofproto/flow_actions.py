@@ -223,16 +223,18 @@ def parse_actions(
     if any(a[0] == "drop" for a in actions) and len(actions) > 1:
         raise FlowSyntaxError("actions: drop must be the only action")
     for token, action in zip(tokens, actions, strict=True):
-        if action[0] in ("push_vlan", "set_vlan_vid") and not token.startswith("set_field"):
+        from_set_field = token.startswith("set_field")
+        if action[0] in ("push_vlan", "set_vlan_vid", "set_vlan_pcp") and not from_set_field:
             tagged = True
         elif action[0] == "strip_vlan":
             tagged = False
-        elif action[0] == "set_vlan_vid" and not tagged:
+        elif action[0] in ("set_vlan_vid", "set_vlan_pcp") and not tagged:
+            mod = "mod_vlan_vid" if action[0] == "set_vlan_vid" else "mod_vlan_pcp"
             raise FlowSyntaxError(
                 f"action {token!r}: the packet may have no VLAN tag to set (as OpenFlow has "
                 "it, and ovs-ofctl refuses it); match a tag (dl_vlan=N, or "
                 "vlan_tci=0x1000/0x1000), put push_vlan:0x8100 before it, or use "
-                f"mod_vlan_vid:{action[1]}, which adds a tag where there is none"
+                f"{mod}:{action[1]}, which adds a tag where there is none"
             )
     for i, action in enumerate(actions):
         if action[0] == "goto_table":

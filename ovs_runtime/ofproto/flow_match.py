@@ -78,31 +78,35 @@ FIELDS: dict[str, FieldSpec] = {
     "vlan_tci": _spec(fk.VLAN_TCI, "int", maskable=True),
     "nw_src": _spec(fk.NW_SRC, "ipv4", {fk.ETH_IP, fk.ETH_ARP, fk.ETH_RARP}, maskable=True),
     "nw_dst": _spec(fk.NW_DST, "ipv4", {fk.ETH_IP, fk.ETH_ARP, fk.ETH_RARP}, maskable=True),
-    "ip_src": _spec(fk.NW_SRC, "ipv4", {fk.ETH_IP}, maskable=True),
-    "ip_dst": _spec(fk.NW_DST, "ipv4", {fk.ETH_IP}, maskable=True),
-    "arp_spa": _spec(fk.NW_SRC, "ipv4", ARP_TYPES, maskable=True),
-    "arp_tpa": _spec(fk.NW_DST, "ipv4", ARP_TYPES, maskable=True),
+    # As in OVS, the IPv4 and ARP names of these fields are aliases of each other.
+    "ip_src": _spec(fk.NW_SRC, "ipv4", {fk.ETH_IP, *ARP_TYPES}, maskable=True),
+    "ip_dst": _spec(fk.NW_DST, "ipv4", {fk.ETH_IP, *ARP_TYPES}, maskable=True),
+    "arp_spa": _spec(fk.NW_SRC, "ipv4", {fk.ETH_IP, *ARP_TYPES}, maskable=True),
+    "arp_tpa": _spec(fk.NW_DST, "ipv4", {fk.ETH_IP, *ARP_TYPES}, maskable=True),
     "arp_sha": _spec(fk.ARP_SHA, "mac", ARP_TYPES, maskable=True),
     "arp_op": _spec(fk.NW_PROTO, "int", ARP_TYPES),
     "ipv6_src": _spec(fk.IPV6_SRC, "ipv6", {fk.ETH_IPV6}, maskable=True),
     "ipv6_dst": _spec(fk.IPV6_DST, "ipv6", {fk.ETH_IPV6}, maskable=True),
     "nw_proto": _spec(fk.NW_PROTO, "int", {fk.ETH_IP, fk.ETH_IPV6, *ARP_TYPES}),
-    "ip_proto": _spec(fk.NW_PROTO, "int", NW),
+    "ip_proto": _spec(fk.NW_PROTO, "int", {fk.ETH_IP, fk.ETH_IPV6, *ARP_TYPES}),
     "nw_tos": _spec(fk.NW_TOS, "tos", NW),
     "ip_dscp": _spec(fk.NW_TOS, "dscp", NW),
     "nw_ttl": _spec(fk.NW_TTL, "int", NW),
-    "tp_src": _spec(fk.TP_SRC, "int", NW, L4, maskable=True),
-    "tp_dst": _spec(fk.TP_DST, "int", NW, L4, maskable=True),
-    "tcp_src": _spec(fk.TP_SRC, "int", NW, {6}, maskable=True),
-    "tcp_dst": _spec(fk.TP_DST, "int", NW, {6}, maskable=True),
-    "udp_src": _spec(fk.TP_SRC, "int", NW, {17}, maskable=True),
-    "udp_dst": _spec(fk.TP_DST, "int", NW, {17}, maskable=True),
-    "sctp_src": _spec(fk.TP_SRC, "int", NW, {132}, maskable=True),
-    "sctp_dst": _spec(fk.TP_DST, "int", NW, {132}, maskable=True),
-    "icmp_type": _spec(fk.TP_SRC, "int", {fk.ETH_IP}, {1}),
-    "icmp_code": _spec(fk.TP_DST, "int", {fk.ETH_IP}, {1}),
-    "icmpv6_type": _spec(fk.TP_SRC, "int", {fk.ETH_IPV6}, {58}),
-    "icmpv6_code": _spec(fk.TP_DST, "int", {fk.ETH_IPV6}, {58}),
+    # tp_* and the per-protocol names are aliases, as in OVS (``udp,tcp_src=80`` is
+    # tp_src); on ICMP, tp_src and tp_dst are the type and code. icmp_type/icmp_code
+    # also name ICMPv6's (OVS prints ``icmp6,icmp_type=135``).
+    "tp_src": _spec(fk.TP_SRC, "int", NW, (*L4, 1, 58), maskable=True),
+    "tp_dst": _spec(fk.TP_DST, "int", NW, (*L4, 1, 58), maskable=True),
+    "tcp_src": _spec(fk.TP_SRC, "int", NW, L4, maskable=True),
+    "tcp_dst": _spec(fk.TP_DST, "int", NW, L4, maskable=True),
+    "udp_src": _spec(fk.TP_SRC, "int", NW, L4, maskable=True),
+    "udp_dst": _spec(fk.TP_DST, "int", NW, L4, maskable=True),
+    "sctp_src": _spec(fk.TP_SRC, "int", NW, L4, maskable=True),
+    "sctp_dst": _spec(fk.TP_DST, "int", NW, L4, maskable=True),
+    "icmp_type": _spec(fk.TP_SRC, "icmp", NW, {1, 58}),
+    "icmp_code": _spec(fk.TP_DST, "icmp", NW, {1, 58}),
+    "icmpv6_type": _spec(fk.TP_SRC, "icmp", {fk.ETH_IPV6}, {58}),
+    "icmpv6_code": _spec(fk.TP_DST, "icmp", {fk.ETH_IPV6}, {58}),
     "tun_id": _spec(fk.TUN_ID, "int", maskable=True),
     "tun_src": _spec(fk.TUN_SRC, "ipv4", maskable=True),
     "tun_dst": _spec(fk.TUN_DST, "ipv4", maskable=True),
@@ -112,11 +116,18 @@ FIELD_WIDTH = {i: fk.FIELD_BITS[i] for i in range(fk.KEY_SIZE)}
 
 
 def parse_int(text: str, what: str, bits: int) -> int:
+    """A number as ovs-ofctl reads one: decimal, hex with 0x, octal with a leading 0."""
+    digits = text.strip()
     try:
-        value = int(text, 0)
+        if digits[:2].lower() == "0x" and digits[2:] and "_" not in digits:
+            value = int(digits[2:], 16)
+        elif digits.isdigit() and digits.isascii():
+            value = int(digits, 8) if len(digits) > 1 and digits[0] == "0" else int(digits)
+        else:
+            raise ValueError
     except ValueError:
         raise FlowSyntaxError(
-            f"{what}: {text!r} is not a number (decimal, or hex with 0x)"
+            f"{what}: {text!r} is not a number (decimal, hex with 0x, or octal with 0)"
         ) from None
     if not 0 <= value < (1 << bits):
         raise FlowSyntaxError(f"{what}: {text} is out of range 0..{(1 << bits) - 1}")
@@ -156,7 +167,7 @@ def _parse_ip(text: str, what: str, version: int) -> tuple[int, int]:
     try:
         fast = _ipv4_fast(addr) if version == 4 else None
         value = fast if fast is not None else int(ipaddress.ip_address(addr))
-        if fast is None and ipaddress.ip_address(addr).version != version:
+        if fast is None and (ipaddress.ip_address(addr).version != version or "%" in addr):
             raise ValueError
     except ValueError:
         kind = "an IPv4" if version == 4 else "an IPv6"
@@ -170,11 +181,15 @@ def _parse_ip(text: str, what: str, version: int) -> tuple[int, int]:
         full = ((1 << bits) - 1) ^ ((1 << (bits - prefix)) - 1)
         return value & full, full
     try:
-        full = int(ipaddress.ip_address(mask))
+        mask_address = ipaddress.ip_address(mask)
+        if mask_address.version != version or "%" in mask:
+            raise ValueError
     except ValueError:
+        kind = "IPv4" if version == 4 else "IPv6"
         raise FlowSyntaxError(
-            f"{what}: mask {mask!r} is neither a prefix length nor an address"
+            f"{what}: mask {mask!r} is neither a prefix length nor an {kind} address"
         ) from None
+    full = int(mask_address)
     return value & full, full
 
 
@@ -189,7 +204,9 @@ def parse_value(name: str, spec: FieldSpec, text: str) -> tuple[int, int]:
         return _parse_ip(text, what, 6)
     value_text, slash, mask_text = text.partition("/")
     if slash and not spec.maskable:
-        raise FlowSyntaxError(f"{what} does not take a mask ({text!r})")
+        if spec.kind != "int" or parse_int(mask_text, what + " mask", bits) != full:
+            raise FlowSyntaxError(f"{what} does not take a mask other than all ones ({text!r})")
+        slash, mask_text = "", ""
     if spec.kind == "mac":
         value = parse_mac(value_text, what)
         mask = parse_mac(mask_text, what + " mask") if slash else full
@@ -204,13 +221,12 @@ def parse_value(name: str, spec: FieldSpec, text: str) -> tuple[int, int]:
     if spec.kind == "pcp":
         pcp = parse_int(value_text, what, 3)
         return fk.VLAN_PRESENT | (pcp << 13), fk.VLAN_PRESENT | 0xE000
-    if spec.kind == "tos":
-        tos = parse_int(value_text, what, 8)
-        if tos & 3:
-            raise FlowSyntaxError(f"{what}: {text} must be a multiple of 4 (the DSCP bits)")
-        return tos, 0xFC
+    if spec.kind == "tos":  # the DSCP bits; OVS drops the ECN bits of the value too
+        return parse_int(value_text, what, 8) & 0xFC, 0xFC
     if spec.kind == "dscp":
         return parse_int(value_text, what, 6) << 2, 0xFC
+    if spec.kind == "icmp":  # an 8-bit type or code in the 16-bit port position
+        return parse_int(value_text, what, 8), full
     value = parse_int(value_text, what, bits)
     mask = parse_int(mask_text, what + " mask", bits) if slash else full
     return value & mask, mask
@@ -221,14 +237,19 @@ class Match:
     fields: dict[int, tuple[int, int]] = field(default_factory=dict)
     in_port: str | None = None
 
-    def set(self, index: int, value: int, mask: int, token: str) -> None:
+    def set(self, index: int, value: int, mask: int, token: str, part: bool = False) -> None:
+        """Match ``index`` on ``value``/``mask``. As ovs-ofctl: a field given again
+        replaces what was given before (``nw_src=10.1.0.0/16,nw_src=10.0.0.0/8`` is
+        ``10.0.0.0/8``), except ``part``, the bits of a field one setting owns
+        (``dl_vlan`` and ``dl_vlan_pcp`` share the TCI), which replace only those bits;
+        a mask of 0 matches anything, so the field is left out. ``token`` is kept for
+        the callers' messages."""
         old = self.fields.get(index)
-        if old is not None:
-            if (old[0] ^ value) & old[1] & mask:
-                raise FlowSyntaxError(
-                    f"contradictory match: {token} conflicts with an earlier field"
-                )
-            value, mask = old[0] | value, old[1] | mask
+        if part and old is not None:
+            value, mask = (old[0] & ~mask) | (value & mask), old[1] | mask
+        if mask == 0:
+            self.fields.pop(index, None)
+            return
         self.fields[index] = (value & mask, mask)
 
     def exact(self, index: int) -> int | None:
@@ -298,18 +319,13 @@ def parse_match_token(
     if not text:
         raise FlowSyntaxError(f"field {name} has no value")
     if name == "in_port":
-        port = resolve_port(text)
-        if match.in_port not in (None, port):
-            raise FlowSyntaxError(
-                f"contradictory match: in_port={text} conflicts with an earlier in_port"
-            )
-        match.in_port = port
+        match.in_port = resolve_port(text)  # given twice, the last counts (as in OVS)
         return
     spec = FIELDS.get(name)
     if spec is None:
         raise FlowSyntaxError(f"unknown match field {name!r}; accepted: {ACCEPTED_FIELDS}")
     value, mask = parse_value(name, spec, text)
-    match.set(spec.index, value, mask, token)
+    match.set(spec.index, value, mask, token, part=spec.kind in ("vlan", "pcp"))
     names.append(name)
 
 
@@ -352,10 +368,14 @@ def _vlan_parts(value: int, mask: int) -> list[str]:
     parts, rebuilt = [], Match()
     if mask & 0x0FFF == 0x0FFF:
         parts.append(f"dl_vlan={value & 0x0FFF}")
-        rebuilt.set(fk.VLAN_TCI, fk.VLAN_PRESENT | (value & 0x0FFF), fk.VLAN_PRESENT | 0x0FFF, "")
+        rebuilt.set(
+            fk.VLAN_TCI, fk.VLAN_PRESENT | (value & 0x0FFF), fk.VLAN_PRESENT | 0x0FFF, "", True
+        )
     if mask & 0xE000 == 0xE000:
         parts.append(f"dl_vlan_pcp={value >> 13 & 7}")
-        rebuilt.set(fk.VLAN_TCI, fk.VLAN_PRESENT | (value & 0xE000), fk.VLAN_PRESENT | 0xE000, "")
+        rebuilt.set(
+            fk.VLAN_TCI, fk.VLAN_PRESENT | (value & 0xE000), fk.VLAN_PRESENT | 0xE000, "", True
+        )
     if parts and rebuilt.fields.get(fk.VLAN_TCI) == (value, mask):
         return parts
     return [f"vlan_tci={value:#06x}/{mask:#06x}"]

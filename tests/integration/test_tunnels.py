@@ -28,6 +28,7 @@ from tests.integration.switch_fixtures import wait_attached
 from tests.netns_lab import NetnsLab, RawPort, in_namespace
 
 H1, H2 = "203.0.113.1", "203.0.113.2"
+H1_V6, H2_V6 = "2001:db8:113::1", "2001:db8:113::2"  # documentation prefix (RFC 3849)
 VM_IP, FAR_IP = "198.51.100.1", "198.51.100.2"
 VNI = 5010
 TENANT_MTU = 1450  # 1500 minus the 50 bytes of VXLAN over IPv4
@@ -79,7 +80,7 @@ def underlay(lab: NetnsLab, tmp_path: Path) -> Iterator[Underlay]:
         net.stop()
 
 
-def kernel_vxlan(ns: str, address: str) -> None:
+def kernel_vxlan(ns: str, address: str, remote: str = H1, local: str = H2) -> None:
     """h2 is a plain Linux host: a kernel VXLAN device toward h1, holding the far IP.
 
     Its underlay veth gets checksum offload off: a veth hands a partial inner checksum
@@ -92,17 +93,15 @@ def kernel_vxlan(ns: str, address: str) -> None:
         capture_output=True,
     )
     with NetNS(ns) as nsr:
-        nsr.link(
-            "add",
-            ifname="vx0",
-            kind="vxlan",
-            vxlan_id=VNI,
-            vxlan_group=H1,
-            vxlan_local=H2,
-            vxlan_port=4789,
+        v6 = ":" in remote
+        ends = (
+            {"vxlan_group6": remote, "vxlan_local6": local}
+            if v6
+            else {"vxlan_group": remote, "vxlan_local": local}
         )
+        nsr.link("add", ifname="vx0", kind="vxlan", vxlan_id=VNI, vxlan_port=4789, **ends)
         index = nsr.link_lookup(ifname="vx0")[0]
-        nsr.link("set", index=index, state="up", mtu=TENANT_MTU)
+        nsr.link("set", index=index, state="up", mtu=TENANT_MTU - 20 if v6 else TENANT_MTU)
         nsr.addr("add", index=index, address=address, prefixlen=24)
 
 
@@ -173,6 +172,30 @@ def test_userspace_vxlan_interoperates_with_the_kernel_vxlan(
     stats = status_map({"status": interface(daemon, "vx-h2")["statistics"]})
     print(message)
     assert stats["tx_errors"] >= 1
+
+
+def test_ipv6_underlay_interoperates_with_the_kernel_vxlan(
+    underlay: Underlay, lab: NetnsLab
+) -> None:
+    """An IPv6 underlay, with no local_ip: the tunnel gets an IPv6 socket of its own
+    (the IPv4 tunnels keep theirs on the same port), and the kernel's VXLAN over IPv6
+    on the far host answers."""
+    for ns, address in ((underlay.h1, H1_V6), (underlay.h2, H2_V6)):
+        lab.sysctl(ns, "net/ipv6/conf/und0/accept_dad", "0")
+        with NetNS(ns) as nsr:
+            nsr.addr("add", index=nsr.link_lookup(ifname="und0")[0], address=address, prefixlen=64)
+    kernel_vxlan(underlay.h2, f"{FAR_IP}/24", remote=H1_V6, local=H2_V6)
+    daemon = underlay.start("h1", underlay.h1)
+    underlay.apply(
+        daemon,
+        {underlay.vm.switch_port: {"tag": 10}, "vx6-h2": tunnel(H2_V6), "vx4": tunnel(H2, key=7)},
+    )
+    assert lab.ping("vm", FAR_IP), "ping through userspace VXLAN over IPv6 to the kernel"
+    status = status_map(interface(daemon, "vx6-h2"))
+    assert status["tunnel_remote_ip"] == H2_V6 and status["tunnel_egress_iface"] == "und0"
+    assert "tunnel_last_error" not in status, status
+    dpif = json.loads(daemon.ovsr("--format", "json", "dpif-show").stdout)
+    assert sorted(dpif["tunnel_endpoints"]) == ["vxlan 0.0.0.0:4789", "vxlan [::]:4789"]
 
 
 def test_malformed_datagrams_are_dropped_and_counted(underlay: Underlay, lab: NetnsLab) -> None:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from ovs_runtime.bridge.tunnel_config import parse_tunnel
+from ovs_runtime.bridge.tunnel_config import TunnelConfigError, parse_tunnel
 from ovs_runtime.datapath import vnet_header
 from ovs_runtime.netdev import tunnel
 from ovs_runtime.netdev.tunnel import TunnelEndpoints, source_slot
@@ -219,3 +219,34 @@ def test_without_a_sending_socket_the_endpoint_port_is_used(
     finally:
         port.close()
         endpoint.close()
+
+
+def test_ipv6_tunnels_get_an_ipv6_endpoint_beside_the_ipv4_one() -> None:
+    """Without local_ip, an IPv6 remote gets its own wildcard socket ("::", IPv6 only)
+    on the same port as the IPv4 tunnels' one; IPv6 on loopback sends from the pool."""
+    port = free_udp_port()
+    v4 = parse_tunnel("vx4", "vxlan", {"remote_ip": "127.0.0.1", "dst_port": str(port)})
+    v6 = parse_tunnel("vx6", "vxlan", {"remote_ip": "::1", "dst_port": str(port), "key": "7"})
+    assert v4.endpoint_key == ("vxlan", "", port) and v6.endpoint_key == ("vxlan", "::", port)
+    endpoints = TunnelEndpoints()
+    four, six = endpoints.port("vx4", v4), endpoints.port("vx6", v6)
+    try:
+        assert four.endpoint is not six.endpoint
+        assert six.endpoint.sock.family == socket.AF_INET6
+        assert six.endpoint.sock.getsockname()[:2] == ("::", port)
+        frame = ipv4()
+        six.send(vnet_header.EMPTY, frame)
+        [(source, inner)] = received_sources(six.endpoint.sock, 1)
+        assert inner == frame and source == six.endpoint.source_ports()[0] != port
+        assert six.stats.tx_packets == 1 and six.stats.tx_errors == 0
+    finally:
+        for tunnel_port in (four, six):
+            tunnel_port.close()
+            tunnel_port.endpoint.close()
+
+
+def test_local_and_remote_of_different_ip_versions_are_refused() -> None:
+    with pytest.raises(TunnelConfigError, match="not the same IP version"):
+        parse_tunnel("vx1", "vxlan", {"remote_ip": "2001:db8::2", "local_ip": "203.0.113.1"})
+    with pytest.raises(TunnelConfigError, match="not the same IP version"):
+        parse_tunnel("vx1", "vxlan", {"remote_ip": "203.0.113.2", "local_ip": "2001:db8::1"})
