@@ -29,6 +29,10 @@ VLAN_TPIDS = (b"\x81\x00", b"\x88\xa8")
 PORT_PROTOS = (6, 17, 132)  # TCP, UDP, SCTP: tp_src/tp_dst are ports
 ICMP_PROTOS = (1, 58)  # ICMP, ICMPv6: tp_src/tp_dst are type and code
 VLAN_PRESENT = 0x1000
+IPV6_OPTION_HEADERS = (0, 43, 60, 51)  # hop-by-hop, routing, destination options, AH
+IPV6_FRAGMENT = 44
+IPV6_EXTENSION_HEADERS = (*IPV6_OPTION_HEADERS, IPV6_FRAGMENT)
+MAX_EXTENSION_HEADERS = 8  # a longer chain is not followed (nor by OVS, in practice)
 
 Key = tuple[int, ...]
 
@@ -62,11 +66,11 @@ def extract(frame: bytes, in_port: int, tun_id: int = 0, tun_src: int = 0) -> Ke
             l4 = off + ihl  # later fragments carry no L4 header
     elif dl_type == ETH_IPV6 and n >= off + 40:
         key[NW_TOS] = (((frame[off] & 0x0F) << 4) | (frame[off + 1] >> 4)) & 0xFC
-        proto = key[NW_PROTO] = frame[off + 6]
         key[NW_TTL] = frame[off + 7]
         key[IPV6_SRC] = int.from_bytes(frame[off + 8 : off + 24], "big")
         key[IPV6_DST] = int.from_bytes(frame[off + 24 : off + 40], "big")
-        l4 = off + 40
+        proto, l4 = _after_extension_headers(frame, frame[off + 6], off + 40)
+        key[NW_PROTO] = proto
     elif dl_type in (ETH_ARP, ETH_RARP) and n >= off + 28:
         key[NW_PROTO] = frame[off + 7]
         key[ARP_SHA] = int.from_bytes(frame[off + 8 : off + 14], "big")
@@ -82,10 +86,33 @@ def extract(frame: bytes, in_port: int, tun_id: int = 0, tun_src: int = 0) -> Ke
     return tuple(key)
 
 
+def _after_extension_headers(frame: bytes, proto: int, pos: int) -> tuple[int, int]:
+    """(upper-layer protocol, its offset) past IPv6 extension headers, as OVS reads
+    them: hop-by-hop, routing, destination options, AH and fragment headers are skipped,
+    so ``tcp6,tp_dst=80`` matches TCP behind them. A later fragment has no upper-layer
+    header (offset -1); a truncated chain stops at the header it could not read."""
+    n = len(frame)
+    for _ in range(MAX_EXTENSION_HEADERS):
+        if proto in IPV6_OPTION_HEADERS and n >= pos + 2:
+            length = (frame[pos + 1] + 2) * 4 if proto == 51 else (frame[pos + 1] + 1) * 8
+            if n < pos + length:
+                break
+            proto, pos = frame[pos], pos + length
+        elif proto == IPV6_FRAGMENT and n >= pos + 8:
+            later = (frame[pos + 2] << 8 | frame[pos + 3]) & 0xFFF8
+            proto, pos = frame[pos], pos + 8
+            if later:
+                return proto, -1
+        else:
+            break
+    return proto, pos
+
+
 def exact_bytes(frame: bytes) -> bytes | None:
     """The bytes ``extract`` reads (never the IP length, ID or checksum, so a TCP stream
     keeps one entry), or None if the frame is too short to hold the headers its
-    EtherType announces: such frames are never cached."""
+    EtherType announces, or is IPv6 with extension headers: such frames are never
+    cached."""
     off = 18 if frame[12:14] in VLAN_TPIDS else 14
     n = len(frame)
     if n < off:
@@ -109,6 +136,8 @@ def exact_bytes(frame: bytes) -> bytes | None:
         if n < off + 40:
             return None
         proto = frame[off + 6]
+        if proto in IPV6_EXTENSION_HEADERS:
+            return None  # rare (MLD, fragments): never cached, extracted every time
         width = 4 if proto in PORT_PROTOS else 2 if proto in ICMP_PROTOS else 0
         if n < off + 40 + width:
             return None
