@@ -8,7 +8,7 @@ those, so two frames with equal ``exact_bytes`` always have equal keys.
 
 Layouts follow OVS: ``vlan_tci`` carries the CFI bit (0x1000) as "a tag is present",
 ``nw_src``/``nw_dst`` are the IPv4 addresses or, for ARP, the sender and target
-protocol addresses, ``nw_proto`` is the IP protocol or the low byte of the ARP opcode,
+protocol addresses, ``nw_proto`` is the IP protocol or the ARP opcode (0 above 255),
 and ``tp_src``/``tp_dst`` are ICMP type and code for ICMP.
 """
 
@@ -72,7 +72,7 @@ def extract(frame: bytes, in_port: int, tun_id: int = 0, tun_src: int = 0) -> Ke
         proto, l4 = _after_extension_headers(frame, frame[off + 6], off + 40)
         key[NW_PROTO] = proto
     elif dl_type in (ETH_ARP, ETH_RARP) and n >= off + 28:
-        key[NW_PROTO] = frame[off + 7]
+        key[NW_PROTO] = frame[off + 7] if frame[off + 6] == 0 else 0  # (OVS: 0 above 255)
         key[ARP_SHA] = int.from_bytes(frame[off + 8 : off + 14], "big")
         key[NW_SRC] = int.from_bytes(frame[off + 14 : off + 18], "big")
         key[NW_DST] = int.from_bytes(frame[off + 24 : off + 28], "big")

@@ -1,5 +1,6 @@
-"""IPv6 extension headers in the flow key, as OVS reads them: the upper-layer protocol
-and ports behind hop-by-hop, routing, destination options, AH and fragment headers."""
+"""IPv6 extension headers and ARP opcodes in the flow key, as OVS reads them: the
+upper-layer protocol and ports behind hop-by-hop, routing, destination options, AH and
+fragment headers; an ARP opcode above 255 as 0."""
 
 from __future__ import annotations
 
@@ -79,3 +80,10 @@ def test_rules_match_behind_extension_headers() -> None:
         / ICMPv6MLReport2()
     )
     assert table.lookup(mld, [0] * fk.KEY_SIZE) is rules["priority=10,icmp6,icmp_type=143"]
+
+
+def test_arp_opcodes_above_255_read_as_zero() -> None:
+    from scapy.layers.l2 import ARP
+
+    assert key(Ether() / ARP(op=2))[fk.NW_PROTO] == 2
+    assert key(Ether() / ARP(op=0x0102))[fk.NW_PROTO] == 0  # OVS: not the low byte
