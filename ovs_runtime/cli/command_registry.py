@@ -60,3 +60,8 @@ class ExitStatus(Exception):
     def __init__(self, code: int) -> None:
         super().__init__(code)
         self.code = code
+
+
+class NotYet(Exception):
+    """``wait-until``: the record or its condition is not there yet; the whole command
+    line runs again on fresh data, until ``--timeout``."""

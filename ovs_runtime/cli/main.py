@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,7 +26,13 @@ from ovs_runtime.cli import bridge_commands, port_mobility, table_commands  # no
 from ovs_runtime.cli import show as show_cmd
 from ovs_runtime.cli import value_syntax as vs
 from ovs_runtime.cli.client import ClientError, OvsdbClient, default_target
-from ovs_runtime.cli.command_registry import COMMANDS, CommandContext, ExitStatus, command
+from ovs_runtime.cli.command_registry import (
+    COMMANDS,
+    CommandContext,
+    ExitStatus,
+    NotYet,
+    command,
+)
 from ovs_runtime.cli.flow_commands import (
     FLOW_COMMANDS,
     FLOW_OPTIONS,
@@ -39,10 +46,14 @@ from ovs_runtime.db.schema import DbSchema, parse_schema
 from ovs_runtime.ofproto.flow_match import FlowSyntaxError
 
 DB_NAME = "Open_vSwitch"
-TABLE_COMMANDS = {"set", "get", "list", "find", "clear", "add", "remove", "create", "destroy"}
+TABLE_COMMANDS = {
+    *("set", "get", "list", "find", "clear", "add", "remove", "create", "destroy"),
+    "wait-until",
+}
 DEFAULT_TIMEOUT = 30.0
 MAX_TIMEOUT = 86400.0  # a day; larger values overflow the socket's timeout
 MAX_RETRIES = 10
+WAIT_UNTIL_POLL = 0.1  # seconds between looks for wait-until
 EXIT_ERROR = 1
 
 
@@ -262,22 +273,34 @@ def run_commands(
     client: OvsdbClient, opts: GlobalOptions, invocations: list[Invocation]
 ) -> RunResult:
     schema = parse_schema(client.call("get_schema", [DB_NAME]))
-    for _attempt in range(MAX_RETRIES):
+    attempt = 0
+    while attempt < MAX_RETRIES:
+        attempt += 1
         snapshot = _snapshot(client, schema)
         model = Model(schema, snapshot)
         contexts = []
         exit_code = 0
-        for inv in invocations:
-            ctx = CommandContext(model, inv.opts)
-            args = inv.args
-            if inv.name in TABLE_COMMANDS:
-                args = [model.table_name(args[0]), *args[1:]]
-            try:
+        try:
+            for inv in invocations:
+                ctx = CommandContext(model, inv.opts)
+                args = inv.args
+                if inv.name in TABLE_COMMANDS:
+                    args = [model.table_name(args[0]), *args[1:]]
                 COMMANDS[inv.name].func(ctx, args)
-            except ExitStatus as status:
-                # As ovs-vsctl: the answer ends the run; nothing is committed or printed.
-                return RunResult([], False, status.code)
-            contexts.append(ctx)
+                contexts.append(ctx)
+        except ExitStatus as status:
+            # As ovs-vsctl: the answer ends the run; nothing is committed or printed.
+            return RunResult([], False, status.code)
+        except NotYet as waiting:
+            # wait-until: look again shortly, as long as --timeout allows.
+            attempt -= 1
+            if client.deadline - time.monotonic() <= WAIT_UNTIL_POLL:
+                raise ClientError(
+                    f"timed out after {client.timeout:g} s in wait-until {waiting} "
+                    "(raise --timeout to wait longer)"
+                ) from None
+            time.sleep(WAIT_UNTIL_POLL)
+            continue
         dry_run = any(inv.opts.get("check") for inv in invocations)
         ops = model.operations()
         if dry_run or not model.changed():

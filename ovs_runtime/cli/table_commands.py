@@ -11,7 +11,7 @@ import ovs.db.types
 
 from ovs_runtime.cli import value_syntax as vs
 from ovs_runtime.cli.bridge_commands import assign, find_record
-from ovs_runtime.cli.command_registry import CommandContext, command
+from ovs_runtime.cli.command_registry import CommandContext, NotYet, command
 from ovs_runtime.cli.model import Model, ModelError
 
 # -- generic database commands ------------------------------------------------------------
@@ -208,6 +208,17 @@ def cmd_find(ctx: CommandContext, args: list[str]) -> None:
         if all(_find_matches(m, table, cond, key, row) for cond in args[1:])
     ]
     _print_rows(ctx, table, keys)
+
+
+@command("wait-until", 2, 1000, "wait-until TABLE RECORD [COLUMN[:KEY]=VALUE]...", writes=False)
+def cmd_wait_until(ctx: CommandContext, args: list[str]) -> None:
+    """Wait until RECORD exists and every condition holds (``find``'s operators)."""
+    m, table = ctx.model, args[0]
+    key = m.lookup(table, args[1], must_exist=False)
+    if key is None or not all(
+        _find_matches(m, table, cond, key, m.rows[table][key]) for cond in args[2:]
+    ):
+        raise NotYet(f"{table} {args[1]} {' '.join(args[2:])}".strip())
 
 
 @command("clear", 3, 1000, "clear TABLE RECORD COLUMN...", ("if-exists",))

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import sys
 import time
 from typing import Any
 
@@ -223,7 +224,7 @@ def test_values_recipes_and_refusals_as_ovs_vsctl(daemon: DaemonProcess) -> None
         *("external_ids:ovn-encap-type=geneve,vxlan", 'external_ids:"a=b"=c d'),
     )
     theirs = vsctl(daemon, "get", "Open_vSwitch", ".", "external_ids", wait=False)
-    assert "ovn-bridge-mappings=\"physnet1:br-ex,p2:br-v\"" in theirs
+    assert 'ovn-bridge-mappings="physnet1:br-ex,p2:br-v"' in theirs
     assert 'ovn-encap-type="geneve,vxlan"' in theirs and '"a=b"="c d"' in theirs
     # ovs-vsctl(8)'s mirror recipe: --id=@p get names an existing row; --id=@m create
     # prints the new row's UUID.
@@ -240,8 +241,19 @@ def test_values_recipes_and_refusals_as_ovs_vsctl(daemon: DaemonProcess) -> None
     port = vsctl(daemon, "get", "Port", "p2", "_uuid", wait=False).strip()
     assert ovsr_ok(daemon, "get", "Mirror", "m0", "output_port").strip() == port
     # Rows ovs-vsctl names by the row that refers to them: QoS by port name.
-    qos = ovsr_ok(daemon, "--", "--id=@q", "create", "QoS", "type=linux-htb", "--", "set",
-                  "Port", "p1", "qos=@q").strip()
+    qos = ovsr_ok(
+        daemon,
+        "--",
+        "--id=@q",
+        "create",
+        "QoS",
+        "type=linux-htb",
+        "--",
+        "set",
+        "Port",
+        "p1",
+        "qos=@q",
+    ).strip()
     assert ovsr_ok(daemon, "get", "QoS", "p1", "_uuid").strip() == qos
     # Refusals that leave everything as it was.
     before = vsctl(daemon, "show", wait=False)
@@ -265,8 +277,16 @@ def test_values_print_as_ovs_vsctl_prints_them(daemon: DaemonProcess) -> None:
         "uuid": "01234567-89ab-cdef-0123-456789abcdef",
         "space": "a b",
     }
-    ovsr_ok(daemon, "add-br", "br0", "--", "set", "Bridge", "br0",
-            *(f"external_ids:{k}={v}" for k, v in strings.items()))
+    ovsr_ok(
+        daemon,
+        "add-br",
+        "br0",
+        "--",
+        "set",
+        "Bridge",
+        "br0",
+        *(f"external_ids:{k}={v}" for k, v in strings.items()),
+    )
     for args in (
         ("get", "Bridge", "br0", "external_ids"),
         ("get", "Bridge", "br0", "name", "external_ids:mac", "external_ids:accent"),
@@ -276,3 +296,47 @@ def test_values_print_as_ovs_vsctl_prints_them(daemon: DaemonProcess) -> None:
         ("--if-exists", "get", "Bridge", "br0", "external_ids:nokey", "external_ids:word"),
     ):
         assert ovsr_ok(daemon, *args) == vsctl(daemon, *args, wait=False), args
+
+
+def test_wait_until_returns_when_the_record_and_condition_appear(daemon: DaemonProcess) -> None:
+    from tests.daemon_process import python_env
+
+    waiter = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "ovs_runtime.cli.main",
+            "--db",
+            daemon.db,
+            "--timeout",
+            "20",
+            "wait-until",
+            "port",
+            "p1",
+            "tag=10",
+            "--",
+            "get",
+            "Port",
+            "p1",
+            "tag",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=python_env(),
+    )
+    try:
+        time.sleep(0.5)
+        ovsr_ok(daemon, "add-br", "br0", "--", "add-port", "br0", "p1")
+        time.sleep(0.5)
+        assert waiter.poll() is None, "no tag yet: still waiting"
+        started = time.monotonic()
+        ovsr_ok(daemon, "set", "Port", "p1", "tag=10")
+        out, err = waiter.communicate(timeout=10)
+        assert waiter.returncode == 0, err
+        assert out.strip() == "10" and time.monotonic() - started < 2
+    finally:
+        waiter.kill()
+        waiter.wait()
+    late = daemon.ovsr("--timeout", "1", "wait-until", "Bridge", "nope")
+    assert late.returncode == 1 and "timed out after 1 s in wait-until Bridge nope" in late.stderr
