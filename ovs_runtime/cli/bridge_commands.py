@@ -176,6 +176,34 @@ def cmd_del_fail_mode(ctx: CommandContext, args: list[str]) -> None:
     ctx.model.set("Bridge", bridge, "fail_mode", [])
 
 
+# What emer-reset clears, as ovs-vsctl's does (OVS's IPFIX has no table here).
+EMER_RESET_CLEARED = {
+    "Open_vSwitch": ("manager_options", "ssl", "other_config"),
+    "Bridge": ("controller", "fail_mode", "mirrors", "netflow", "sflow", "flood_vlans"),
+    "Port": ("other_config",),
+    "Interface": ("other_config",),
+}
+
+
+@command("emer-reset", 0, 0, "emer-reset")
+def cmd_emer_reset(ctx: CommandContext, args: list[str]) -> None:
+    """Back to a clean state, as ovs-vsctl's: no managers, controllers, SSL, mirrors,
+    NetFlow, sFlow, fail_mode or flood_vlans, and no other_config anywhere but a
+    bridge's ``hwaddr``. Bridges, ports, VLANs, tunnels, QoS and flow rules stay."""
+    m = ctx.model
+    m.root()
+    for table, columns in EMER_RESET_CLEARED.items():
+        for key, row in m.table_rows(table).items():
+            for column in columns:
+                empty = vs.default_value(m.column_type(table, column))
+                if row[column] != empty:
+                    m.set(table, key, column, empty)
+    for key, row in m.table_rows("Bridge").items():
+        hwaddr = {k: v for k, v in row["other_config"].items() if k == "hwaddr"}
+        if row["other_config"] != hwaddr:
+            m.set("Bridge", key, "other_config", hwaddr)
+
+
 @command("br-set-external-id", 2, 3, "br-set-external-id BRIDGE KEY [VALUE]")
 def cmd_br_set_external_id(ctx: CommandContext, args: list[str]) -> None:
     bridge = bridge_key(ctx.model, args[0])

@@ -59,7 +59,7 @@ class Model:
         self._names = itertools.count(1)
         # uuid-name -> existing row, from ``--id=@NAME get``: references to @NAME are
         # stored as that row's UUID.
-        self.aliases: dict[str, str] = {}
+        self.aliases: dict[str, tuple[str, str]] = {}  # uuid-name -> (table, row key)
 
     # -- reading --------------------------------------------------------------------
 
@@ -165,15 +165,16 @@ class Model:
         symbol = vs.symbol(name)
         if symbol in self.aliases or any(symbol in keys for keys in self.inserted.values()):
             raise ModelError(f"{name} is defined twice")
-        self.aliases[symbol] = key
+        self.aliases[symbol] = (table, key)
 
     def _resolved(self, value: Any) -> Any:
-        """``value`` with references to an aliased @NAME made references by UUID."""
+        """``value`` with references to an aliased @NAME made references to its row."""
         if not self.aliases:
             return value
         if isinstance(value, tuple) and len(value) == 2 and value[0] == "named-uuid":
-            key = self.aliases.get(value[1])
-            return ("uuid", key) if key is not None else value
+            alias = self.aliases.get(value[1])
+            return self.ref(*alias) if alias is not None else value  # (a row this
+            # command line inserts keeps its uuid-name)
         if isinstance(value, list):
             return [self._resolved(v) for v in value]
         if isinstance(value, dict):

@@ -340,3 +340,25 @@ def test_wait_until_returns_when_the_record_and_condition_appear(daemon: DaemonP
         waiter.wait()
     late = daemon.ovsr("--timeout", "1", "wait-until", "Bridge", "nope")
     assert late.returncode == 1 and "timed out after 1 s in wait-until Bridge nope" in late.stderr
+
+
+def test_emer_reset_clears_what_ovs_vsctl_clears(daemon: DaemonProcess) -> None:
+    ovsr_ok(
+        daemon,
+        *("add-br", "br0", "--", "add-port", "br0", "p1", "tag=10"),
+        *("--", "set-fail-mode", "br0", "secure"),
+        *("--", "set", "Bridge", "br0", "other_config:hwaddr=02:00:00:00:00:09"),
+        *("other_config:mac-aging-time=60", "flood_vlans=10"),
+        *("--", "set", "Port", "p1", "other_config:k=v"),
+        *("--", "set", "Open_vSwitch", ".", "other_config:x=y"),
+        *("--", "--id=@p", "get", "Port", "p1"),
+        *("--", "--id=@m", "create", "Mirror", "name=m0", "select_all=true", "output_port=@p"),
+        *("--", "add", "Bridge", "br0", "mirrors", "@m"),
+    )
+    ovsr_ok(daemon, "emer-reset")
+    bridge = ovsr_json(daemon, "list", "Bridge", "br0")[0]
+    assert bridge["fail_mode"] == [] and bridge["mirrors"] == [] and bridge["flood_vlans"] == []
+    assert bridge["other_config"] == {"hwaddr": "02:00:00:00:00:09"}
+    assert vsctl(daemon, "get", "Port", "p1", "other_config", "tag", wait=False) == "{}\n10\n"
+    assert vsctl(daemon, "get", "Open_vSwitch", ".", "other_config", wait=False) == "{}\n"
+    assert vsctl(daemon, "--bare", "--columns=name", "list", "Mirror", wait=False) == ""
