@@ -65,14 +65,18 @@ def _excludes(have: Datum, want: Datum) -> bool:
 
 
 def _relaxed(type_: Type, function: str) -> Type:
-    """The type a condition's value is parsed as.
-
-    ``includes``/``excludes`` compare against any number of elements, and every function
-    accepts the empty set for an optional column.
-    """
+    """The type a condition's value is parsed as, as ovsdb-server has it: the column's
+    own for ``==``/``!=``; exactly one number for the orderings; for a column that is
+    not a scalar, ``includes`` takes fewer elements than the column needs and
+    ``excludes`` any number."""
     relaxed = copy.copy(type_)
-    relaxed.n_min = 0
-    if function in ("includes", "excludes"):
+    scalar = type_.n_min == 1 and type_.n_max == 1
+    if function in ORDERING:
+        relaxed.n_min = relaxed.n_max = 1
+    elif function == "includes" and not scalar:
+        relaxed.n_min = 0
+    elif function == "excludes" and not scalar:
+        relaxed.n_min = 0
         relaxed.n_max = max(type_.n_max, 2**31)
     return relaxed
 

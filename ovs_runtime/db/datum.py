@@ -8,6 +8,7 @@ treat them like any other column.
 from __future__ import annotations
 
 import bisect
+import math
 import uuid
 from typing import Any
 
@@ -42,22 +43,44 @@ def column_type(table: TableSchema, column: str) -> Type:
     return type_
 
 
-def _reject_bools_as_numbers(type_: Type, json: Any) -> None:
-    """Python's ``bool`` is an ``int``; JSON's true/false are not integers."""
-    if not isinstance(json, (bool, list)):
-        return  # a number, a string or a map atom holds no bool
-    numeric = (ovs.db.types.IntegerType, ovs.db.types.RealType)
-    if type_.key.type not in numeric and (type_.value is None or type_.value.type not in numeric):
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+_NUMERIC = (ovs.db.types.IntegerType, ovs.db.types.RealType)
+_WALKED = (*_NUMERIC, ovs.db.types.StringType)
+
+
+def _check_json_atoms(type_: Type, json: Any) -> None:
+    """What ``ovs.db.data`` lets through and OVSDB does not (ovsdb-server refuses all of
+    them): JSON true/false as numbers (Python's ``bool`` is an ``int``), integers beyond
+    64 bits, reals that are not finite (Python's JSON reads ``NaN`` and ``Infinity``),
+    and strings holding NUL."""
+    kinds = (type_.key.type, type_.value.type if type_.value is not None else None)
+    cls = json.__class__
+    if cls is str:
+        if "\x00" in json:
+            raise OvsdbError("syntax error", f"string {json[:40]!r} contains a NUL character")
         return
-
-    def walk(node: Any) -> None:
-        if isinstance(node, bool):
-            raise OvsdbError("syntax error", f"expected a number, got {str(node).lower()}")
-        if isinstance(node, list):
-            for item in node:
-                walk(item)
-
-    walk(json)
+    if cls is not list and cls not in (bool, int, float):
+        return
+    if cls is list and not any(kind in _WALKED for kind in kinds):
+        return  # (a set of 100,000 UUIDs is not walked)
+    numeric = any(kind in _NUMERIC for kind in kinds)
+    stack = [json]
+    while stack:
+        node = stack.pop()
+        node_class = node.__class__
+        if node_class is list:
+            stack.extend(node)
+        elif node_class is bool:
+            if numeric:
+                raise OvsdbError("syntax error", f"expected a number, got {str(node).lower()}")
+        elif node_class is int:
+            if not INT64_MIN <= node <= INT64_MAX:
+                raise OvsdbError("syntax error", f"integer {node} does not fit in 64 bits")
+        elif node_class is float:
+            if not math.isfinite(node):
+                raise OvsdbError("syntax error", f"real {node} is not a finite number")
+        elif node_class is str and "\x00" in node:
+            raise OvsdbError("syntax error", f"string {node[:40]!r} contains a NUL character")
 
 
 # Parsed scalar values by (column type, JSON type, JSON value): a transaction inserting
@@ -88,7 +111,7 @@ def datum_from_json(
 
 
 def _parse_datum(type_: Type, json: Any, symtab: dict[str, uuid.UUID] | None, what: str) -> Datum:
-    _reject_bools_as_numbers(type_, json)
+    _check_json_atoms(type_, json)
     try:
         datum: Datum = Datum.from_json(type_, json, symtab)
     except ovs.db.data.ConstraintViolation as exc:

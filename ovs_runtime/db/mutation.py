@@ -9,6 +9,7 @@ The result must still satisfy the column's type: ``constraint violation`` otherw
 from __future__ import annotations
 
 import copy
+import math
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -16,13 +17,20 @@ from typing import Any
 import ovs.db.error
 import ovs.db.types
 
-from ovs_runtime.db.datum import Atom, Datum, Type, column_type, datum_from_json
+from ovs_runtime.db.datum import (
+    INT64_MAX,
+    INT64_MIN,
+    Atom,
+    Datum,
+    Type,
+    column_type,
+    datum_from_json,
+)
 from ovs_runtime.db.errors import OvsdbError, constraint_violation, syntax_error
 from ovs_runtime.db.schema import TableSchema
 
 ARITHMETIC = ("+=", "-=", "*=", "/=", "%=")
 MUTATORS = (*ARITHMETIC, "insert", "delete")
-INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 
 
 @dataclass(frozen=True)
@@ -86,12 +94,20 @@ def _arith(mutator: str, a: Any, b: Any, is_int: bool) -> Any:
     else:
         if b == 0:
             raise OvsdbError("domain error", "division by zero")
-        if mutator == "/=":
-            result = int(a / b) if is_int else a / b  # C semantics: truncate toward zero
+        if mutator == "/=" and is_int:
+            # C semantics, exactly: truncate toward zero (never through a float, which
+            # would lose the low bits of a large integer).
+            result = abs(a) // abs(b) * (1 if (a >= 0) == (b >= 0) else -1)
+        elif mutator == "/=":
+            result = a / b
         else:
             result = abs(a) % abs(b) * (1 if a >= 0 else -1)  # C's remainder sign
+            if a == INT64_MIN and b == -1:  # INT64_MIN % -1 traps in C: OVS refuses it
+                raise OvsdbError("range error", f"{a} % {b} overflows 64 bits")
     if is_int and not INT64_MIN <= result <= INT64_MAX:
         raise OvsdbError("range error", f"result {result} does not fit in 64 bits")
+    if not is_int and not math.isfinite(result):
+        raise OvsdbError("range error", f"result of {a} {mutator} {b} is not a finite real")
     return result
 
 
@@ -108,6 +124,11 @@ def apply_mutation(table: TableSchema, current: Datum, mutation: Mutation) -> Da
         for atom in values:
             new = Atom(type_.key.type, _arith(mutation.mutator, atom.value, b, is_int))
             mutated[new] = None
+        if len(mutated) < len(values):  # e.g. {1, 2, 3} /= 2 makes 1 twice
+            raise constraint_violation(
+                f'mutation of "{mutation.column}": "{mutation.mutator} {b}" gives the same '
+                "value for two elements of the set; a set cannot hold duplicates"
+            )
         values = new_entries = mutated
     elif mutation.mutator == "insert":
         new_entries = {}

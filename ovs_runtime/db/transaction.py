@@ -7,6 +7,7 @@ the commit-time checks (``integrity``) and commits the view only if everything p
 
 from __future__ import annotations
 
+import json
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
@@ -166,7 +167,12 @@ class _Executor:
         table = self.table(op)
         columns = self.select_columns(table, op)
         rows = self.matching(table, _member(op, "where", list))
-        return {"rows": [row_to_json(row, columns) for _, row in rows]}
+        selected = [row_to_json(row, columns) for _, row in rows]
+        if columns is not None and "_uuid" not in columns and len(selected) > 1:
+            # As ovsdb-server: rows that are equal in the columns asked for come once.
+            distinct = {json.dumps(r, sort_keys=True): r for r in selected}
+            selected = list(distinct.values())
+        return {"rows": selected}
 
     def op_update(self, op: dict[str, Any]) -> Any:
         table = self.table(op)
@@ -219,8 +225,8 @@ class _Executor:
                 for name, value in row_json.items()
             }
             expected.append(_projection(parsed, columns))
-        actual = [_projection(row, columns) for _, row in self.matching(table, op.get("where"))]
-        equal = sorted(actual) == sorted(expected)
+        actual = {_projection(row, columns) for _, row in self.matching(table, op.get("where"))}
+        equal = actual == set(expected)  # as sets of distinct rows, as ovsdb-server compares
         if equal == (until == "=="):
             return {}
         if timeout == 0 or self.ctx.wait_expired:
@@ -246,9 +252,7 @@ class _Executor:
 
 
 def _projection(row: Row, columns: list[str]) -> tuple[str, ...]:
-    """A row reduced to ``columns``, in a hashable, sortable form for ``wait``."""
-    import json
-
+    """A row reduced to ``columns``, in a hashable form for ``wait``."""
     return tuple(json.dumps(row[name].to_json(), sort_keys=True) for name in columns)
 
 

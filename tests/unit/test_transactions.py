@@ -471,3 +471,138 @@ def test_mutations_check_the_atoms_they_add(db: Database) -> None:
     txn.insert("Port", uuid.uuid4(), dict(next(iter(db.tables["Port"].values()))))
     txn.insert("Port", uuid.uuid4(), dict(next(iter(db.tables["Port"].values()))))
     assert txn.count("Port") == n + 1 == sum(1 for _ in txn.rows("Port"))
+
+
+# -- found by a differential run against ovsdb-server on the same schema ---------------
+
+
+def tx(db: Database, *ops: dict) -> list:
+    return db.transact(list(ops))
+
+
+def mutate(db: Database, table: str, column: str, mutator: str, value: object) -> list:
+    return tx(
+        db, {"op": "mutate", "table": table, "where": [], "mutations": [[column, mutator, value]]}
+    )
+
+
+def test_set_arithmetic_that_would_merge_elements_is_refused(db: Database) -> None:
+    db.transact(add_bridge_ops("br0", ("p1",)))
+    tx(
+        db,
+        {
+            "op": "update",
+            "table": "Port",
+            "where": [["name", "==", "p1"]],
+            "row": {"trunks": ["set", [1, 2, 3, 10]]},
+        },
+    )
+    for mutator, operand in (("/=", 2), ("*=", 0), ("%=", 2)):
+        result = tx(
+            db,
+            {
+                "op": "mutate",
+                "table": "Port",
+                "where": [["name", "==", "p1"]],
+                "mutations": [["trunks", mutator, operand]],
+            },
+        )
+        assert errors(result)[0]["error"] == "constraint violation", (mutator, result)
+    assert by_name(db, "Port", "p1")["trunks"] == ["set", [1, 2, 3, 10]]
+
+
+def test_numbers_beyond_what_ovsdb_holds_are_refused(db: Database) -> None:
+    for row in (
+        {"next_cfg": 2**63},
+        {"next_cfg": -(2**63) - 1},
+        {"next_cfg": True},
+    ):
+        result = tx(db, {"op": "update", "table": "Open_vSwitch", "where": [], "row": row})
+        assert errors(result)[0]["error"] == "syntax error", (row, result)
+    result = mutate(db, "Open_vSwitch", "next_cfg", "-=", 2**63 + 1)
+    assert errors(result)[0]["error"] == "syntax error"
+    tx(db, {"op": "update", "table": "Open_vSwitch", "where": [], "row": {"next_cfg": -(2**63)}})
+    assert errors(mutate(db, "Open_vSwitch", "next_cfg", "%=", -1))[0]["error"] == "range error"
+    # Integer division is exact, not through a float.
+    tx(
+        db,
+        {
+            "op": "update",
+            "table": "Open_vSwitch",
+            "where": [],
+            "row": {"next_cfg": 9007199254740993},
+        },
+    )
+    assert errors(mutate(db, "Open_vSwitch", "next_cfg", "/=", 1)) == []
+    assert errors(mutate(db, "Open_vSwitch", "next_cfg", "/=", -3)) == []
+    assert (
+        select(db, "Open_vSwitch", [])[0]["next_cfg"] == -3002399751580331
+    )  # 9007199254740993 // -3, exactly
+
+
+def test_reals_stay_finite_and_strings_hold_no_nul(db: Database) -> None:
+    db.transact(add_bridge_ops("br0"))
+    rule = tx(
+        db,
+        {
+            "op": "insert",
+            "table": "Flow_Rule",
+            "uuid-name": "r",
+            "row": {"match": "", "actions": "drop", "created": 2.5},
+        },
+        {
+            "op": "mutate",
+            "table": "Bridge",
+            "where": [],
+            "mutations": [["flow_rules", "insert", ["set", [["named-uuid", "r"]]]]],
+        },
+    )
+    assert errors(rule) == [], rule
+    assert errors(mutate(db, "Flow_Rule", "created", "*=", 1e308))[0]["error"] == "range error"
+    result = tx(
+        db, {"op": "update", "table": "Flow_Rule", "where": [], "row": {"created": float("inf")}}
+    )
+    assert errors(result)[0]["error"] == "syntax error"
+    assert select(db, "Flow_Rule", [])[0]["created"] == 2.5
+    for value in ("x\x00y", ["map", [["a\x00", "b"]]]):
+        column = "datapath_type" if isinstance(value, str) else "external_ids"
+        result = tx(db, {"op": "update", "table": "Bridge", "where": [], "row": {column: value}})
+        assert errors(result)[0]["error"] == "syntax error", result
+
+
+def test_select_of_columns_gives_distinct_rows_and_wait_compares_sets(db: Database) -> None:
+    db.transact(add_bridge_ops("br0", ("p1", "p2")))
+    rows = tx(db, {"op": "select", "table": "Interface", "where": [], "columns": ["type"]})[0][
+        "rows"
+    ]
+    assert rows == [{"type": ""}]  # three interfaces, one distinct projection
+    assert len(select(db, "Interface", [])) == 3
+    wait = {
+        "op": "wait",
+        "table": "Interface",
+        "timeout": 0,
+        "where": [],
+        "columns": ["type"],
+        "until": "==",
+        "rows": [{"type": ""}],
+    }
+    assert errors(tx(db, wait)) == []
+    assert errors(tx(db, {**wait, "until": "!="}))[0]["error"] == "timed out"
+
+
+def test_condition_values_have_the_shape_ovsdb_server_wants(db: Database) -> None:
+    db.transact(add_bridge_ops("br0", ("p1",)))
+    tx(db, {"op": "update", "table": "Port", "where": [["name", "==", "p1"]], "row": {"tag": 5}})
+    for where in (
+        [["tag", "<", ["set", []]]],  # an ordering needs exactly one number
+        [["tag", ">", ["set", [1, 2]]]],
+        [["interfaces", "==", ["set", []]]],  # the column needs at least one
+    ):
+        result = tx(db, {"op": "select", "table": "Port", "where": where})
+        assert errors(result)[0]["error"] == "syntax error", (where, result)
+    found = tx(
+        db, {"op": "select", "table": "Port", "where": [["tag", "<", 10]], "columns": ["name"]}
+    )[0]["rows"]
+    assert found == [{"name": "p1"}]
+    empty = [["trunks", "excludes", ["set", [1, 2, 3]]], ["tag", "includes", ["set", []]]]
+    assert len(tx(db, {"op": "select", "table": "Port", "where": empty})[0]["rows"]) == 2
