@@ -279,7 +279,6 @@ def run_commands(
         snapshot = _snapshot(client, schema)
         model = Model(schema, snapshot)
         contexts = []
-        exit_code = 0
         try:
             for inv in invocations:
                 ctx = CommandContext(model, inv.opts)
@@ -304,7 +303,7 @@ def run_commands(
         dry_run = any(inv.opts.get("check") for inv in invocations)
         ops = model.operations()
         if dry_run or not model.changed():
-            return RunResult(contexts, False, exit_code)
+            return RunResult(contexts, False)
         if opts.wait:
             root = model.root()
             ops.append(
@@ -353,7 +352,7 @@ def run_commands(
         if opts.wait:
             target = results[-2]["rows"][0]["next_cfg"]
             wait_for_cur_cfg(client, target)
-        return RunResult(contexts, True, exit_code)
+        return RunResult(contexts, True)
     raise ClientError(f"gave up after {MAX_RETRIES} attempts: the database kept changing under us")
 
 
