@@ -1,7 +1,8 @@
 """Confirm-or-rollback for risky changes (``ovsr apply --confirm-timeout N``).
 
 Before applying, ``ovsr`` hands the daemon a snapshot of the switch configuration
-(Open_vSwitch, Bridge, Port and Interface rows) under a token. Unless ``ovsr confirm
+(the Open_vSwitch row and the ``RESTORED_TABLES``: bridges, ports, interfaces, QoS and
+queues, mirrors, NetFlow and sFlow) under a token. Unless ``ovsr confirm
 TOKEN`` arrives within N seconds, over a fresh connection, the daemon restores the
 snapshot in one transaction: so a change that cuts the host off the network (an uplink
 moved into a bridge, say) undoes itself. The pending rollback lives in the daemon's
@@ -19,7 +20,8 @@ from ovs_runtime.db.database import Database
 
 log = logging.getLogger(__name__)
 
-RESTORED_TABLES = ("Interface", "Port", "Bridge")
+# Everything ``ovsr apply`` and the ovs-vsctl commands change, flow rules apart.
+RESTORED_TABLES = ("Queue", "QoS", "Interface", "Port", "Mirror", "NetFlow", "sFlow", "Bridge")
 MAX_TIMEOUT = 3600
 
 
@@ -31,7 +33,20 @@ def restore_operations(db: Database, snapshot: dict[str, list[dict[str, Any]]]) 
     """Ops that make the configuration tables what ``snapshot`` says they were."""
     ops: list[Any] = []
     for table in RESTORED_TABLES:
+        if table not in db.schema.tables or table not in snapshot:
+            continue
         schema = db.schema.tables[table]
+        if schema.is_root:  # (rows of other tables go when nothing refers to them)
+            kept = {row["_uuid"][1] for row in snapshot[table]}
+            for row_uuid in db.tables[table]:
+                if str(row_uuid) not in kept:
+                    ops.append(
+                        {
+                            "op": "delete",
+                            "table": table,
+                            "where": [["_uuid", "==", ["uuid", str(row_uuid)]]],
+                        }
+                    )
         for row in snapshot.get(table, []):
             row_uuid = row["_uuid"][1]
             columns = {

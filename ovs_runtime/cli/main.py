@@ -379,8 +379,10 @@ def _arm_rollback(
         return None
     import uuid
 
+    from ovs_runtime.bridge.confirm_rollback import RESTORED_TABLES  # (only here: asyncio)
+
     token = str(uuid.uuid4())
-    keep = {t: snapshot[t] for t in ("Open_vSwitch", "Bridge", "Port", "Interface")}
+    keep = {t: snapshot[t] for t in ("Open_vSwitch", *RESTORED_TABLES) if t in snapshot}
     client.call("ovsr/arm-rollback", [token, seconds, keep])
     return token
 

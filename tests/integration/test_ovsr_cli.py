@@ -216,3 +216,35 @@ def test_confirm_timeout_rolls_back_unless_confirmed(daemon: DaemonProcess, tmp_
     assert again.returncode == 1 and "no change pending confirmation" in again.stderr
     bad = daemon.ovsr("apply", "--confirm-timeout=soon", str(risky))
     assert bad.returncode == 1 and "expected seconds" in bad.stderr
+
+
+def test_rollback_restores_qos_queues_and_mirrors(daemon: DaemonProcess, tmp_path: Path) -> None:
+    """A rate limit or a mirror is just the change that can cut a host off: the rollback
+    restores QoS, its queues and mirrors too, and removes the ones the change added."""
+    base = tmp_path / "base.yaml"
+    base.write_text(
+        "bridges:\n  br0:\n    ports:\n"
+        "      vm1: {tag: 10, qos: {type: linux-htb, other_config: {max-rate: 1000000}}}\n"
+        "      vm2: {tag: 10}\n"
+        "    mirrors:\n      m0: {select_all: true, output_port: vm2}\n"
+    )
+    assert daemon.ovsr("apply", str(base)).returncode == 2
+    before = daemon.ovsr("--format", "json", "list", "QoS").stdout
+    risky = tmp_path / "risky.yaml"
+    risky.write_text(
+        "bridges:\n  br0:\n    ports:\n"
+        "      vm1: {tag: 10, qos: {type: linux-htb, other_config: {max-rate: 2000},\n"
+        "            queues: {1: {other_config: {max-rate: 1000}}}}}\n"
+        "      vm2: {tag: 10, qos: {type: linux-htb, other_config: {max-rate: 5000}}}\n"
+    )
+    proc = daemon.ovsr("apply", "--state=replaced", "--confirm-timeout=1", str(risky))
+    assert proc.returncode == 2, proc.stderr
+    assert daemon.ovsr("get", "Bridge", "br0", "mirrors").stdout.strip() == "[]"
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and "was not confirmed in time" not in daemon.log():
+        time.sleep(0.2)
+    assert "was not confirmed in time: rolled back" in daemon.log()
+    assert daemon.ovsr("--format", "json", "list", "QoS").stdout == before
+    assert daemon.ovsr("--bare", "--columns=_uuid", "list", "Queue").stdout == ""
+    assert daemon.ovsr("--bare", "--columns=name", "list", "Mirror").stdout.split() == ["m0"]
+    assert daemon.ovsr("get", "Port", "vm2", "qos").stdout.strip() == "[]"
