@@ -29,6 +29,7 @@ and ``trunks: [20, 10]`` equals ``[10, 20]``.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import yaml
@@ -74,6 +75,7 @@ IFACE_COLUMNS = (
     "ingress_policing_rate",
     "ingress_policing_burst",
 )
+LOCAL_IFACE_COLUMNS = tuple(c for c in IFACE_COLUMNS if c != "type")
 MIRROR_KEYS = (*mirror_config.SETTINGS, "external_ids")
 MIRROR_PORT_KEYS = mirror_config.PORT_SETTINGS
 EXIT_CHANGED = 2
@@ -242,19 +244,32 @@ def parse_desired(doc: Any, schema: DbSchema) -> dict[str, Any]:
             f"unknown top-level key(s) {', '.join(sorted(map(str, unknown)))}; accepted: bridges"
         )
     bridges: dict[str, Any] = {}
-    for bname, body in _named(doc.get("bridges"), "bridge").items():
+    declared = _named(doc.get("bridges"), "bridge")
+    owners: dict[str, str] = {}  # port name -> the bridge it is listed under
+    for bname, body in declared.items():
+        _check_device_name(bname, f"bridge {bname!r}")
+        ports_given = "ports" in body
         ports_section = body.pop("ports", None)
         mirrors_section = body.pop("mirrors", None)
-        bridge = {
+        bridge: dict[str, Any] = {
             "columns": _columns(schema, "Bridge", body, BRIDGE_COLUMNS, f"bridge {bname}"),
             "ports": {},
             "mirrors": {
                 name: _mirror(schema, mbody, f"bridge {bname} mirror {name}")
                 for name, mbody in _named(mirrors_section, f"bridge {bname} mirror").items()
             },
+            "ports_given": ports_given,
         }
         for pname, pbody in _named(ports_section, f"bridge {bname} port").items():
             what = f"bridge {bname} port {pname}"
+            if pname in owners:
+                raise ApplyError(
+                    f"port {pname} is listed under bridges {owners[pname]} and {bname}; "
+                    "a port belongs to one bridge"
+                )
+            if pname != bname and pname in declared:
+                raise ApplyError(f"{what}: {pname} is a bridge (with its own port), not a port")
+            owners[pname] = bname
             iface_body = pbody.pop("interface", None) or {}
             if not isinstance(iface_body, dict):
                 raise ApplyError(f"{what}.interface: expected a mapping")
@@ -265,6 +280,7 @@ def parse_desired(doc: Any, schema: DbSchema) -> dict[str, Any]:
                     iface_body[key] = pbody.pop(key)
             qos = _qos(schema, pbody.pop("qos", None), f"{what}.qos") if "qos" in pbody else None
             _check_port_security(pbody.get("port_security"), what)
+            _check_interface(pname, bname, iface_body, what)
             bridge["ports"][pname] = {
                 "qos": qos,
                 "columns": _columns(schema, "Port", pbody, PORT_COLUMNS + IFACE_SHORTCUTS, what),
@@ -274,6 +290,44 @@ def parse_desired(doc: Any, schema: DbSchema) -> dict[str, Any]:
             }
         bridges[bname] = bridge
     return bridges
+
+
+# Interface types this switch has (``datapath/netdev_factory.py``), and those whose name is
+# a kernel device's, so at most 15 characters (IFNAMSIZ) as Linux allows.
+INTERFACE_TYPES = ("", "system", "internal", "tap", "patch", "vxlan", "geneve")
+DEVICE_TYPES = ("", "system", "internal", "tap")
+MAX_DEVICE_NAME = 15
+_MAC = re.compile(r"^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$")
+
+
+def _check_device_name(name: str, what: str, device: bool = True) -> None:
+    """A name Linux accepts for a network device (``dev_valid_name``): not empty, not
+    "." or "..", no "/", ":" or white space, at most 15 characters."""
+    if name in ("", ".", "..") or any(c in name for c in "/:") or any(c.isspace() for c in name):
+        raise ApplyError(
+            f"{what}: not a valid name; a name is 1 to {MAX_DEVICE_NAME} characters without "
+            '"/", ":" or white space'
+        )
+    if device and len(name) > MAX_DEVICE_NAME:
+        raise ApplyError(
+            f"{what}: {name!r} has {len(name)} characters; a network device name has at most "
+            f"{MAX_DEVICE_NAME}"
+        )
+
+
+def _check_interface(pname: str, bname: str, iface: dict[str, Any], what: str) -> None:
+    kind = iface.get("type", "")
+    if not isinstance(kind, str) or kind not in INTERFACE_TYPES:
+        raise ApplyError(
+            f"{what}.type: {kind!r} is not an interface type here; accepted: "
+            + ", ".join(repr(t) for t in INTERFACE_TYPES)
+        )
+    if pname == bname and kind not in ("", "internal"):
+        raise ApplyError(f"{what}: the bridge's own port is of type internal, not {kind!r}")
+    _check_device_name(pname, what, device=kind in DEVICE_TYPES)
+    mac = iface.get("mac")
+    if mac and not (isinstance(mac, str) and _MAC.match(mac)):
+        raise ApplyError(f"{what}.mac: {mac!r} is not a MAC address (like 02:00:00:00:00:01)")
 
 
 def _check_port_security(entries: Any, what: str) -> None:
@@ -335,8 +389,8 @@ def current_state(m: Model, names: list[str] | None) -> dict[str, Any]:
         ports = {}
         for pref in b["ports"]:
             p = m.rows["Port"].get(m.key_of(pref))
-            if p is None or p["name"] == name:
-                continue
+            if p is None or (p["name"] == name and not _local_port_configured(m, p)):
+                continue  # (the bridge's own port shows only once it has settings)
             port = {c: vs.to_plain(p[c]) for c in PORT_COLUMNS}
             if p["qos"] and m.key_of(p["qos"][0]) in m.rows["QoS"]:
                 qrow = m.rows["QoS"][m.key_of(p["qos"][0])]
@@ -376,15 +430,33 @@ def current_state(m: Model, names: list[str] | None) -> dict[str, Any]:
     return out
 
 
+def _local_port_configured(m: Model, port: dict[str, Any]) -> bool:
+    """Whether a bridge's own port has settings beyond what add-br gives it."""
+    if any(port[c] != vs.default_value(m.column_type("Port", c)) for c in PORT_COLUMNS):
+        return True
+    if port["qos"] or not port["interfaces"]:
+        return bool(port["qos"])
+    iface = m.rows["Interface"].get(m.key_of(port["interfaces"][0]))
+    return iface is not None and any(
+        iface[c] != vs.default_value(m.column_type("Interface", c)) for c in LOCAL_IFACE_COLUMNS
+    )
+
+
 # -- applying -------------------------------------------------------------------------
 
 
 def _set_columns(
     m: Model, table: str, key: str, wanted: dict[str, Any], managed: tuple[str, ...], replace: bool
 ) -> None:
+    """Set the managed columns. ``merged`` (not ``replace``) touches only what is given:
+    a map column gets the given keys and keeps the others (``external_ids`` that other
+    tools set, such as OpenStack's ``iface-id``, survive)."""
     for column in managed:
         if column in wanted:
             value = wanted[column]
+            current = m.rows[table][key][column]
+            if not replace and isinstance(value, dict) and isinstance(current, dict):
+                value = {**current, **value}
         elif replace:
             value = vs.default_value(m.column_type(table, column))
         else:
@@ -405,11 +477,18 @@ def _apply_bridge(ctx: CommandContext, name: str, spec: dict[str, Any], replace:
         for pref in list(m.rows["Bridge"][bkey]["ports"]):
             pname = str(m.rows["Port"][m.key_of(pref)]["name"])
             if pname != name and pname not in wanted_ports:
-                delete_port(m, m.key_of(pref))
+                _delete_port(m, m.key_of(pref))
     for pname, pspec in wanted_ports.items():
         pkey = port_key(m, pname, must_exist=False)
-        if pkey is not None and bridge_of_port(m, pkey) != bkey:
-            delete_port(m, pkey)  # moving a port between bridges, as ovs-vsctl would refuse
+        owner = bridge_of_port(m, pkey) if pkey is not None else None
+        if pkey is not None and owner is not None and owner != bkey:
+            other = str(m.rows["Bridge"][owner]["name"])
+            if other == pname:
+                raise ApplyError(
+                    f"bridge {name} port {pname}: {pname} is bridge {pname}'s own port; "
+                    "it cannot move to another bridge"
+                )
+            _delete_port(m, pkey)  # moving a port between bridges, as ovs-vsctl would refuse
             pkey = None
         if pkey is None:
             cmd_add_port(CommandContext(m), [name, pname])
@@ -418,7 +497,9 @@ def _apply_bridge(ctx: CommandContext, name: str, spec: dict[str, Any], replace:
         port_cols = {k: v for k, v in pspec["columns"].items() if k in PORT_COLUMNS}
         _set_columns(m, "Port", pkey, port_cols, PORT_COLUMNS, replace)
         ikey = m.key_of(m.rows["Port"][pkey]["interfaces"][0])
-        _set_columns(m, "Interface", ikey, pspec["interface"], IFACE_COLUMNS, replace)
+        # The bridge's own port stays internal whatever "replaced" resets.
+        managed = IFACE_COLUMNS if pname != name else LOCAL_IFACE_COLUMNS
+        _set_columns(m, "Interface", ikey, pspec["interface"], managed, replace)
         if pspec.get("qos") is not None or replace:
             _apply_qos(m, pkey, pspec.get("qos"))
     _apply_mirrors(m, name, bkey, spec.get("mirrors", {}), replace)
@@ -457,6 +538,18 @@ def _apply_qos(m: Model, pkey: str, wanted: dict[str, Any] | None) -> None:
         m.set("QoS", qkey, "queues", queues)
 
 
+def _delete_port(m: Model, pkey: str) -> None:
+    """A port, and its QoS if no other port uses it (QoS and Queue are root tables: the
+    database keeps rows nobody refers to)."""
+    qos = m.rows["Port"][pkey]["qos"]
+    delete_port(m, pkey)
+    if qos:
+        qkey = m.key_of(qos[0])
+        used = any(qkey in (m.key_of(r) for r in p["qos"]) for p in m.rows["Port"].values())
+        if qkey in m.rows["QoS"] and not used:
+            _delete_qos(m, qkey)
+
+
 def _delete_qos(m: Model, qkey: str) -> None:
     """QoS and Queue are root tables: rows nobody uses any more are deleted with it."""
     for ref in m.rows["QoS"][qkey]["queues"].values():
@@ -485,6 +578,8 @@ def _apply_mirrors(m: Model, bridge: str, bkey: str, wanted: dict[str, Any], rep
             _add_ref(m, "Bridge", bkey, "mirrors", "Mirror", mkey)
         values = {}
         for column in MIRROR_KEYS:
+            if column not in mspec and not replace and found is not None:
+                continue  # merged: a mirror keeps the settings it is not given
             value = mspec.get(column)
             if column in MIRROR_PORT_KEYS:
                 missing = [n for n in value or [] if n not in members]
@@ -513,17 +608,20 @@ def cmd_apply(ctx: CommandContext, args: list[str]) -> None:
     m = ctx.model
     desired: dict[str, Any] = ctx.opts["_desired"]
     state = ctx.opts.get("state", "merged")
-    scope = None if state == "overridden" else list(desired)
+    scope = None if state == "overridden" else _scope(m, desired)
     before = current_state(m, scope)
     if state == "deleted":
         for name, spec in desired.items():
-            if bridge_key(m, name, must_exist=False) is None:
+            bkey = bridge_key(m, name, must_exist=False)
+            if bkey is None:
                 continue
-            if spec["ports"]:
+            if spec.get("ports_given", bool(spec["ports"])):
+                # Only the listed ports, and only where they are: a port of that name on
+                # another bridge is not this bridge's to delete.
                 for pname in spec["ports"]:
                     pkey = port_key(m, pname, must_exist=False)
-                    if pkey is not None:
-                        delete_port(m, pkey)
+                    if pkey is not None and pname != name and bridge_of_port(m, pkey) == bkey:
+                        _delete_port(m, pkey)
             else:
                 cmd_del_br(CommandContext(m), [name])
     else:
@@ -546,6 +644,19 @@ def cmd_apply(ctx: CommandContext, args: list[str]) -> None:
             "diff": changes,
         }
     )
+
+
+def _scope(m: Model, desired: dict[str, Any]) -> list[str]:
+    """The bridges a change can touch: those listed, and those holding a listed port (a
+    port moved away shows as removed from its old bridge)."""
+    names = set(desired)
+    for spec in desired.values():
+        for pname in spec["ports"]:
+            pkey = port_key(m, pname, must_exist=False)
+            owner = bridge_of_port(m, pkey) if pkey is not None else None
+            if owner is not None:
+                names.add(str(m.rows["Bridge"][owner]["name"]))
+    return sorted(names)
 
 
 def diff_lines(before: dict[str, Any], after: dict[str, Any]) -> list[str]:

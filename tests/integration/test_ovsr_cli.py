@@ -6,6 +6,7 @@ import json
 import signal
 import time
 from pathlib import Path
+from typing import Any
 
 from tests.daemon_process import DaemonProcess, run_ovsr
 
@@ -248,3 +249,113 @@ def test_rollback_restores_qos_queues_and_mirrors(daemon: DaemonProcess, tmp_pat
     assert daemon.ovsr("--bare", "--columns=_uuid", "list", "Queue").stdout == ""
     assert daemon.ovsr("--bare", "--columns=name", "list", "Mirror").stdout.split() == ["m0"]
     assert daemon.ovsr("get", "Port", "vm2", "qos").stdout.strip() == "[]"
+
+
+def apply_doc(daemon: DaemonProcess, tmp_path: Path, doc: str, *options: str) -> Any:
+    path = tmp_path / "desired.yaml"
+    path.write_text(doc)
+    return daemon.ovsr("--format", "json", "apply", *options, str(path))
+
+
+def test_apply_deleted_touches_only_what_it_names_where_it_is(
+    daemon: DaemonProcess, tmp_path: Path
+) -> None:
+    base = "bridges:\n  br0:\n    ports: {vm1: {}}\n  br1:\n    ports: {dup1: {}}\n"
+    assert apply_doc(daemon, tmp_path, base).returncode == 2
+    # dup1 is br1's: "delete br0's dup1" deletes nothing.
+    gone = apply_doc(
+        daemon, tmp_path, "bridges:\n  br0:\n    ports: {dup1: {}}\n", "--state=deleted"
+    )
+    assert gone.returncode == 0, gone.stdout + gone.stderr
+    assert daemon.ovsr("list-ports", "br1").stdout.split() == ["dup1"]
+    # An empty port list deletes no port, and not the bridge either.
+    empty = apply_doc(daemon, tmp_path, "bridges:\n  br0:\n    ports: {}\n", "--state=deleted")
+    assert empty.returncode == 0 and daemon.ovsr("list-br").stdout.split() == ["br0", "br1"]
+    whole = apply_doc(daemon, tmp_path, "bridges:\n  br0: {}\n", "--state=deleted")
+    assert whole.returncode == 2 and daemon.ovsr("list-br").stdout.split() == ["br1"]
+
+
+def test_apply_refuses_ambiguous_ports_and_bad_names_changing_nothing(
+    daemon: DaemonProcess, tmp_path: Path
+) -> None:
+    assert apply_doc(daemon, tmp_path, "bridges:\n  br0: {}\n  br1: {}\n").returncode == 2
+    before = daemon.ovsr("--format", "json", "show").stdout
+    cases = [
+        ("bridges:\n  br0:\n    ports: {br1: {}}\n", "br1 is bridge br1's own port"),
+        (
+            "bridges:\n  br0:\n    ports: {d1: {tag: 5}}\n  br1:\n    ports: {d1: {tag: 6}}\n",
+            "port d1 is listed under bridges br0 and br1",
+        ),
+        ("bridges:\n  br0:\n    ports: {br1: {}}\n  br1: {}\n", "br1 is a bridge"),
+        ("bridges:\n  br0:\n    ports: {averyveryverylongportname: {}}\n", "has 25 characters"),
+        ("bridges:\n  br0:\n    ports: {'a/b c': {}}\n", "not a valid name"),
+        ("bridges:\n  '':\n    ports: {}\n", "not a valid name"),
+        ("bridges:\n  br0:\n    ports: {p1: {type: vxlna}}\n", "'vxlna' is not an interface type"),
+        ("bridges:\n  br0:\n    ports: {p1: {mac: notamac}}\n", "is not a MAC address"),
+        ("bridges:\n  br0:\n    ports: {br0: {type: tap}}\n", "own port is of type internal"),
+    ]
+    for doc, message in cases:
+        proc = apply_doc(daemon, tmp_path, doc)
+        assert proc.returncode == 1 and message in proc.stderr, (doc, proc.stderr)
+    assert daemon.ovsr("--format", "json", "show").stdout == before
+    # A tunnel's name is no device's: it may be longer.
+    long_tunnel = (
+        "bridges:\n  br0:\n    ports:\n"
+        "      vxlan-to-compute-0042: {type: vxlan, options: {remote_ip: 203.0.113.9}}\n"
+    )
+    assert apply_doc(daemon, tmp_path, long_tunnel).returncode == 2
+
+
+def test_apply_merges_maps_moves_visibly_and_keeps_the_local_port_internal(
+    daemon: DaemonProcess, tmp_path: Path
+) -> None:
+    assert apply_doc(daemon, tmp_path, "bridges:\n  br0:\n    ports: {vm1: {}}\n").returncode == 2
+    assert daemon.ovsr("set", "Port", "vm1", "external_ids:iface-id=abc").returncode == 0
+    merged = apply_doc(
+        daemon, tmp_path, "bridges:\n  br0:\n    ports: {vm1: {external_ids: {owner: ops}}}\n"
+    )
+    assert merged.returncode == 2, merged.stderr
+    assert (
+        daemon.ovsr("get", "Port", "vm1", "external_ids").stdout.strip()
+        == "{iface-id=abc, owner=ops}"
+    )
+    replaced = apply_doc(
+        daemon,
+        tmp_path,
+        "bridges:\n  br0:\n    ports: {vm1: {external_ids: {owner: ops}}}\n",
+        "--state=replaced",
+    )
+    assert replaced.returncode == 2
+    assert daemon.ovsr("get", "Port", "vm1", "external_ids").stdout.strip() == "{owner=ops}"
+    # The bridge's own port: an MTU for it is shown and kept, and it stays internal.
+    local = (
+        "bridges:\n  br0:\n    ports:\n"
+        "      vm1: {external_ids: {owner: ops}}\n      br0: {mtu_request: 9000}\n"
+    )
+    first = apply_doc(daemon, tmp_path, local, "--state=replaced")
+    assert first.returncode == 2 and "br0/br0 interface mtu_request" in first.stdout, first.stdout
+    assert daemon.ovsr("get", "Interface", "br0", "type", "mtu_request").stdout.split() == [
+        "internal",
+        "9000",
+    ]
+    assert apply_doc(daemon, tmp_path, local, "--state=replaced").returncode == 0
+    # A port moved to another bridge shows as gone from the old one too.
+    moved = apply_doc(daemon, tmp_path, "bridges:\n  br1:\n    ports: {vm1: {}}\n")
+    report = json.loads(moved.stdout)
+    assert "- port br0/vm1" in report["diff"] and "+ port br1/vm1" in report["diff"], report["diff"]
+
+
+def test_apply_removes_the_qos_of_a_port_it_deletes(daemon: DaemonProcess, tmp_path: Path) -> None:
+    doc = (
+        "bridges:\n  br0:\n    ports:\n"
+        "      vm1: {qos: {type: linux-htb, other_config: {max-rate: 1000000},"
+        " queues: {1: {other_config: {max-rate: 500000}}}}}\n      vm2: {}\n"
+    )
+    assert apply_doc(daemon, tmp_path, doc).returncode == 2
+    assert daemon.ovsr("--bare", "--columns=type", "list", "QoS").stdout.split() == ["linux-htb"]
+    only_vm2 = apply_doc(
+        daemon, tmp_path, "bridges:\n  br0:\n    ports: {vm2: {}}\n", "--state=replaced"
+    )
+    assert only_vm2.returncode == 2
+    assert daemon.ovsr("--bare", "--columns=_uuid", "list", "QoS").stdout == ""
+    assert daemon.ovsr("--bare", "--columns=_uuid", "list", "Queue").stdout == ""
