@@ -34,7 +34,13 @@ FLOW_COMMANDS = {
     "dump-flows": (1, 2, "dump-flows BRIDGE [MATCH]"),
     "replace-flows": (2, 2, "replace-flows [--check] BRIDGE FILE ('-': standard input)"),
     "trace": (2, 2, "trace BRIDGE FLOW (e.g. in_port=p1,tcp,nw_dst=198.51.100.2,tp_dst=80)"),
+    "check-flows": (
+        2,
+        10000,
+        "check-flows FILE BRIDGE [PORT]... (no daemon: parse as add-flows would, with these ports)",
+    ),
 }
+OFFLINE_COMMANDS = {"check-flows"}  # need no daemon
 FLOW_OPTIONS = {"del-flows": {"--strict"}, "mod-flows": {"--strict"}, "replace-flows": {"--check"}}
 ROW_COLUMNS = COLUMNS  # the rule columns of a Flow_Rule row
 
@@ -424,6 +430,28 @@ def run_flow_command(
         flt = flow_syntax.parse_filter(args[1] if len(args) > 1 else "", view.resolve_port)
         return dump(client, view, flt)
     raise FlowCommandError(f"unknown flow command {name}")
+
+
+def check_flows(args: list[str]) -> tuple[Any, list[str]]:
+    """``check-flows FILE BRIDGE [PORT]...``: the file parsed as ``add-flows`` parses it,
+    with the bridge's ports given by name (``LOCAL`` and the bridge's name are its own
+    port); no daemon is needed, so rules can be checked before their bridge exists
+    (Ansible's check mode, before a role changes anything; a CI pipeline)."""
+    path, bridge = args[0], args[1]
+    ports = {bridge, *args[2:]}
+
+    def resolve(text: str) -> str:
+        if text in ports:
+            return text
+        if text.upper() == "LOCAL":
+            return bridge
+        hint = "ports are named, not numbered, here" if text.isdigit() else "ports"
+        raise FlowSyntaxError(
+            f"bridge {bridge} has no port {text!r} ({hint}: {', '.join(sorted(ports))})"
+        )
+
+    rules = _dedupe(flow_syntax.parse_file(_read_file(path), resolve, path))
+    return {"rules": len(rules)}, [f"{path}: {len(rules)} rule(s), all valid"]
 
 
 def _new(view: BridgeRules, insert: list[FlowRule]) -> int:

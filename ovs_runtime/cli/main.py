@@ -36,7 +36,9 @@ from ovs_runtime.cli.command_registry import (
 from ovs_runtime.cli.flow_commands import (
     FLOW_COMMANDS,
     FLOW_OPTIONS,
+    OFFLINE_COMMANDS,
     FlowCommandError,
+    check_flows,
     run_flow_command,
 )
 from ovs_runtime.cli.inspect_commands import INSPECT_COMMANDS, run_inspect
@@ -474,6 +476,10 @@ def main(argv: list[str] | None = None) -> int:
             if inv.name == "port-import":
                 port_mobility.read_document(inv.args[0])
         _confirm_timeout(invocations)
+        if invocations[0].name in OFFLINE_COMMANDS:
+            data, lines = check_flows(invocations[0].args)
+            print(json.dumps(data, indent=2) if opts.format == "json" else "\n".join(lines))
+            return 0
         client = OvsdbClient(opts.db, opts.timeout)
         try:
             if invocations[0].name in FLOW_COMMANDS:

@@ -116,3 +116,25 @@ def test_mesh_grows_when_a_host_is_added(tmp_path: Path) -> None:
     finally:
         for daemon in daemons.values():
             daemon.stop()
+
+
+def test_long_host_names_still_give_one_port_per_peer(tmp_path: Path) -> None:
+    """vx5010-compute-001 and vx5010-compute-002 are both 18 characters: cut to 15 they
+    were the same name, and one tunnel silently replaced the other."""
+    names = ["compute-001", "compute-002", "compute-003"]
+    daemons = {name: DaemonProcess(tmp_path / name).start() for name in names}
+    try:
+        rc, out = run(tmp_path, daemons)
+        assert rc == 0, out
+        for n, name in enumerate(names, 1):
+            found = tunnels(daemons[name])
+            assert all(len(port) <= 15 for port in found), found
+            peers = {f"203.0.113.{m}" for m in (1, 2, 3) if m != n}
+            assert sorted(found.values()) == sorted(
+                (ip, key, [tag]) for ip in peers for key, tag in (("5010", 10), ("5020", 20))
+            ), found
+        rc, out = run(tmp_path, daemons)
+        assert rc == 0 and re.findall(r"changed=(\d+)", out) == ["0", "0", "0"], out
+    finally:
+        for daemon in daemons.values():
+            daemon.stop()

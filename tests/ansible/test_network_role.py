@@ -175,3 +175,41 @@ def test_flow_rules_replace_only_differences_and_honour_check_mode(
     rc, out, _ = playbook(daemon, tmp_path, variables)
     assert rc != 0 and "line 2: field nw_src: '1.2.3' is not an IPv4 address" in out, out
     assert len(flows(daemon)) == 1, "a bad rule changes nothing"
+
+
+def test_a_bad_rule_for_one_bridge_changes_no_bridge(daemon: DaemonProcess, tmp_path: Path) -> None:
+    """Every bridge's rules are checked before anything changes: a bad rule for brnew
+    must not leave br0 with its new table and brnew half-made."""
+    rc, out, _ = playbook(daemon, tmp_path, {"ovs_runtime_network_bridges": BRIDGES})
+    assert rc == 0, out
+    variables: dict[str, Any] = {
+        "ovs_runtime_network_bridges": {**BRIDGES, "brnew": {"ports": {"vmx": {"tag": 5}}}},
+        "ovs_runtime_network_flows": {
+            "br0": ["priority=10,ip,actions=drop"],
+            "brnew": ["priority=10,in_port=vmx,actions=NORMAL", "priority=5,ip,actions=BOGUS"],
+        },
+    }
+    rc, out, changed = playbook(daemon, tmp_path, variables)
+    assert rc != 0 and "unknown action 'BOGUS'" in out, out
+    assert daemon.ovsr("list-br").stdout.split() == ["br0"], "brnew was not created"
+    assert flows(daemon) == [], "br0's table was not touched"
+    variables["ovs_runtime_network_flows"] = {"brmissing": ["priority=1,actions=drop"]}
+    rc, out, _ = playbook(daemon, tmp_path, variables)
+    assert rc != 0 and "bridge brmissing does not exist and is not among the declared" in out
+
+
+def test_check_mode_of_a_first_deployment_with_flow_rules(
+    daemon: DaemonProcess, tmp_path: Path
+) -> None:
+    """Nothing exists yet: check mode must say what would change, not fail because the
+    bridge the rules are for is not there."""
+    variables: dict[str, Any] = {
+        "ovs_runtime_network_bridges": {"brnew": {"ports": {"vmx": {"tag": 5}}}},
+        "ovs_runtime_network_flows": {"brnew": ["priority=10,in_port=vmx,actions=NORMAL"]},
+    }
+    rc, out, changed = playbook(daemon, tmp_path, variables, "--check")
+    assert rc == 0 and changed == 2, out  # the bridge, and its one rule
+    assert daemon.ovsr("list-br").stdout.split() == [], "check mode changed nothing"
+    variables["ovs_runtime_network_flows"] = {"brnew": ["priority=10,in_port=vmy,actions=drop"]}
+    rc, out, _ = playbook(daemon, tmp_path, variables, "--check")
+    assert rc != 0 and "bridge brnew has no port 'vmy'" in out, out

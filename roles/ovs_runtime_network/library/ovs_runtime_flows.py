@@ -32,6 +32,20 @@ options:
     description: Seconds before giving up on the daemon.
     type: int
     default: 30
+  ports:
+    description:
+      - Ports the bridge will have (by name) besides those it has now. With them the
+        rules are checked without the bridge (C(ovsr check-flows)): in check mode for a
+        bridge that does not exist yet, and with I(validate_only).
+    type: list
+    elements: str
+  validate_only:
+    description:
+      - Only check the rules (syntax, and ports against the bridge's current ones and
+        I(ports)); change nothing. The network role does this for every bridge before it
+        changes anything, so a bad rule for one bridge cannot leave others half-done.
+    type: bool
+    default: false
 """
 
 EXAMPLES = r"""
@@ -87,6 +101,23 @@ def interpret(rc: int, stdout: str, stderr: str) -> dict[str, Any]:
     return {"changed": bool(data["added"] or data["changed"] or data["removed"]), **counts}
 
 
+def check_argv(ovsr: str, bridge: str, ports: list[str]) -> list[str]:
+    return [ovsr, "--format", "json", "check-flows", "-", bridge, *ports]
+
+
+def current_ports(module: AnsibleModule, ovsr: str) -> list[str] | None:
+    """The bridge's ports now, or None if there is no such bridge (yet)."""
+    params = module.params
+    argv = [ovsr, "--db", params["db"], "--timeout", str(params["timeout"])]
+    rc, stdout, _stderr = module.run_command([*argv, "br-exists", params["bridge"]])
+    if rc == 2:
+        return None
+    rc, stdout, stderr = module.run_command([*argv, "list-ports", params["bridge"]])
+    if rc != 0:
+        module.fail_json(msg=(stderr or stdout).strip())
+    return stdout.split()
+
+
 def main() -> None:
     module = AnsibleModule(
         argument_spec={
@@ -94,13 +125,35 @@ def main() -> None:
             "flows": {"type": "list", "elements": "str", "required": True},
             "db": {"type": "str", "default": "unix:/run/ovs-runtime/db.sock"},
             "timeout": {"type": "int", "default": 30},
+            "ports": {"type": "list", "elements": "str"},
+            "validate_only": {"type": "bool", "default": False},
         },
         supports_check_mode=True,
     )
     ovsr = module.get_bin_path("ovsr", required=True)
-    text = "".join(f"{line}\n" for line in module.params["flows"])
+    params = module.params
+    text = "".join(f"{line}\n" for line in params["flows"])
+    offline = params["validate_only"] or (module.check_mode and params["ports"] is not None)
+    existing = current_ports(module, ovsr) if offline else []
+    if params["validate_only"] and existing is None and params["ports"] is None:
+        module.fail_json(
+            msg=f"bridge {params['bridge']} does not exist and is not among the declared "
+            "bridges (ovs_runtime_network_bridges): its rules have nowhere to go"
+        )
+    if offline and (params["validate_only"] or existing is None):
+        ports = sorted({*(existing or []), *(params["ports"] or [])})
+        rc, stdout, stderr = module.run_command(
+            check_argv(ovsr, params["bridge"], ports), data=text, binary_data=True
+        )
+        if rc != 0:
+            module.fail_json(msg=(stderr or stdout).strip() or f"ovsr exited {rc}")
+        count = json.loads(stdout)["rules"]
+        if params["validate_only"]:
+            module.exit_json(changed=False, rules=count)
+        # Check mode, the bridge not there yet: every rule would be added.
+        module.exit_json(changed=bool(count), added=count, changed_rules=0, removed=0, unchanged=0)
     rc, stdout, stderr = module.run_command(
-        replace_argv(ovsr, module.params, module.check_mode), data=text, binary_data=True
+        replace_argv(ovsr, params, module.check_mode), data=text, binary_data=True
     )
     result = interpret(rc, stdout, stderr)
     if result.get("failed"):
