@@ -257,6 +257,15 @@ def _snapshot(client: OvsdbClient, schema: DbSchema) -> dict[str, list[dict[str,
     return {t: r["rows"] for t, r in zip(tables, results, strict=False)}
 
 
+def _check_transaction(client: OvsdbClient, ops: list[Any]) -> None:
+    """``--check``: have the daemon run the transaction up to its commit checks (a tunnel
+    without remote_ip, a mirror without output...) and raise what a real run would."""
+    results = client.call("ovsr/check-transaction", [DB_NAME, *ops])
+    error = _first_error(results)
+    if error is not None:
+        raise OvsdbError(error["error"], error.get("details", ""))
+
+
 def _first_error(results: list[Any]) -> dict[str, Any] | None:
     for result in results:
         if isinstance(result, dict) and "error" in result:
@@ -304,6 +313,8 @@ def run_commands(
             continue
         dry_run = any(inv.opts.get("check") for inv in invocations)
         ops = model.operations()
+        if dry_run and model.changed():
+            _check_transaction(client, ops)  # the daemon's own checks, committing nothing
         if dry_run or not model.changed():
             return RunResult(contexts, False)
         if opts.wait:

@@ -160,8 +160,12 @@ class Database:
 
     # -- transactions ---------------------------------------------------------------
 
-    def transact(self, ops: list[Any], ctx: TxnContext | None = None) -> list[Any]:
+    def transact(
+        self, ops: list[Any], ctx: TxnContext | None = None, dry_run: bool = False
+    ) -> list[Any]:
         """Execute and, if every operation succeeds, commit ``ops``; return the results.
+        With ``dry_run``, everything but the commit: the results, and the error a commit
+        check would give, with nothing changed (``ovsr apply --check``).
 
         Raises ``transaction.WaitBlocked`` when a ``wait`` must wait for another commit.
         """
@@ -177,7 +181,8 @@ class Database:
             if outcome.view.changed_tables():
                 for check in self.commit_checks:
                     check(outcome.view)
-            self._commit(outcome)
+            if not dry_run:
+                self._commit(outcome)
         except OvsdbError as exc:
             outcome.results.append(exc.to_json())
         return outcome.results

@@ -86,7 +86,9 @@ class OvsdbServer:
         self.parked: list[ParkedTransaction] = []
         self.servers: list[asyncio.base_events.Server] = []
         # Daemon-specific methods beyond RFC 7047 (like ovs-appctl's), e.g. "ovsr/fdb-show".
-        self.extra_methods: dict[str, Callable[[list[Any]], Any]] = {}
+        self.extra_methods: dict[str, Callable[[list[Any]], Any]] = {
+            "ovsr/check-transaction": self._check_transaction,
+        }
         # Called (repeatedly) while a request of LARGE_REQUEST_BYTES or more arrives.
         self.large_request_hook: Callable[[], None] | None = None
         db.listeners.append(self._on_commit)
@@ -240,6 +242,13 @@ class OvsdbServer:
                     blocked.timeout_ms / 1000.0 + 0.001, self._retry_parked
                 )
             return _DEFERRED
+
+    def _check_transaction(self, params: list[Any]) -> Any:
+        """``transact``'s params, run to the commit and not committed: what the real
+        transaction would answer now, with the commit checks, changing nothing. A
+        ``wait`` that is not satisfied answers "timed out" instead of blocking."""
+        self._check_db(params)
+        return self.db.transact(params[1:], TxnContext(wait_expired=True), dry_run=True)
 
     def _run_transaction(self, session: Session, ops: list[Any], wait_expired: bool) -> Any:
         ctx = TxnContext(self.locks.held_by(session), wait_expired)

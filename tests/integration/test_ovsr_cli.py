@@ -359,3 +359,18 @@ def test_apply_removes_the_qos_of_a_port_it_deletes(daemon: DaemonProcess, tmp_p
     assert only_vm2.returncode == 2
     assert daemon.ovsr("--bare", "--columns=_uuid", "list", "QoS").stdout == ""
     assert daemon.ovsr("--bare", "--columns=_uuid", "list", "Queue").stdout == ""
+
+
+def test_check_mode_runs_the_daemons_own_checks(daemon: DaemonProcess, tmp_path: Path) -> None:
+    """--check must not promise a change the real run refuses: the daemon runs the
+    transaction to its commit checks (here: a tunnel without remote_ip) and commits
+    nothing."""
+    doc = "bridges:\n  br0:\n    ports:\n      vx2: {type: vxlan}\n"
+    checked = apply_doc(daemon, tmp_path, doc, "--check")
+    real = apply_doc(daemon, tmp_path, doc)
+    for proc in (checked, real):
+        assert proc.returncode == 1, proc.stdout
+        assert "constraint violation" in proc.stderr and "remote_ip is required" in proc.stderr
+    assert daemon.ovsr("list-br").stdout.split() == []
+    fine = apply_doc(daemon, tmp_path, "bridges:\n  br0:\n    ports: {vm1: {tag: 10}}\n", "--check")
+    assert fine.returncode == 2 and daemon.ovsr("list-br").stdout.split() == []
