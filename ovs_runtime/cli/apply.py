@@ -75,6 +75,7 @@ IFACE_COLUMNS = (
     "ingress_policing_rate",
     "ingress_policing_burst",
 )
+PORT_EXTRAS = ("qos", "interface")  # a port's settings that are not Port columns
 LOCAL_IFACE_COLUMNS = tuple(c for c in IFACE_COLUMNS if c != "type")
 MIRROR_KEYS = (*mirror_config.SETTINGS, "external_ids")
 MIRROR_PORT_KEYS = mirror_config.PORT_SETTINGS
@@ -163,12 +164,19 @@ def _named(section: Any, what: str) -> dict[str, Any]:
 
 
 def _columns(
-    schema: DbSchema, table: str, body: dict[str, Any], allowed: tuple[str, ...], what: str
+    schema: DbSchema,
+    table: str,
+    body: dict[str, Any],
+    allowed: tuple[str, ...],
+    what: str,
+    extras: tuple[str, ...] = (),
 ) -> dict[str, Any]:
+    """``extras``: settings read before this (to be listed among the accepted ones)."""
     out = {}
     for key, value in body.items():
         if key not in allowed:
-            raise ApplyError(f"{what}: unknown setting {key!r}; accepted: {', '.join(allowed)}")
+            accepted = ", ".join((*allowed, *extras))
+            raise ApplyError(f"{what}: unknown setting {key!r}; accepted: {accepted}")
         out[key] = normalise(schema.tables[table].columns[key].type, value, f"{what}.{key}")
     return out
 
@@ -283,7 +291,9 @@ def parse_desired(doc: Any, schema: DbSchema) -> dict[str, Any]:
             _check_interface(pname, bname, iface_body, what)
             bridge["ports"][pname] = {
                 "qos": qos,
-                "columns": _columns(schema, "Port", pbody, PORT_COLUMNS + IFACE_SHORTCUTS, what),
+                "columns": _columns(
+                    schema, "Port", pbody, PORT_COLUMNS + IFACE_SHORTCUTS, what, PORT_EXTRAS
+                ),
                 "interface": _columns(
                     schema, "Interface", iface_body, IFACE_COLUMNS, f"{what}.interface"
                 ),
@@ -550,6 +560,16 @@ def _delete_port(m: Model, pkey: str) -> None:
             _delete_qos(m, qkey)
 
 
+def _delete_bridge(m: Model, name: str) -> None:
+    """A bridge, with its ports' QoS (see ``_delete_port``)."""
+    bkey = bridge_key(m, name)
+    assert bkey is not None
+    for pref in list(m.rows["Bridge"][bkey]["ports"]):
+        if str(m.rows["Port"][m.key_of(pref)]["name"]) != name:
+            _delete_port(m, m.key_of(pref))
+    cmd_del_br(CommandContext(m), [name])
+
+
 def _delete_qos(m: Model, qkey: str) -> None:
     """QoS and Queue are root tables: rows nobody uses any more are deleted with it."""
     for ref in m.rows["QoS"][qkey]["queues"].values():
@@ -623,12 +643,12 @@ def cmd_apply(ctx: CommandContext, args: list[str]) -> None:
                     if pkey is not None and pname != name and bridge_of_port(m, pkey) == bkey:
                         _delete_port(m, pkey)
             else:
-                cmd_del_br(CommandContext(m), [name])
+                _delete_bridge(m, name)
     else:
         if state == "overridden":
             for name in list(before):
                 if name not in desired:
-                    cmd_del_br(CommandContext(m), [name])
+                    _delete_bridge(m, name)
         for name, spec in desired.items():
             _apply_bridge(ctx, name, spec, replace=state in ("replaced", "overridden"))
     after = current_state(m, scope)

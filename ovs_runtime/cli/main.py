@@ -1,7 +1,7 @@
 """``ovsr``: the command line.
 
     ovsr [--db unix:PATH] [--timeout SECS] [--no-wait] [--format table|json] [--bare]
-         COMMAND [ARG...] [-- [OPTION...] COMMAND [ARG...]]...
+         [--dry-run] COMMAND [ARG...] [-- [OPTION...] COMMAND [ARG...]]...
 
 Commands chained with ``--`` run as one atomic transaction, as with ovs-vsctl. Unless
 ``--no-wait`` is given, ``ovsr`` waits until the daemon reports the change live
@@ -77,6 +77,7 @@ class GlobalOptions:
     wait: bool = True
     format: str = "table"
     bare: bool = False  # list and find print values only, as ovs-vsctl --bare
+    dry_run: bool = False  # check everything, commit nothing, as ovs-vsctl --dry-run
 
 
 @command("show", 0, 0, "show", writes=False)
@@ -119,13 +120,15 @@ def parse_argv(argv: list[str]) -> tuple[GlobalOptions, list[Invocation]]:
         i = 0
         while i < len(segment) and segment[i].startswith("-") and segment[i] != "-":
             name, value = _split_option(segment[i])
-            if name in GLOBAL_WITH_VALUE or name in ("--no-wait", "--bare"):
+            if name in GLOBAL_WITH_VALUE or name in ("--no-wait", "--bare", "--dry-run"):
                 if index != 0:
                     raise UsageError(f"{name} is a global option; put it before the first command")
                 if name == "--no-wait":
                     opts.wait = False
                 elif name == "--bare":
                     opts.bare = True
+                elif name == "--dry-run":
+                    opts.dry_run = True
                 else:
                     if value is None:
                         i += 1
@@ -311,7 +314,7 @@ def run_commands(
                 ) from None
             time.sleep(WAIT_UNTIL_POLL)
             continue
-        dry_run = any(inv.opts.get("check") for inv in invocations)
+        dry_run = opts.dry_run or any(inv.opts.get("check") for inv in invocations)
         ops = model.operations()
         if dry_run and model.changed():
             _check_transaction(client, ops)  # the daemon's own checks, committing nothing
@@ -495,6 +498,11 @@ def main(argv: list[str] | None = None) -> int:
         try:
             if invocations[0].name in FLOW_COMMANDS:
                 inv = invocations[0]
+                if opts.dry_run and inv.name not in ("dump-flows", "trace"):
+                    raise UsageError(
+                        f"--dry-run does not apply to {inv.name}; "
+                        "use replace-flows --check to see what would change"
+                    )
                 data, lines = run_flow_command(client, inv.name, inv.args, inv.opts, opts.wait)
                 if opts.format == "json":
                     print(json.dumps(data, indent=2, sort_keys=True))

@@ -213,3 +213,15 @@ def test_check_mode_of_a_first_deployment_with_flow_rules(
     variables["ovs_runtime_network_flows"] = {"brnew": ["priority=10,in_port=vmy,actions=drop"]}
     rc, out, _ = playbook(daemon, tmp_path, variables, "--check")
     assert rc != 0 and "bridge brnew has no port 'vmy'" in out, out
+
+
+def test_flow_rules_given_as_a_string_are_refused_clearly(
+    daemon: DaemonProcess, tmp_path: Path
+) -> None:
+    variables: dict[str, Any] = {
+        "ovs_runtime_network_bridges": BRIDGES,
+        "ovs_runtime_network_flows": {"br0": "priority=100,ip,actions=drop"},
+    }
+    rc, out, _ = playbook(daemon, tmp_path, variables)
+    assert rc != 0 and "ovs_runtime_network_flows.br0 must be a list of rules" in out, out
+    assert daemon.ovsr("list-br").stdout.split() == [], "nothing was changed"

@@ -362,3 +362,17 @@ def test_emer_reset_clears_what_ovs_vsctl_clears(daemon: DaemonProcess) -> None:
     assert vsctl(daemon, "get", "Port", "p1", "other_config", "tag", wait=False) == "{}\n10\n"
     assert vsctl(daemon, "get", "Open_vSwitch", ".", "other_config", wait=False) == "{}\n"
     assert vsctl(daemon, "--bare", "--columns=name", "list", "Mirror", wait=False) == ""
+
+
+def test_dry_run_checks_everything_and_commits_nothing(daemon: DaemonProcess) -> None:
+    dry = daemon.ovsr("--dry-run", "add-br", "br0", "--", "add-port", "br0", "p1")
+    assert dry.returncode == 0, dry.stderr
+    assert vsctl(daemon, "list-br", wait=False) == ""
+    ovsr_ok(daemon, "add-br", "br0")
+    refused = daemon.ovsr(
+        "--dry-run", "add-port", "br0", "vx1", "--", "set", "Interface", "vx1", "type=vxlan"
+    )
+    assert refused.returncode == 1 and "options:remote_ip is required" in refused.stderr
+    flows = daemon.ovsr("--dry-run", "add-flow", "br0", "actions=drop")
+    assert flows.returncode == 1 and "replace-flows --check" in flows.stderr
+    assert vsctl(daemon, "list-ports", "br0", wait=False) == ""

@@ -374,3 +374,18 @@ def test_check_mode_runs_the_daemons_own_checks(daemon: DaemonProcess, tmp_path:
     assert daemon.ovsr("list-br").stdout.split() == []
     fine = apply_doc(daemon, tmp_path, "bridges:\n  br0:\n    ports: {vm1: {tag: 10}}\n", "--check")
     assert fine.returncode == 2 and daemon.ovsr("list-br").stdout.split() == []
+
+
+def test_apply_deleting_a_bridge_takes_its_ports_qos(daemon: DaemonProcess, tmp_path: Path) -> None:
+    doc = (
+        "bridges:\n  br0:\n    ports:\n"
+        "      vm1: {qos: {type: linux-htb, other_config: {max-rate: 1000000}}}\n"
+        "  br1: {}\n"
+    )
+    assert apply_doc(daemon, tmp_path, doc).returncode == 2
+    gone = apply_doc(daemon, tmp_path, "bridges:\n  br1: {}\n", "--state=overridden")
+    assert gone.returncode == 2 and daemon.ovsr("list-br").stdout.split() == ["br1"]
+    assert daemon.ovsr("--bare", "--columns=_uuid", "list", "QoS").stdout == ""
+    unknown = apply_doc(daemon, tmp_path, "bridges:\n  br1:\n    ports: {p: {qso: {}}}\n")
+    assert unknown.returncode == 1 and "accepted:" in unknown.stderr
+    assert "qos, interface" in unknown.stderr, unknown.stderr

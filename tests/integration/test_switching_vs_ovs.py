@@ -82,9 +82,7 @@ SHARED = [s for s in switching_suite.SCENARIOS if s not in switching_suite.STRIC
 
 
 @pytest.mark.parametrize("scenario", SHARED, ids=lambda f: f.__name__)
-def test_behaviour_suite_against_open_vswitch(
-    scenario: Any, ovs: OvsNetdev, lab: NetnsLab
-) -> None:
+def test_behaviour_suite_against_open_vswitch(scenario: Any, ovs: OvsNetdev, lab: NetnsLab) -> None:
     harness = OvsHarness(ovs, lab)
     try:
         scenario(harness)

@@ -75,7 +75,8 @@ def test_rules_match_behind_extension_headers() -> None:
     web = key(BASE / IPv6ExtHdrHopByHop() / TCP(dport=80))
     assert table.lookup(web, [0] * fk.KEY_SIZE) is rules["priority=20,tcp6,tp_dst=80"]
     mld = key(
-        Ether() / IPv6(src="fe80::1", dst="ff02::16", hlim=1)
+        Ether()
+        / IPv6(src="fe80::1", dst="ff02::16", hlim=1)
         / IPv6ExtHdrHopByHop(options=[RouterAlert()])
         / ICMPv6MLReport2()
     )

@@ -161,7 +161,8 @@ def main() -> None:
         os.unlink(desired.name)
     result = interpret(rc, stdout, stderr)
     if result.get("failed"):
-        module.fail_json(msg=result["msg"])
+        # (ovsr names the file it was given; here that is our temporary copy)
+        module.fail_json(msg=result["msg"].replace(f"{desired.name}: ", ""))
     module.exit_json(**result)
 
 
