@@ -451,7 +451,10 @@ def check_flows(args: list[str]) -> tuple[Any, list[str]]:
         )
 
     rules = _dedupe(flow_syntax.parse_file(_read_file(path), resolve, path))
-    return {"rules": len(rules)}, [f"{path}: {len(rules)} rule(s), all valid"]
+    canonical = sorted(flow_syntax.format_rule(rule) for rule in rules)
+    return {"rules": len(rules), "canonical": canonical}, [
+        f"{path}: {len(rules)} rule(s), all valid"
+    ]
 
 
 def _new(view: BridgeRules, insert: list[FlowRule]) -> int:

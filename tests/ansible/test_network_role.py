@@ -225,3 +225,21 @@ def test_flow_rules_given_as_a_string_are_refused_clearly(
     rc, out, _ = playbook(daemon, tmp_path, variables)
     assert rc != 0 and "ovs_runtime_network_flows.br0 must be a list of rules" in out, out
     assert daemon.ovsr("list-br").stdout.split() == [], "nothing was changed"
+
+
+def test_flow_rules_in_diff_mode(daemon: DaemonProcess, tmp_path: Path) -> None:
+    """--diff shows the table's rules before and after, canonical and sorted."""
+    first = ["priority=100,tcp,nw_dst=198.51.100.0/24,tp_dst=22,actions=drop"]
+    variables: dict[str, Any] = {
+        "ovs_runtime_network_bridges": BRIDGES,
+        "ovs_runtime_network_flows": {"br0": first},
+    }
+    rc, out, _ = playbook(daemon, tmp_path, variables, "--diff")
+    assert rc == 0, out
+    assert "+priority=100,tcp,nw_dst=198.51.100.0/24,tp_dst=22 actions=drop" in out, out
+    variables["ovs_runtime_network_flows"] = {"br0": ["priority=90,in_port=vm1 actions=NORMAL"]}
+    rc, out, _ = playbook(daemon, tmp_path, variables, "--check", "--diff")
+    assert rc == 0, out
+    assert "-priority=100,tcp,nw_dst=198.51.100.0/24,tp_dst=22 actions=drop" in out, out
+    assert "+priority=90,in_port=vm1 actions=NORMAL" in out, out
+    assert len(flows(daemon)) == 1, "check mode changed nothing"

@@ -13,7 +13,8 @@ description:
     counters.
   - A bad rule fails the task with ovsr's message (the line and the token) and changes
     nothing.
-  - Supports check mode (reports what would change, changes nothing).
+  - Supports check mode (reports what would change, changes nothing) and diff mode (the
+    table's rules before and after, in canonical form, sorted).
 options:
   bridge:
     description: The bridge.
@@ -118,6 +119,40 @@ def current_ports(module: AnsibleModule, ovsr: str) -> list[str] | None:
     return stdout.split()
 
 
+def rule_text(record: dict[str, Any]) -> str:
+    """A ``dump-flows --format json`` record in ``check-flows``' canonical form."""
+    head = [f"cookie={record['cookie']:#x}"] if record["cookie"] else []
+    head += [f"table={record['table']}"] if record["table"] else []
+    for timeout in ("idle_timeout", "hard_timeout"):
+        if record[timeout]:
+            head.append(f"{timeout}={record[timeout]}")
+    head.append(f"priority={record['priority']}")
+    if record["match"]:
+        head.append(record["match"])
+    return ",".join(head) + " actions=" + record["actions"]
+
+
+def table_diff(module: AnsibleModule, ovsr: str, text: str) -> dict[str, str]:
+    """Diff mode: the bridge's rules now, and as they will be."""
+    params = module.params
+    argv = [ovsr, "--db", params["db"], "--timeout", str(params["timeout"]), "--format", "json"]
+    before: list[str] = []
+    existing = current_ports(module, ovsr)
+    if existing is not None:
+        rc, stdout, stderr = module.run_command([*argv, "dump-flows", params["bridge"]])
+        if rc != 0:
+            module.fail_json(msg=(stderr or stdout).strip())
+        before = sorted(rule_text(r) for r in json.loads(stdout) if not r["implicit"])
+    ports = sorted({*(existing or []), *(params["ports"] or [])})
+    rc, stdout, stderr = module.run_command(
+        check_argv(ovsr, params["bridge"], ports), data=text, binary_data=True
+    )
+    if rc != 0:
+        module.fail_json(msg=(stderr or stdout).strip())
+    after = json.loads(stdout)["canonical"]
+    return {"before": "".join(f"{r}\n" for r in before), "after": "".join(f"{r}\n" for r in after)}
+
+
 def main() -> None:
     module = AnsibleModule(
         argument_spec={
@@ -147,15 +182,24 @@ def main() -> None:
         )
         if rc != 0:
             module.fail_json(msg=(stderr or stdout).strip() or f"ovsr exited {rc}")
-        count = json.loads(stdout)["rules"]
+        checked = json.loads(stdout)
+        count = checked["rules"]
         if params["validate_only"]:
             module.exit_json(changed=False, rules=count)
         # Check mode, the bridge not there yet: every rule would be added.
-        module.exit_json(changed=bool(count), added=count, changed_rules=0, removed=0, unchanged=0)
+        extra = {}
+        if module._diff and count:
+            extra["diff"] = {"before": "", "after": "".join(f"{r}\n" for r in checked["canonical"])}
+        module.exit_json(
+            changed=bool(count), added=count, changed_rules=0, removed=0, unchanged=0, **extra
+        )
+    diff = table_diff(module, ovsr, text) if module._diff else None
     rc, stdout, stderr = module.run_command(
         replace_argv(ovsr, params, module.check_mode), data=text, binary_data=True
     )
     result = interpret(rc, stdout, stderr)
+    if diff is not None and result.get("changed"):
+        result["diff"] = diff
     if result.get("failed"):
         module.fail_json(**result)
     module.exit_json(**result)
