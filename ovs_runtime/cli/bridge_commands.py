@@ -176,20 +176,22 @@ def cmd_del_fail_mode(ctx: CommandContext, args: list[str]) -> None:
     ctx.model.set("Bridge", bridge, "fail_mode", [])
 
 
-# What emer-reset clears, as ovs-vsctl's does (OVS's IPFIX has no table here).
+# What emer-reset clears, as ovs-vsctl's does (``cmd_emer_reset`` in OVS's vsctl.c; OVS's
+# IPFIX has no table here).
 EMER_RESET_CLEARED = {
-    "Open_vSwitch": ("manager_options", "ssl", "other_config"),
+    "Open_vSwitch": ("manager_options", "ssl"),
     "Bridge": ("controller", "fail_mode", "mirrors", "netflow", "sflow", "flood_vlans"),
     "Port": ("other_config",),
-    "Interface": ("other_config",),
+    "Interface": ("ingress_policing_rate", "ingress_policing_burst"),
 }
 
 
 @command("emer-reset", 0, 0, "emer-reset")
 def cmd_emer_reset(ctx: CommandContext, args: list[str]) -> None:
     """Back to a clean state, as ovs-vsctl's: no managers, controllers, SSL, mirrors,
-    NetFlow, sFlow, fail_mode or flood_vlans, and no other_config anywhere but a
-    bridge's ``hwaddr``. Bridges, ports, VLANs, tunnels, QoS and flow rules stay."""
+    NetFlow, sFlow, fail_mode, flood_vlans or ingress policing; ports lose their
+    other_config and bridges all of theirs but ``hwaddr``. Bridges, ports, VLANs,
+    tunnels, QoS and flow rules stay."""
     m = ctx.model
     m.root()
     for table, columns in EMER_RESET_CLEARED.items():

@@ -37,7 +37,7 @@ FLOW_COMMANDS = {
     "check-flows": (
         2,
         10000,
-        "check-flows FILE BRIDGE [PORT]... (no daemon: parse as add-flows would, with these ports)",
+        "check-flows FILE BRIDGE [PORT[=OFPORT]]... (no daemon: parse as add-flows would)",
     ),
 }
 OFFLINE_COMMANDS = {"check-flows"}  # need no daemon
@@ -433,21 +433,30 @@ def run_flow_command(
 
 
 def check_flows(args: list[str]) -> tuple[Any, list[str]]:
-    """``check-flows FILE BRIDGE [PORT]...``: the file parsed as ``add-flows`` parses it,
-    with the bridge's ports given by name (``LOCAL`` and the bridge's name are its own
-    port); no daemon is needed, so rules can be checked before their bridge exists
-    (Ansible's check mode, before a role changes anything; a CI pipeline)."""
+    """``check-flows FILE BRIDGE [PORT[=OFPORT]]...``: the file parsed as ``add-flows``
+    parses it, with the bridge's ports given by name, and by number where they have one
+    (``LOCAL`` and the bridge's name are its own port); no daemon is needed, so rules can
+    be checked before their bridge exists (Ansible's check mode, before a role changes
+    anything; a CI pipeline)."""
     path, bridge = args[0], args[1]
-    ports = {bridge, *args[2:]}
+    ports, numbers = {bridge}, {}
+    for spec in args[2:]:
+        name, _, number = spec.partition("=")
+        if number and not number.isdigit():
+            raise FlowCommandError(f"check-flows: {spec!r}: expected PORT or PORT=OFPORT")
+        ports.add(name)
+        if number:
+            numbers[number] = name
 
     def resolve(text: str) -> str:
         if text in ports:
             return text
         if text.upper() == "LOCAL":
             return bridge
-        hint = "ports are named, not numbered, here" if text.isdigit() else "ports"
+        if text in numbers:
+            return numbers[text]
         raise FlowSyntaxError(
-            f"bridge {bridge} has no port {text!r} ({hint}: {', '.join(sorted(ports))})"
+            f"bridge {bridge} has no port {text!r} (ports: {', '.join(sorted(ports))})"
         )
 
     rules = _dedupe(flow_syntax.parse_file(_read_file(path), resolve, path))

@@ -253,11 +253,50 @@ def _set_global(opts: GlobalOptions, name: str, value: str) -> None:
 # -- running ----------------------------------------------------------------------------
 
 
-def _snapshot(client: OvsdbClient, schema: DbSchema) -> dict[str, list[dict[str, Any]]]:
-    tables = sorted(schema.tables)
-    ops = [{"op": "select", "table": t, "where": []} for t in tables]
+# A bridge's flow rules can be 100,000 rows (and its flow_rules column as many UUIDs):
+# the commands that do not look at them do not download them (4.4 s for ``list-br``).
+RULES_TABLE, RULES_COLUMN = "Flow_Rule", "flow_rules"
+
+
+def _snapshot(
+    client: OvsdbClient, schema: DbSchema, with_rules: bool = True
+) -> dict[str, list[dict[str, Any]]]:
+    tables = sorted(t for t in schema.tables if with_rules or t != RULES_TABLE)
+    ops: list[dict[str, Any]] = []
+    for table in tables:
+        op: dict[str, Any] = {"op": "select", "table": table, "where": []}
+        if not with_rules and table == "Bridge":
+            op["columns"] = [
+                "_uuid",
+                *(c for c in schema.tables[table].columns if c != RULES_COLUMN),
+            ]
+        ops.append(op)
     results = client.call("transact", [DB_NAME, *ops])
     return {t: r["rows"] for t, r in zip(tables, results, strict=False)}
+
+
+def _needs_flow_rules(schema: DbSchema, invocations: list[Invocation]) -> bool:
+    """Whether any command reads or writes flow-rule rows or a bridge's flow_rules."""
+    probe = Model(schema, {})
+    for inv in invocations:
+        if inv.name in ("port-export", "port-import"):
+            return True
+        if inv.name not in TABLE_COMMANDS or not inv.args:
+            continue
+        try:
+            table = probe.table_name(inv.args[0])
+        except ModelError:
+            return True  # (the command itself will say what is wrong)
+        if table == RULES_TABLE:
+            return True
+        if table == "Bridge":
+            if any(RULES_COLUMN in arg for arg in inv.args[1:]):
+                return True
+            if inv.name in ("list", "find") and RULES_COLUMN in inv.opts.get(
+                "columns", [RULES_COLUMN]
+            ):
+                return True
+    return False
 
 
 def _check_transaction(client: OvsdbClient, ops: list[Any]) -> None:
@@ -287,10 +326,11 @@ def run_commands(
     client: OvsdbClient, opts: GlobalOptions, invocations: list[Invocation]
 ) -> RunResult:
     schema = parse_schema(client.call("get_schema", [DB_NAME]))
+    with_rules = _needs_flow_rules(schema, invocations)
     attempt = 0
     while attempt < MAX_RETRIES:
         attempt += 1
-        snapshot = _snapshot(client, schema)
+        snapshot = _snapshot(client, schema, with_rules)
         model = Model(schema, snapshot)
         contexts = []
         try:

@@ -48,11 +48,17 @@ class Model:
             tschema = schema.tables[table]
             for row_json in rows:
                 key = row_json["_uuid"][1]
-                self.rows[table][key] = {
+                row = {
                     col: vs.from_json(tschema.columns[col].type, value)
                     for col, value in row_json.items()
                     if col in tschema.columns
                 }
+                # A column left out of the snapshot (a bridge's flow_rules, for commands
+                # that do not touch them) reads as its default and is never written.
+                for col, column in tschema.columns.items():
+                    if col not in row:
+                        row[col] = vs.default_value(column.type)
+                self.rows[table][key] = row
         self.original = copy.deepcopy(self.rows)
         self.inserted: dict[str, list[str]] = {name: [] for name in schema.tables}
         self.deleted: dict[str, set[str]] = {name: set() for name in schema.tables}

@@ -146,7 +146,11 @@ def _find_matches(m: Model, table: str, condition: str, key: str, row: dict[str,
         if not type_.is_map():
             raise ModelError(f"{what} is not a map, so {column}:{key_text} cannot name a key")
         quoted = key_text.startswith('"')
-        k = vs.parse_atom(type_.key, json.loads(key_text) if quoted else key_text, quoted, what)
+        try:
+            key_value = json.loads(key_text) if quoted else key_text
+        except ValueError:
+            raise ModelError(f"{condition!r}: {key_text} is not a valid quoted key") from None
+        k = vs.parse_atom(type_.key, key_value, quoted, what)
         if k not in have and not set_op:
             return False
         have = [have[k]] if k in have else []
@@ -168,7 +172,12 @@ def _find_matches(m: Model, table: str, condition: str, key: str, row: dict[str,
             "{>}": hs > ws,
             "{<}": hs < ws,
         }[op]
-    order = _compare(h, w)
+    if isinstance(have, dict) or isinstance(want, dict):  # keys first, then values
+        order = _compare([k for k, _ in h], [k for k, _ in w]) or _compare(
+            [v for _, v in h], [v for _, v in w]
+        )
+    else:
+        order = _compare(h, w)
     return {
         "=": order == 0,
         "!=": order != 0,

@@ -57,6 +57,7 @@ MAX_DATAGRAM = 65535
 REACHABILITY_TTL = 2.0
 SOURCE_PORTS = 64  # sending sockets per endpoint, so up to 64 outer source ports
 SENDER_RCVBUF = 4096  # nothing is ever sent to a sending socket's port
+SENDER_RETRY = 5.0  # seconds before trying again to open a sending socket that failed
 
 
 class TunnelEndpoint:
@@ -76,6 +77,7 @@ class TunnelEndpoint:
         self.family = socket.AF_INET6 if ":" in local_ip else socket.AF_INET
         # The sending sockets, by flow hash; None until a flow needs one.
         self.senders: list[socket.socket | None] = [None] * SOURCE_PORTS
+        self.sender_retry_at = 0.0  # after a failed open, not before this
         if inherited_fd is not None:
             sock = socket.socket(fileno=inherited_fd)
             bound = sock.getsockname()
@@ -109,10 +111,16 @@ class TunnelEndpoint:
         slot = source_slot(frame)
         sock = self.senders[slot]
         if sock is None:
-            sock = self.senders[slot] = self._open_sender()
+            if time.monotonic() < self.sender_retry_at:
+                return self.sock
+            opened = self._open_sender()
+            if opened is None:
+                self.sender_retry_at = time.monotonic() + SENDER_RETRY
+                return self.sock
+            sock = self.senders[slot] = opened
         return sock
 
-    def _open_sender(self) -> socket.socket:
+    def _open_sender(self) -> socket.socket | None:
         sock = None
         try:
             sock = _udp_socket(self.family)
@@ -123,13 +131,14 @@ class TunnelEndpoint:
                 sock.close()
             log.warning(
                 "%s endpoint on UDP port %d: cannot open a sending socket (%s); sending "
-                "from port %d instead",
+                "from port %d for %g s, then trying again",
                 self.kind,
                 self.sock.getsockname()[1],
                 exc.strerror,
                 self.sock.getsockname()[1],
+                SENDER_RETRY,
             )
-            return self.sock
+            return None
         return sock
 
     def address_text(self) -> str:
@@ -180,7 +189,7 @@ class TunnelEndpoint:
 
     def close(self) -> None:
         for sock in self.senders:
-            if sock is not None and sock is not self.sock:
+            if sock is not None:
                 sock.close()
         self.senders = [None] * SOURCE_PORTS
         self.sock.close()

@@ -138,8 +138,7 @@ def parse_action(token: str, resolve_port: PortResolver) -> Action:
             raise FlowSyntaxError(f"action {name}:{arg}: give one address, not a prefix")
         return ("set_field", index, value)
     if name == "mod_nw_tos":
-        value, _ = parse_value("nw_tos", FIELDS["nw_tos"], arg)
-        return ("set_field", fk.NW_TOS, value)
+        return ("set_field", fk.NW_TOS, _tos(arg, f"action {name}"))
     if name == "set_field":
         return _set_field(arg, token)
     if name == "dec_ttl" and not arg:
@@ -185,14 +184,24 @@ def _set_field(arg: str, token: str) -> Action:
         return ("set_field", index, value)
     spec_name = {fk.DL_SRC: "dl_src", fk.DL_DST: "dl_dst", fk.NW_SRC: "nw_src", fk.NW_DST: "nw_dst"}
     if index == fk.NW_TOS:
-        name = "ip_dscp" if field == "ip_dscp" else "nw_tos"
-        value, _ = parse_value(name, FIELDS[name], value_text)
-        return ("set_field", index, value)
+        if field == "ip_dscp":
+            value, _ = parse_value("ip_dscp", FIELDS["ip_dscp"], value_text)
+            return ("set_field", index, value)
+        return ("set_field", index, _tos(value_text, f"action {token!r}"))
     name = spec_name[index]
     value, mask = parse_value(name, FIELDS[name], value_text)
     if mask != fk.FULL[index]:
         raise FlowSyntaxError(f"action {token!r}: set_field takes one value, not a mask")
     return ("set_field", index, value)
+
+
+def _tos(text: str, what: str) -> int:
+    """A TOS to write: the DSCP bits only. (A match ignores the ECN bits of its value,
+    as OVS does; an action that would set them is refused, as ovs-ofctl refuses it.)"""
+    tos = parse_int(text, what, 8)
+    if tos & 3:
+        raise FlowSyntaxError(f"{what}: {text} must be a multiple of 4 (the DSCP bits)")
+    return tos
 
 
 def _resubmit(arg: str, token: str, resolve_port: PortResolver) -> Action:

@@ -124,6 +124,18 @@ def test_long_host_names_still_give_one_port_per_peer(tmp_path: Path) -> None:
     names = ["compute-001", "compute-002", "compute-003"]
     daemons = {name: DaemonProcess(tmp_path / name).start() for name in names}
     try:
+        # compute-001 as an earlier version left it: one tunnel per network, cut to
+        # 15 characters, to the last peer (compute-003). The upgrade keeps those ports.
+        old = tmp_path / "old.yaml"
+        old.write_text(
+            "bridges:\n  br-int:\n    ports:\n"
+            + "".join(
+                f"      vx{vni}-compute-: {{type: vxlan, tag: {tag}, options: "
+                f"{{remote_ip: 203.0.113.3, local_ip: 203.0.113.1, key: '{vni}'}}}}\n"
+                for vni, tag in ((5010, 10), (5020, 20))
+            )
+        )
+        assert daemons["compute-001"].ovsr("apply", str(old)).returncode == 2
         rc, out = run(tmp_path, daemons)
         assert rc == 0, out
         for n, name in enumerate(names, 1):
@@ -133,6 +145,8 @@ def test_long_host_names_still_give_one_port_per_peer(tmp_path: Path) -> None:
             assert sorted(found.values()) == sorted(
                 (ip, key, [tag]) for ip in peers for key, tag in (("5010", 10), ("5020", 20))
             ), found
+            last = "203.0.113.3" if n != 3 else "203.0.113.2"
+            assert found["vx5010-compute-"] == (last, "5010", [10]), found
         rc, out = run(tmp_path, daemons)
         assert rc == 0 and re.findall(r"changed=(\d+)", out) == ["0", "0", "0"], out
     finally:

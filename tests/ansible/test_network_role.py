@@ -243,3 +243,19 @@ def test_flow_rules_in_diff_mode(daemon: DaemonProcess, tmp_path: Path) -> None:
     assert "-priority=100,tcp,nw_dst=198.51.100.0/24,tp_dst=22 actions=drop" in out, out
     assert "+priority=90,in_port=vm1 actions=NORMAL" in out, out
     assert len(flows(daemon)) == 1, "check mode changed nothing"
+
+
+def test_flow_rules_may_name_existing_ports_by_number(
+    daemon: DaemonProcess, tmp_path: Path
+) -> None:
+    """The role's check before any change knows the numbers of the ports that exist."""
+    rc, out, _ = playbook(daemon, tmp_path, {"ovs_runtime_network_bridges": BRIDGES})
+    assert rc == 0, out
+    number = daemon.ovsr("get", "Interface", "vm1", "ofport").stdout.strip()
+    variables: dict[str, Any] = {
+        "ovs_runtime_network_bridges": BRIDGES,
+        "ovs_runtime_network_flows": {"br0": [f"priority=5,in_port={number},actions=drop"]},
+    }
+    rc, out, changed = playbook(daemon, tmp_path, variables)
+    assert rc == 0 and changed == 1, out
+    assert flows(daemon) == ["5 in_port=vm1 drop"]

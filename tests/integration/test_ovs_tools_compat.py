@@ -199,6 +199,9 @@ def test_find_answers_as_ovs_vsctl_does(daemon: DaemonProcess) -> None:
         "external_ids:m{>=}[1]",
         "external_ids{>=}{m=1}",
         "external_ids={}",
+        'external_ids<{k="a!=b", m=2}',
+        "external_ids>{a=z}",
+        "external_ids>={m=0}",
         "tag<10",
         "tag>=5",
         "tag=5",
@@ -350,6 +353,7 @@ def test_emer_reset_clears_what_ovs_vsctl_clears(daemon: DaemonProcess) -> None:
         *("--", "set", "Bridge", "br0", "other_config:hwaddr=02:00:00:00:00:09"),
         *("other_config:mac-aging-time=60", "flood_vlans=10"),
         *("--", "set", "Port", "p1", "other_config:k=v"),
+        *("--", "set", "Interface", "p1", "ingress_policing_rate=1000"),
         *("--", "set", "Open_vSwitch", ".", "other_config:x=y"),
         *("--", "--id=@p", "get", "Port", "p1"),
         *("--", "--id=@m", "create", "Mirror", "name=m0", "select_all=true", "output_port=@p"),
@@ -360,7 +364,10 @@ def test_emer_reset_clears_what_ovs_vsctl_clears(daemon: DaemonProcess) -> None:
     assert bridge["fail_mode"] == [] and bridge["mirrors"] == [] and bridge["flood_vlans"] == []
     assert bridge["other_config"] == {"hwaddr": "02:00:00:00:00:09"}
     assert vsctl(daemon, "get", "Port", "p1", "other_config", "tag", wait=False) == "{}\n10\n"
-    assert vsctl(daemon, "get", "Open_vSwitch", ".", "other_config", wait=False) == "{}\n"
+    # As OVS's: the Open_vSwitch row and interfaces keep their other_config; policing goes.
+    assert vsctl(daemon, "get", "Open_vSwitch", ".", "other_config", wait=False) == "{x=y}\n"
+    policing = vsctl(daemon, "get", "Interface", "p1", "ingress_policing_rate", wait=False)
+    assert policing == "0\n"
     assert vsctl(daemon, "--bare", "--columns=name", "list", "Mirror", wait=False) == ""
 
 
@@ -376,3 +383,13 @@ def test_dry_run_checks_everything_and_commits_nothing(daemon: DaemonProcess) ->
     flows = daemon.ovsr("--dry-run", "add-flow", "br0", "actions=drop")
     assert flows.returncode == 1 and "replace-flows --check" in flows.stderr
     assert vsctl(daemon, "list-ports", "br0", wait=False) == ""
+
+
+def test_find_with_a_malformed_quoted_key_is_an_error_not_a_traceback(
+    daemon: DaemonProcess,
+) -> None:
+    ovsr_ok(daemon, "add-br", "br0")
+    for condition in ('external_ids:"a=1', 'external_ids:"\\q"=1'):
+        proc = daemon.ovsr("find", "Bridge", condition)
+        assert proc.returncode == 1 and "is not a valid quoted key" in proc.stderr, proc.stderr
+        assert "Traceback" not in proc.stderr

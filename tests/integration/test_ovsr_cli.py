@@ -389,3 +389,36 @@ def test_apply_deleting_a_bridge_takes_its_ports_qos(daemon: DaemonProcess, tmp_
     unknown = apply_doc(daemon, tmp_path, "bridges:\n  br1:\n    ports: {p: {qso: {}}}\n")
     assert unknown.returncode == 1 and "accepted:" in unknown.stderr
     assert "qos, interface" in unknown.stderr, unknown.stderr
+
+
+def test_commands_that_skip_the_flow_rules_keep_them(daemon: DaemonProcess) -> None:
+    """Commands that do not look at flow rules do not download them (with 100,000 rules
+    `list-br` took 4.4 s): they must still keep them, and those that show them must."""
+    from ovs_runtime.cli.main import _needs_flow_rules, parse_argv
+    from ovs_runtime.db.schema import load_schema
+
+    schema = load_schema()
+    for argv, needed in (
+        (["list-br"], False),
+        (["add-port", "br0", "p1"], False),
+        (["set", "bridge", "br0", "other_config:x=y"], False),
+        (["--columns=name", "list", "Bridge"], False),
+        (["list", "Bridge"], True),
+        (["get", "Bridge", "br0", "flow_rules"], True),
+        (["list", "flow_rule"], True),
+        (["port-export", "p1"], True),
+    ):
+        assert _needs_flow_rules(schema, parse_argv(argv)[1]) == needed, argv
+    assert daemon.ovsr("add-br", "br0").returncode == 0
+    for n in range(3):
+        assert daemon.ovsr("add-flow", "br0", f"priority={n + 1},ip,actions=drop").returncode == 0
+    for argv in (
+        ["set", "Bridge", "br0", "other_config:x=y", "--", "add-port", "br0", "p1"],
+        ["set-fail-mode", "br0", "secure"],
+        ["del-port", "p1"],
+    ):
+        assert daemon.ovsr(*argv).returncode == 0, argv
+        rules = json.loads(daemon.ovsr("--format", "json", "dump-flows", "br0").stdout)
+        assert len([r for r in rules if not r["implicit"]]) == 3, argv
+    listed = json.loads(daemon.ovsr("--format", "json", "list", "Bridge", "br0").stdout)
+    assert len(listed[0]["flow_rules"]) == 3

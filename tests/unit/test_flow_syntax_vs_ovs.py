@@ -178,3 +178,17 @@ def test_vlan_rewrites_ovs_accepts_are_accepted(flow: str) -> None:
     )
     assert theirs.returncode == 0, theirs.stderr
     parse_rule(flow)
+
+
+@pytest.mark.parametrize(
+    "flow",
+    ["ip,actions=mod_nw_tos:5", "ip,actions=set_field:5->nw_tos", "ip,actions=mod_nw_tos:3"],
+)
+def test_tos_rewrites_with_ecn_bits_are_refused_as_ovs_refuses_them(flow: str) -> None:
+    """A match ignores the ECN bits of nw_tos (nw_tos=5 is nw_tos=4); an action that
+    would write them is refused, by ovs-ofctl and by us."""
+    theirs = subprocess.run(["ovs-ofctl", "parse-flow", flow], capture_output=True, text=True)
+    assert theirs.returncode != 0, theirs.stdout
+    with pytest.raises(FlowSyntaxError, match="multiple of 4"):
+        parse_rule(flow)
+    assert parse_rule(flow.replace(":5", ":4").replace(":3", ":4").replace("5->", "4->"))

@@ -216,6 +216,16 @@ def test_without_a_sending_socket_the_endpoint_port_is_used(
         assert inner == ipv4() and source == endpoint.sock.getsockname()[1]
         assert "cannot open a sending socket (Too many open files)" in caplog.text
         assert port.stats.tx_packets == 1
+        # Not for ever: once the retry time has come and sockets can be had again, the
+        # flow gets its own port.
+        monkeypatch.undo()
+        port.send(vnet_header.EMPTY, ipv4())
+        [(source, _)] = received_sources(endpoint.sock, 1)
+        assert source == endpoint.sock.getsockname()[1], "still within the retry time"
+        endpoint.sender_retry_at = 0.0
+        port.send(vnet_header.EMPTY, ipv4())
+        [(source, _)] = received_sources(endpoint.sock, 1)
+        assert source != endpoint.sock.getsockname()[1] and endpoint.source_ports() == [source]
     finally:
         port.close()
         endpoint.close()

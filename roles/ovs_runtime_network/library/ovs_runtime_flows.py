@@ -107,7 +107,8 @@ def check_argv(ovsr: str, bridge: str, ports: list[str]) -> list[str]:
 
 
 def current_ports(module: AnsibleModule, ovsr: str) -> list[str] | None:
-    """The bridge's ports now, or None if there is no such bridge (yet)."""
+    """The bridge's ports now, as PORT=OFPORT where they have a number (rules may name
+    ports by number), or None if there is no such bridge (yet)."""
     params = module.params
     argv = [ovsr, "--db", params["db"], "--timeout", str(params["timeout"])]
     rc, stdout, _stderr = module.run_command([*argv, "br-exists", params["bridge"]])
@@ -116,7 +117,18 @@ def current_ports(module: AnsibleModule, ovsr: str) -> list[str] | None:
     rc, stdout, stderr = module.run_command([*argv, "list-ports", params["bridge"]])
     if rc != 0:
         module.fail_json(msg=(stderr or stdout).strip())
-    return stdout.split()
+    names = [*stdout.split(), params["bridge"]]
+    rc, stdout, stderr = module.run_command(
+        [*argv, "--format", "json", "--columns=name,ofport", "list", "Interface", *names]
+    )
+    if rc != 0:
+        module.fail_json(msg=(stderr or stdout).strip())
+    numbers = {}
+    for row in json.loads(stdout):
+        ofport = row["ofport"][0] if isinstance(row["ofport"], list) and row["ofport"] else None
+        if isinstance(ofport, int) and ofport > 0:
+            numbers[row["name"]] = ofport
+    return [f"{name}={numbers[name]}" if name in numbers else name for name in names]
 
 
 def rule_text(record: dict[str, Any]) -> str:
