@@ -10,8 +10,9 @@ classifier holds them, in three masks), beneath which standalone mode's
 the delivered packets/s are the median of ``--runs``. Also reported: how long loading
 the file took (``ovsr add-flows`` / ``ovs-ofctl add-flows``), each daemon's resident
 memory afterwards, then how long ``dump-flows`` of the full table takes (output to a
-pipe), one more ``add-flow`` into it, and ``del-flows`` of the whole table. Open vSwitch
-runs its userspace (netdev) datapath.
+pipe), one more ``add-flow`` into it, an ovs-vsctl-style ``add-port`` of a port with
+no device (``ovsr`` / ``ovs-vsctl``, both waiting until the daemon has applied it), and
+``del-flows`` of the whole table. Open vSwitch runs its userspace (netdev) datapath.
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ class LoadedSwitch:
     load_s: float
     rss_kib: int
     flow_tool: Callable[[str, list[str]], None]  # (command, arguments after the bridge)
+    add_port: Callable[[str], None]  # ovsr / ovs-vsctl add-port BRIDGE NAME
 
 
 def timed(action: Callable[[], None]) -> float:
@@ -101,10 +103,15 @@ def ovs_runtime(prefix: str, work: Path, flows: Path) -> Iterator[LoadedSwitch]:
             if done.returncode != 0:
                 raise RuntimeError(f"ovsr {command}: {done.stderr}")
 
+        def add_port(name: str) -> None:
+            done = daemon.ovsr("add-port", bridge, name)
+            if done.returncode != 0:
+                raise RuntimeError(f"ovsr add-port: {done.stderr}")
+
         loaded = timed(lambda: flow_tool("add-flows", [str(flows)]))
         time.sleep(1)
         assert daemon.proc is not None
-        yield LoadedSwitch(lab, loaded, rss_kib(daemon.proc.pid), flow_tool)
+        yield LoadedSwitch(lab, loaded, rss_kib(daemon.proc.pid), flow_tool, add_port)
     finally:
         daemon.stop()
         lab.cleanup()
@@ -133,7 +140,9 @@ def open_vswitch(prefix: str, work: Path, flows: Path) -> Iterator[LoadedSwitch]
         loaded = timed(lambda: flow_tool("add-flows", [str(flows)]))
         time.sleep(1)
         pid = int((ovs.dir / "ovs-vswitchd.pid").read_text().strip())
-        yield LoadedSwitch(lab, loaded, rss_kib(pid), flow_tool)
+        yield LoadedSwitch(
+            lab, loaded, rss_kib(pid), flow_tool, lambda name: ovs.vsctl("add-port", bridge, name)
+        )
     finally:
         ovs.stop()
         lab.cleanup()
@@ -159,6 +168,7 @@ def main(argv: list[str] | None = None) -> int:
                     rates = [pps(switch.lab, args.seconds) for _ in range(args.runs)]
                     dump = timed(lambda: switch.flow_tool("dump-flows", []))
                     add_one = timed(lambda: switch.flow_tool("add-flow", [ONE_MORE_RULE]))
+                    add_port = timed(lambda: switch.add_port("bfnodev"))
                     delete = timed(lambda: switch.flow_tool("del-flows", []))
                 m = table[(label, count)] = {
                     "pps": statistics.median(rates),
@@ -166,6 +176,7 @@ def main(argv: list[str] | None = None) -> int:
                     "rss_mib": switch.rss_kib / 1024,
                     "dump_s": dump,
                     "add_one_s": add_one,
+                    "add_port_s": add_port,
                     "delete_s": delete,
                 }
                 print(
@@ -173,14 +184,14 @@ def main(argv: list[str] | None = None) -> int:
                     f"(runs: {', '.join(f'{r / 1000:.1f}' for r in rates)}), add-flows "
                     f"{m['load_s']:6.2f} s, RSS {m['rss_mib']:6.1f} MiB, dump-flows "
                     f"{dump:5.2f} s, one more add-flow "
-                    f"{add_one:5.2f} s, del-flows {delete:6.2f} s",
+                    f"{add_one:5.2f} s, add-port {add_port:5.2f} s, del-flows {delete:6.2f} s",
                     flush=True,
                 )
     print()
     print(f"medians of {args.runs} runs, {args.seconds} s each; 64-byte UDP, 4 streams")
     header = f"{'rules':>7} {'switch':<24} {'kpps':>8} {'vs fewest':>10} {'vs OVS':>7}"
     header += f" {'add-flows s':>11} {'RSS MiB':>8} {'dump s':>7} {'+1 rule s':>9}"
-    print(f"{header} {'del-flows s':>11}")
+    print(f"{header} {'add-port s':>10} {'del-flows s':>11}")
     for count in counts:
         for label in SWITCHES:
             m = table[(label, count)]
@@ -189,7 +200,8 @@ def main(argv: list[str] | None = None) -> int:
             print(
                 f"{count:>7} {label:<24} {m['pps'] / 1000:>8.1f} {m['pps'] / base:>9.2f}x "
                 f"{m['pps'] / ovs:>6.2f}x {m['load_s']:>11.2f} {m['rss_mib']:>8.1f} "
-                f"{m['dump_s']:>7.2f} {m['add_one_s']:>9.2f} {m['delete_s']:>11.2f}"
+                f"{m['dump_s']:>7.2f} {m['add_one_s']:>9.2f} {m['add_port_s']:>10.2f} "
+                f"{m['delete_s']:>11.2f}"
             )
     return 0
 
