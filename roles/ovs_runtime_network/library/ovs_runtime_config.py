@@ -19,9 +19,11 @@ options:
     type: dict
   state:
     description:
-      - C(merged) creates and sets only what is given; C(replaced) makes the given bridges
-        exactly as described; C(overridden) also removes bridges not given; C(deleted)
-        removes the given bridges (or only the given ports).
+      - C(merged) creates and sets only what is given (a map such as external_ids gets
+        the given keys and keeps the others); C(replaced) makes the given bridges exactly
+        as described; C(overridden) also removes bridges not given; C(deleted) removes the
+        given bridges, or, when C(ports) is given, only those ports that are on that
+        bridge.
     type: str
     choices: [merged, replaced, overridden, deleted]
     default: merged
