@@ -429,7 +429,8 @@ def current_state(m: Model, names: list[str] | None) -> dict[str, Any]:
             if row is None:
                 continue
             mirrors[str(row["name"])] = {
-                c: sorted(port_names.get(m.key_of(r), "?") for r in row[c])
+                # (a port deleted by this change is a weak reference the daemon drops)
+                c: sorted(port_names[m.key_of(r)] for r in row[c] if m.key_of(r) in port_names)
                 if c in MIRROR_PORT_KEYS
                 else vs.to_plain(row[c])
                 for c in MIRROR_KEYS

@@ -110,6 +110,8 @@ def test_facts_from_ovsr_json() -> None:
         "ofport": 1,
         "link_state": "up",
         "error": None,
+        "qos": None,
     }
+    assert br0["mirrors"] == {}
     assert br0["ports"]["pa"]["error"] == "no peer" and br0["ports"]["pa"]["type"] == "patch"
     assert facts_mod.build_facts(show, interfaces, None)["bridges"]["br0"]["fdb_size"] is None

@@ -259,3 +259,49 @@ def test_flow_rules_may_name_existing_ports_by_number(
     rc, out, changed = playbook(daemon, tmp_path, variables)
     assert rc == 0 and changed == 1, out
     assert flows(daemon) == ["5 in_port=vm1 drop"]
+
+
+def test_facts_include_mirrors_and_qos(daemon: DaemonProcess, tmp_path: Path) -> None:
+    bridges = {
+        "br0": {
+            "ports": {
+                "vm1": {
+                    "tag": 10,
+                    "qos": {"type": "linux-htb", "other_config": {"max-rate": 2000000}},
+                },
+                "vm2": {"tag": 10},
+            },
+            "mirrors": {"m0": {"select_src_port": ["vm1"], "output_port": "vm2"}},
+        }
+    }
+    assert playbook(daemon, tmp_path, {"ovs_runtime_network_bridges": bridges})[0] == 0
+    dump = tmp_path / "facts.json"
+    book = tmp_path / "facts.yml"
+    book.write_text(
+        yaml.safe_dump(
+            [
+                {
+                    "name": "Facts",
+                    "hosts": "all",
+                    "gather_facts": False,
+                    "tasks": [
+                        {"name": "Gather", "ovs_runtime_facts": {"db": daemon.db}},
+                        {
+                            "name": "Keep",
+                            "ansible.builtin.copy": {
+                                "content": "{{ ansible_facts.ovs_runtime | to_json }}",
+                                "dest": str(dump),
+                            },
+                        },
+                    ],
+                }
+            ]
+        )
+    )
+    rc, out, _ = playbook(daemon, tmp_path, {}, book=str(book))
+    assert rc == 0, out
+    facts = json.loads(dump.read_text())["bridges"]["br0"]
+    assert facts["mirrors"]["m0"]["select_src_port"] == ["vm1"]
+    assert facts["mirrors"]["m0"]["output_port"] == "vm2"
+    assert facts["ports"]["vm1"]["qos"]["other_config"] == {"max-rate": "2000000"}
+    assert facts["ports"]["vm2"]["qos"] is None

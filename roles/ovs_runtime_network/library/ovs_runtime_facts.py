@@ -33,7 +33,7 @@ EXAMPLES = r"""
 RETURN = r"""
 ansible_facts:
   description: C(ovs_runtime) with version, bridges (ports, VLANs, interface type,
-    options, ofport, link state, error) and fdb sizes.
+    options, ofport, link state, error, QoS), their mirrors and fdb sizes.
   type: dict
   returned: always
 """
@@ -61,10 +61,55 @@ def ovsr_json(module: AnsibleModule, ovsr: str, *args: str) -> Any:
     return json.loads(stdout)
 
 
+def _first(value: Any) -> Any:
+    """An optional column's value (a list of none or one, in ``--format json``)."""
+    return value[0] if isinstance(value, list) and value else None
+
+
+def qos_and_mirrors(tables: dict[str, list[dict[str, Any]]]) -> tuple[dict[str, Any], ...]:
+    """(QoS by port name, mirrors by bridge name) from ``list Port``, ``QoS``,
+    ``Queue``, ``Mirror`` and ``Bridge`` (JSON forms), ports named rather than by UUID."""
+    port_names = {row["_uuid"]: row["name"] for row in tables["Port"]}
+    queues = {row["_uuid"]: row["other_config"] for row in tables["Queue"]}
+    qos_rows = {row["_uuid"]: row for row in tables["QoS"]}
+    qos: dict[str, Any] = {}
+    for port in tables["Port"]:
+        row = qos_rows.get(_first(port["qos"]))
+        if row is not None:
+            qos[port["name"]] = {
+                "type": row["type"],
+                "other_config": row["other_config"],
+                "queues": {str(k): queues.get(v, {}) for k, v in row["queues"].items()},
+            }
+    mirror_rows = {row["_uuid"]: row for row in tables["Mirror"]}
+    mirrors: dict[str, Any] = {}
+    for bridge in tables["Bridge"]:
+        found = {}
+        for ref in bridge["mirrors"]:
+            row = mirror_rows.get(ref)
+            if row is None:
+                continue
+            found[row["name"]] = {
+                "select_all": row["select_all"],
+                "select_src_port": sorted(port_names.get(u, u) for u in row["select_src_port"]),
+                "select_dst_port": sorted(port_names.get(u, u) for u in row["select_dst_port"]),
+                "select_vlan": row["select_vlan"],
+                "output_port": port_names.get(_first(row["output_port"])),
+                "output_vlan": _first(row["output_vlan"]),
+            }
+        mirrors[bridge["name"]] = found
+    return qos, mirrors
+
+
 def build_facts(
-    show: dict[str, Any], interfaces: list[dict[str, Any]], dpif: dict[str, Any] | None
+    show: dict[str, Any],
+    interfaces: list[dict[str, Any]],
+    dpif: dict[str, Any] | None,
+    extra: tuple[dict[str, Any], ...] = ({}, {}),
 ) -> dict[str, Any]:
-    """Facts from ``ovsr show``, ``list Interface`` and ``dpif-show`` (JSON forms)."""
+    """Facts from ``ovsr show``, ``list Interface`` and ``dpif-show`` (JSON forms), and
+    ``extra`` = ``qos_and_mirrors(...)``."""
+    qos, mirrors = extra
     status = {row["name"]: row for row in interfaces}
     bridges: dict[str, Any] = {}
     for bridge in show["bridges"]:
@@ -81,11 +126,13 @@ def build_facts(
                 "ofport": (row.get("ofport") or [None])[0],
                 "link_state": (row.get("link_state") or [None])[0],
                 "error": (row.get("error") or [None])[0],
+                "qos": qos.get(port["name"]),
             }
         dp = (dpif or {}).get("bridges", {}).get(bridge["name"], {})
         bridges[bridge["name"]] = {
             "fail_mode": bridge.get("fail_mode", "standalone"),
             "ports": ports,
+            "mirrors": mirrors.get(bridge["name"], {}),
             "fdb_size": dp.get("mac_table", {}).get("entries"),
         }
     version = show.get("ovs_version") or [None]
@@ -108,9 +155,15 @@ def main() -> None:
     argv = [ovsr, "--db", module.params["db"], "--format", "json", "dpif-show"]
     rc, stdout, _ = module.run_command(argv)
     dpif = json.loads(stdout) if rc == 0 else None  # a daemon without a datapath has none
-    module.exit_json(
-        changed=False, ansible_facts={"ovs_runtime": build_facts(show, interfaces, dpif)}
-    )
+    tables = {
+        "Port": ovsr_json(module, ovsr, "--columns=_uuid,name,qos", "list", "Port"),
+        "QoS": ovsr_json(module, ovsr, "list", "QoS"),
+        "Queue": ovsr_json(module, ovsr, "list", "Queue"),
+        "Mirror": ovsr_json(module, ovsr, "list", "Mirror"),
+        "Bridge": ovsr_json(module, ovsr, "--columns=name,mirrors", "list", "Bridge"),
+    }
+    facts = build_facts(show, interfaces, dpif, qos_and_mirrors(tables))
+    module.exit_json(changed=False, ansible_facts={"ovs_runtime": facts})
 
 
 if __name__ == "__main__":
