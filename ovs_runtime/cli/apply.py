@@ -636,7 +636,7 @@ def cmd_apply(ctx: CommandContext, args: list[str]) -> None:
             bkey = bridge_key(m, name, must_exist=False)
             if bkey is None:
                 continue
-            if spec.get("ports_given", bool(spec["ports"])):
+            if spec["ports_given"]:
                 # Only the listed ports, and only where they are: a port of that name on
                 # another bridge is not this bridge's to delete.
                 for pname in spec["ports"]:

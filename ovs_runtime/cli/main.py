@@ -42,7 +42,7 @@ from ovs_runtime.cli.flow_commands import (
     run_flow_command,
 )
 from ovs_runtime.cli.inspect_commands import INSPECT_COMMANDS, run_inspect
-from ovs_runtime.cli.model import Model, ModelError
+from ovs_runtime.cli.model import Model, ModelError, table_name
 from ovs_runtime.db.errors import OvsdbError
 from ovs_runtime.db.schema import DbSchema, parse_schema
 from ovs_runtime.ofproto.flow_match import FlowSyntaxError
@@ -277,14 +277,13 @@ def _snapshot(
 
 def _needs_flow_rules(schema: DbSchema, invocations: list[Invocation]) -> bool:
     """Whether any command reads or writes flow-rule rows or a bridge's flow_rules."""
-    probe = Model(schema, {})
     for inv in invocations:
         if inv.name in ("port-export", "port-import"):
             return True
         if inv.name not in TABLE_COMMANDS or not inv.args:
             continue
         try:
-            table = probe.table_name(inv.args[0])
+            table = table_name(schema, inv.args[0])
         except ModelError:
             return True  # (the command itself will say what is wrong)
         if table == RULES_TABLE:

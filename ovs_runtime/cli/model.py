@@ -40,6 +40,22 @@ class ModelError(Exception):
     """A command asked for something the database does not allow or hold."""
 
 
+def table_name(schema: DbSchema, text: str) -> str:
+    """A table named as ovs-vsctl allows: any case, or a unique prefix."""
+    if text in schema.tables:
+        return text
+    matches = [t for t in schema.tables if t.lower() == text.lower()]
+    if not matches:
+        matches = [t for t in schema.tables if t.lower().startswith(text.lower())]
+    if len(matches) == 1:
+        return matches[0]
+    raise ModelError(
+        f'unknown table "{text}"; tables are: {", ".join(sorted(schema.tables))}'
+        if not matches
+        else f'"{text}" matches several tables: {", ".join(sorted(matches))}'
+    )
+
+
 class Model:
     def __init__(self, schema: DbSchema, snapshot: dict[str, list[dict[str, Any]]]) -> None:
         self.schema = schema
@@ -70,19 +86,7 @@ class Model:
     # -- reading --------------------------------------------------------------------
 
     def table_name(self, text: str) -> str:
-        """A table named as ovs-vsctl allows: any case, or a unique prefix."""
-        if text in self.schema.tables:
-            return text
-        matches = [t for t in self.schema.tables if t.lower() == text.lower()]
-        if not matches:
-            matches = [t for t in self.schema.tables if t.lower().startswith(text.lower())]
-        if len(matches) == 1:
-            return matches[0]
-        raise ModelError(
-            f'unknown table "{text}"; tables are: {", ".join(sorted(self.schema.tables))}'
-            if not matches
-            else f'"{text}" matches several tables: {", ".join(sorted(matches))}'
-        )
+        return table_name(self.schema, text)
 
     def column_type(self, table: str, column: str) -> vs.Type:
         tschema = self.schema.tables.get(table)

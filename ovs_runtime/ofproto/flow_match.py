@@ -237,13 +237,12 @@ class Match:
     fields: dict[int, tuple[int, int]] = field(default_factory=dict)
     in_port: str | None = None
 
-    def set(self, index: int, value: int, mask: int, token: str, part: bool = False) -> None:
+    def set(self, index: int, value: int, mask: int, part: bool = False) -> None:
         """Match ``index`` on ``value``/``mask``. As ovs-ofctl: a field given again
         replaces what was given before (``nw_src=10.1.0.0/16,nw_src=10.0.0.0/8`` is
         ``10.0.0.0/8``), except ``part``, the bits of a field one setting owns
         (``dl_vlan`` and ``dl_vlan_pcp`` share the TCI), which replace only those bits;
-        a mask of 0 matches anything, so the field is left out. ``token`` is kept for
-        the callers' messages."""
+        a mask of 0 matches anything, so the field is left out."""
         old = self.fields.get(index)
         if part and old is not None:
             value, mask = (old[0] & ~mask) | (value & mask), old[1] | mask
@@ -312,9 +311,9 @@ def parse_match_token(
         if shorthand is None:
             raise FlowSyntaxError(f"unknown match field {name!r}; accepted: {ACCEPTED_FIELDS}")
         dl_type, proto = shorthand
-        match.set(fk.DL_TYPE, dl_type, 0xFFFF, name)
+        match.set(fk.DL_TYPE, dl_type, 0xFFFF)
         if proto is not None:
-            match.set(fk.NW_PROTO, proto, 0xFF, name)
+            match.set(fk.NW_PROTO, proto, 0xFF)
         return
     if not text:
         raise FlowSyntaxError(f"field {name} has no value")
@@ -325,7 +324,7 @@ def parse_match_token(
     if spec is None:
         raise FlowSyntaxError(f"unknown match field {name!r}; accepted: {ACCEPTED_FIELDS}")
     value, mask = parse_value(name, spec, text)
-    match.set(spec.index, value, mask, token, part=spec.kind in ("vlan", "pcp"))
+    match.set(spec.index, value, mask, part=spec.kind in ("vlan", "pcp"))
     names.append(name)
 
 
@@ -368,14 +367,10 @@ def _vlan_parts(value: int, mask: int) -> list[str]:
     parts, rebuilt = [], Match()
     if mask & 0x0FFF == 0x0FFF:
         parts.append(f"dl_vlan={value & 0x0FFF}")
-        rebuilt.set(
-            fk.VLAN_TCI, fk.VLAN_PRESENT | (value & 0x0FFF), fk.VLAN_PRESENT | 0x0FFF, "", True
-        )
+        rebuilt.set(fk.VLAN_TCI, fk.VLAN_PRESENT | (value & 0x0FFF), fk.VLAN_PRESENT | 0x0FFF, True)
     if mask & 0xE000 == 0xE000:
         parts.append(f"dl_vlan_pcp={value >> 13 & 7}")
-        rebuilt.set(
-            fk.VLAN_TCI, fk.VLAN_PRESENT | (value & 0xE000), fk.VLAN_PRESENT | 0xE000, "", True
-        )
+        rebuilt.set(fk.VLAN_TCI, fk.VLAN_PRESENT | (value & 0xE000), fk.VLAN_PRESENT | 0xE000, True)
     if parts and rebuilt.fields.get(fk.VLAN_TCI) == (value, mask):
         return parts
     return [f"vlan_tci={value:#06x}/{mask:#06x}"]

@@ -65,19 +65,15 @@ def apply_bridge(
     wait_attached(daemon, [n for n, p in ports.items() if p.get("type") != "patch"])
 
 
-class RealHarness:
-    """The behaviour-suite harness over real veths: ports a..d are namespaces."""
+class VethHarness:
+    """The behaviour suite's ports a..d as namespaces on real veths, sent to and
+    captured with raw sockets; a subclass wires the switch-side ends to a switch."""
 
-    def __init__(self, daemon: DaemonProcess, lab: NetnsLab, tmp: Path) -> None:
-        self.daemon, self.lab, self.tmp = daemon, lab, tmp
+    def __init__(self, lab: NetnsLab) -> None:
+        self.lab = lab
         for name in "abcd":
             lab.add_host(name)
         self.raw: dict[str, RawPort] = {name: lab.raw_socket(name) for name in "abcd"}
-
-    def configure(self, ports: dict[str, dict[str, Any]]) -> None:
-        wanted = {self.lab.hosts[name].switch_port: cfg for name, cfg in ports.items()}
-        apply_bridge(self.daemon, self.tmp, "br0", wanted)
-        assert self.daemon.ovsr("fdb-flush", "br0").returncode == 0
 
     def send(self, port: str, raw: bytes) -> None:
         self.raw[port].send(raw)
@@ -89,3 +85,16 @@ class RealHarness:
     def close(self) -> None:
         for sock in self.raw.values():
             sock.close()
+
+
+class RealHarness(VethHarness):
+    """The behaviour-suite harness over real veths, on ovs-runtime."""
+
+    def __init__(self, daemon: DaemonProcess, lab: NetnsLab, tmp: Path) -> None:
+        super().__init__(lab)
+        self.daemon, self.tmp = daemon, tmp
+
+    def configure(self, ports: dict[str, dict[str, Any]]) -> None:
+        wanted = {self.lab.hosts[name].switch_port: cfg for name, cfg in ports.items()}
+        apply_bridge(self.daemon, self.tmp, "br0", wanted)
+        assert self.daemon.ovsr("fdb-flush", "br0").returncode == 0

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,7 +17,8 @@ import pytest
 
 from bench.ovs_netdev import OvsNetdev
 from tests import switching_suite
-from tests.netns_lab import NetnsLab, RawPort
+from tests.integration.switch_fixtures import VethHarness
+from tests.netns_lab import NetnsLab
 
 pytestmark = [
     pytest.mark.skipif(os.geteuid() != 0, reason="needs root for namespaces"),
@@ -29,17 +29,15 @@ pytestmark = [
 ]
 
 
-class OvsHarness:
+class OvsHarness(VethHarness):
     """The suite's four ports a..d on an Open vSwitch netdev bridge."""
 
     def __init__(self, ovs: OvsNetdev, lab: NetnsLab) -> None:
+        super().__init__(lab)
         self.ovs = ovs
-        for name in "abcd":
-            lab.add_host(name)
         self.ports = {name: lab.hosts[name].switch_port for name in "abcd"}
         self.bridge = f"{lab.prefix}br"
         ovs.add_bridge(self.bridge, list(self.ports.values()))
-        self.raw: dict[str, RawPort] = {name: lab.raw_socket(name) for name in "abcd"}
 
     def configure(self, ports: dict[str, dict[str, Any]]) -> None:
         args: list[str] = []
@@ -55,17 +53,6 @@ class OvsHarness:
                 args += ["--", "set", "Port", port, f"vlan_mode={config['vlan_mode']}"]
         self.ovs.vsctl(*args)  # (waits until ovs-vswitchd has applied it)
         self.ovs.appctl("fdb/flush", self.bridge)
-
-    def send(self, port: str, raw: bytes) -> None:
-        self.raw[port].send(raw)
-
-    def received(self) -> dict[str, list[bytes]]:
-        time.sleep(0.2)
-        return {name: sock.drain(settle=0) for name, sock in self.raw.items()}
-
-    def close(self) -> None:
-        for sock in self.raw.values():
-            sock.close()
 
 
 @pytest.fixture

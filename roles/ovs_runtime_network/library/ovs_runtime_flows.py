@@ -144,6 +144,26 @@ def rule_text(record: dict[str, Any]) -> str:
     return ",".join(head) + " actions=" + record["actions"]
 
 
+def checked_rules(
+    module: AnsibleModule, ovsr: str, text: str, existing: list[str] | None
+) -> dict[str, Any]:
+    """``ovsr check-flows`` of the rules, against the bridge's ports now (``existing``)
+    and the declared ones: their count and canonical form; fails the task on a bad rule."""
+    params = module.params
+    ports = sorted({*(existing or []), *(params["ports"] or [])})
+    rc, stdout, stderr = module.run_command(
+        check_argv(ovsr, params["bridge"], ports), data=text, binary_data=True
+    )
+    if rc != 0:
+        module.fail_json(msg=(stderr or stdout).strip() or f"ovsr exited {rc}")
+    checked: dict[str, Any] = json.loads(stdout)
+    return checked
+
+
+def lines(rules: list[str]) -> str:
+    return "".join(f"{rule}\n" for rule in rules)
+
+
 def table_diff(module: AnsibleModule, ovsr: str, text: str) -> dict[str, str]:
     """Diff mode: the bridge's rules now, and as they will be."""
     params = module.params
@@ -155,14 +175,8 @@ def table_diff(module: AnsibleModule, ovsr: str, text: str) -> dict[str, str]:
         if rc != 0:
             module.fail_json(msg=(stderr or stdout).strip())
         before = sorted(rule_text(r) for r in json.loads(stdout) if not r["implicit"])
-    ports = sorted({*(existing or []), *(params["ports"] or [])})
-    rc, stdout, stderr = module.run_command(
-        check_argv(ovsr, params["bridge"], ports), data=text, binary_data=True
-    )
-    if rc != 0:
-        module.fail_json(msg=(stderr or stdout).strip())
-    after = json.loads(stdout)["canonical"]
-    return {"before": "".join(f"{r}\n" for r in before), "after": "".join(f"{r}\n" for r in after)}
+    after = checked_rules(module, ovsr, text, existing)["canonical"]
+    return {"before": lines(before), "after": lines(after)}
 
 
 def main() -> None:
@@ -188,20 +202,14 @@ def main() -> None:
             "bridges (ovs_runtime_network_bridges): its rules have nowhere to go"
         )
     if offline and (params["validate_only"] or existing is None):
-        ports = sorted({*(existing or []), *(params["ports"] or [])})
-        rc, stdout, stderr = module.run_command(
-            check_argv(ovsr, params["bridge"], ports), data=text, binary_data=True
-        )
-        if rc != 0:
-            module.fail_json(msg=(stderr or stdout).strip() or f"ovsr exited {rc}")
-        checked = json.loads(stdout)
+        checked = checked_rules(module, ovsr, text, existing)
         count = checked["rules"]
         if params["validate_only"]:
             module.exit_json(changed=False, rules=count)
         # Check mode, the bridge not there yet: every rule would be added.
         extra = {}
         if module._diff and count:
-            extra["diff"] = {"before": "", "after": "".join(f"{r}\n" for r in checked["canonical"])}
+            extra["diff"] = {"before": "", "after": lines(checked["canonical"])}
         module.exit_json(
             changed=bool(count), added=count, changed_rules=0, removed=0, unchanged=0, **extra
         )
