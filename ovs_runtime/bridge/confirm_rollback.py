@@ -2,7 +2,7 @@
 
 Before applying, ``ovsr`` hands the daemon a snapshot of the switch configuration
 (the Open_vSwitch row and the ``RESTORED_TABLES``: bridges, ports, interfaces, QoS and
-queues, mirrors, NetFlow and sFlow) under a token. Unless ``ovsr confirm
+queues, mirrors, NetFlow, sFlow and IPFIX) under a token. Unless ``ovsr confirm
 TOKEN`` arrives within N seconds, over a fresh connection, the daemon restores the
 snapshot in one transaction: so a change that cuts the host off the network (an uplink
 moved into a bridge, say) undoes itself. The pending rollback lives in the daemon's
@@ -21,7 +21,17 @@ from ovs_runtime.db.database import Database
 log = logging.getLogger(__name__)
 
 # Everything ``ovsr apply`` and the ovs-vsctl commands change, flow rules apart.
-RESTORED_TABLES = ("Queue", "QoS", "Interface", "Port", "Mirror", "NetFlow", "sFlow", "Bridge")
+RESTORED_TABLES = (
+    "Queue",
+    "QoS",
+    "Interface",
+    "Port",
+    "Mirror",
+    "NetFlow",
+    "sFlow",
+    "IPFIX",
+    "Bridge",
+)
 MAX_TIMEOUT = 3600
 
 

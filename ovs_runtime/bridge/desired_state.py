@@ -8,8 +8,10 @@ from typing import Any
 
 from ovs_runtime.bridge.flow_export_config import (
     FlowExportError,
+    IpfixSpec,
     NetflowSpec,
     SflowSpec,
+    ipfix_from_row,
     netflow_from_row,
     sflow_from_row,
 )
@@ -70,6 +72,7 @@ class BridgeSpec:
     mirrors: tuple[MirrorSpec, ...] = ()
     sflow: SflowSpec | None = None
     netflow: NetflowSpec | None = None
+    ipfix: IpfixSpec | None = None
 
 
 def _mirror(row: Row, port_names: dict[uuid.UUID, str]) -> MirrorSpec:
@@ -205,5 +208,6 @@ def read_bridges(tables: dict[str, dict[uuid.UUID, Row]]) -> dict[str, BridgeSpe
                 mirrors=mirrors,
                 sflow=_export(tables, bridge_row, "sflow", "sFlow", sflow_from_row),
                 netflow=_export(tables, bridge_row, "netflow", "NetFlow", netflow_from_row),
+                ipfix=_export(tables, bridge_row, "ipfix", "IPFIX", ipfix_from_row),
             )
     return bridges

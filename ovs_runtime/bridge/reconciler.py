@@ -213,14 +213,17 @@ class Reconciler:
                     continue
                 if error:
                     log.warning("bridge %s: port %s: %s", name, port, error)
+            export = (spec.sflow, spec.netflow, spec.ipfix)
             if provider and (
-                current is None or (current.sflow, current.netflow) != (spec.sflow, spec.netflow)
+                current is None or (current.sflow, current.netflow, current.ipfix) != export
             ):
-                if spec.sflow or spec.netflow or current is not None:
+                if any(export) or current is not None:
                     log.info(
-                        "bridge %s: sFlow %s, NetFlow %s", name, _on(spec.sflow), _on(spec.netflow)
+                        "bridge %s: sFlow %s, NetFlow %s, IPFIX %s",
+                        name,
+                        *(_on(e) for e in export),
                     )
-                provider.configure_flow_export(name, spec.sflow, spec.netflow)
+                provider.configure_flow_export(name, *export)
             if provider and (current is None or current != spec):
                 if spec.mirrors != (current.mirrors if current else ()):
                     for mirror in spec.mirrors:

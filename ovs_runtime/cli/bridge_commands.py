@@ -176,11 +176,11 @@ def cmd_del_fail_mode(ctx: CommandContext, args: list[str]) -> None:
     ctx.model.set("Bridge", bridge, "fail_mode", [])
 
 
-# What emer-reset clears, as ovs-vsctl's does (``cmd_emer_reset`` in OVS's vsctl.c; OVS's
-# IPFIX has no table here).
+# What emer-reset clears, as ovs-vsctl's does (``cmd_emer_reset`` in OVS's vsctl.c; OVS
+# also deletes Flow_Sample_Collector_Set rows, a table this schema does not have).
 EMER_RESET_CLEARED = {
     "Open_vSwitch": ("manager_options", "ssl"),
-    "Bridge": ("controller", "fail_mode", "mirrors", "netflow", "sflow", "flood_vlans"),
+    "Bridge": ("controller", "fail_mode", "mirrors", "netflow", "sflow", "ipfix", "flood_vlans"),
     "Port": ("other_config",),
     "Interface": ("ingress_policing_rate", "ingress_policing_burst"),
 }
@@ -189,7 +189,7 @@ EMER_RESET_CLEARED = {
 @command("emer-reset", 0, 0, "emer-reset")
 def cmd_emer_reset(ctx: CommandContext, args: list[str]) -> None:
     """Back to a clean state, as ovs-vsctl's: no managers, controllers, SSL, mirrors,
-    NetFlow, sFlow, fail_mode, flood_vlans or ingress policing; ports lose their
+    NetFlow, sFlow, IPFIX, fail_mode, flood_vlans or ingress policing; ports lose their
     other_config and bridges all of theirs but ``hwaddr``. Bridges, ports, VLANs,
     tunnels, QoS and flow rules stay."""
     m = ctx.model

@@ -64,6 +64,7 @@ def _dpif_lines(data: dict[str, Any]) -> list[str]:
         if bridge["drops"]:
             drops = ", ".join(f"{k}:{v}" for k, v in sorted(bridge["drops"].items()))
             lines.append(f"    drops: {drops}")
+        lines += _flow_export_lines(bridge)
         for port, info in bridge["ports"].items():
             state = info["state"] + (f" ({info['error']})" if info.get("error") else "")
             lines.append(f"    port {info['ofport']}: {port} ({info['type']}) {state}")
@@ -81,5 +82,38 @@ def _dpif_lines(data: dict[str, Any]) -> list[str]:
         lines.append(
             f"  tunnel endpoint {name}: {endpoint['ports']} port(s), "
             f"{len(endpoint.get('source_ports', []))} source port(s) in use, drops: {drops}"
+        )
+    return lines
+
+
+def _flow_export_lines(bridge: dict[str, Any]) -> list[str]:
+    lines = []
+    sflow, netflow, ipfix = bridge.get("sflow"), bridge.get("netflow"), bridge.get("ipfix")
+    if sflow:
+        lines.append(
+            f"    sFlow: to {', '.join(sflow['targets'])}, 1 in {sflow['sampling']}, "
+            f"flow samples:{sflow['flow_samples']} counter samples:{sflow['counter_samples']} "
+            f"datagrams:{sflow['datagrams']} send errors:{sflow['send_errors']}"
+        )
+    if netflow:
+        lines.append(
+            f"    NetFlow: to {', '.join(netflow['targets'])}, "
+            f"active timeout {netflow['active_timeout']:g} s, flows:{netflow['flows']} "
+            f"records:{netflow['records_exported']} datagrams:{netflow['datagrams']} "
+            f"send errors:{netflow['send_errors']}"
+        )
+    if ipfix:
+        sampling = f"1 in {ipfix['sampling']}" if ipfix["input_sampling"] else "sampling off"
+        cache = (
+            f"cache {ipfix['cache_active_timeout']} s/{ipfix['cache_max_flows']} flows"
+            if ipfix["cache_active_timeout"] and ipfix["cache_max_flows"]
+            else "no cache"
+        )
+        lines.append(
+            f"    IPFIX: to {', '.join(ipfix['targets']) or 'nowhere'}, {sampling}, "
+            f"domain {ipfix['obs_domain_id']} point {ipfix['obs_point_id']}, {cache}, "
+            f"samples:{ipfix['samples']} records:{ipfix['records_exported']} "
+            f"cached:{ipfix['cached_flows']} evicted:{ipfix['evicted']} "
+            f"datagrams:{ipfix['datagrams']} send errors:{ipfix['send_errors']}"
         )
     return lines

@@ -31,6 +31,7 @@ NAMED_BY_REFERRER = {
     "QoS": ("Port", "qos"),
     "sFlow": ("Bridge", "sflow"),
     "NetFlow": ("Bridge", "netflow"),
+    "IPFIX": ("Bridge", "ipfix"),
     "Controller": ("Bridge", "controller"),
 }
 Row = dict[str, Any]

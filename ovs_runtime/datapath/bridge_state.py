@@ -9,6 +9,7 @@ from ovs_runtime.bridge.desired_state import MirrorSpec
 from ovs_runtime.datapath.bridge_flows import BridgeFlows
 from ovs_runtime.datapath.flow_cache import FlowCache
 from ovs_runtime.datapath.flow_export import NetflowCache, SflowAgent
+from ovs_runtime.datapath.ipfix_export import IpfixAgent
 from ovs_runtime.datapath.mirroring import MirrorState
 from ovs_runtime.datapath.port_handle import PortHandle
 from ovs_runtime.ofproto import flow_key as fk
@@ -35,6 +36,7 @@ class BridgeState:
     normal_learned: tuple[int, bytes, int] | None = None  # what it learned: VLAN, MAC, port
     sflow: SflowAgent | None = None
     netflow: NetflowCache | None = None
+    ipfix: IpfixAgent | None = None
 
     @property
     def deep(self) -> bool:
@@ -49,7 +51,7 @@ class BridgeState:
     def relay_ok(self) -> bool:
         """Cache hits may skip the general path (``ring_relay``): nothing needs to see
         every frame."""
-        return self.sflow is None and self.netflow is None
+        return self.sflow is None and self.netflow is None and self.ipfix is None
 
     def port_numbers(self) -> dict[str, int]:
         return {name: h.ofport for name, h in self.ports.items()}

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from ovs_runtime.bridge.desired_state import MirrorSpec, PortSpec
-from ovs_runtime.bridge.flow_export_config import NetflowSpec, SflowSpec
+from ovs_runtime.bridge.flow_export_config import IpfixSpec, NetflowSpec, SflowSpec
 from ovs_runtime.bridge.flow_rules import FlowRuleSpec
 
 
@@ -68,9 +68,14 @@ class DatapathProvider(Protocol):
 
     def flow_statistics(self, bridge: str) -> list[dict[str, Any]]: ...
     def configure_flow_export(
-        self, bridge: str, sflow: SflowSpec | None, netflow: NetflowSpec | None
+        self,
+        bridge: str,
+        sflow: SflowSpec | None,
+        netflow: NetflowSpec | None,
+        ipfix: IpfixSpec | None = None,
     ) -> None:
-        """Start, change or stop sFlow sampling and NetFlow accounting on a bridge."""
+        """Start, change or stop sFlow sampling, NetFlow accounting and IPFIX sampling
+        on a bridge."""
         ...
 
     def expired_flows(self) -> list[tuple[str, str, str]]:

@@ -24,7 +24,7 @@ from typing import Any
 
 from ovs_runtime.bridge import qos_tc
 from ovs_runtime.bridge.desired_state import MirrorSpec, PortSpec
-from ovs_runtime.bridge.flow_export_config import NetflowSpec, SflowSpec
+from ovs_runtime.bridge.flow_export_config import IpfixSpec, NetflowSpec, SflowSpec
 from ovs_runtime.bridge.flow_rules import FlowRuleSpec
 from ovs_runtime.bridge.tunnel_config import TUNNEL_TYPES
 from ovs_runtime.datapath import mirroring, vnet_header
@@ -42,6 +42,7 @@ from ovs_runtime.datapath.flow_cache import (
     tag_operation,
 )
 from ovs_runtime.datapath.flow_export import Exporter, NetflowCache, SflowAgent
+from ovs_runtime.datapath.ipfix_export import IpfixAgent
 from ovs_runtime.datapath.mirroring import mirror_actions
 from ovs_runtime.datapath.netdev_factory import KernelNetdevs, NetdevFactory
 from ovs_runtime.datapath.policing import policer_for
@@ -171,6 +172,8 @@ class UserspaceDatapath:
                 bridge.sflow.flush(now)
             if bridge.netflow is not None:
                 bridge.netflow.expire(now)
+            if bridge.ipfix is not None:
+                bridge.ipfix.expire()
 
     def _drain(self, handle: PortHandle, now: float) -> int:
         netdev = handle.netdev
@@ -229,6 +232,7 @@ class UserspaceDatapath:
         deep = bridge.deep
         sampler = bridge.sflow
         netflow = bridge.netflow
+        ipfix = bridge.ipfix
         nd_guard = handle.nd_guard
         hits = 0
         # Frames for a single output, unchanged, are gathered per port and handed over
@@ -275,6 +279,10 @@ class UserspaceDatapath:
                 sampler.countdown -= 1
                 if sampler.countdown <= 0:
                     sampler.sample(ofport, frame, [a[0].ofport for a in actions])
+            if ipfix is not None:
+                ipfix.countdown -= 1
+                if ipfix.countdown <= 0:
+                    ipfix.sample(ofport, frame, [a[0].ofport for a in actions])
             if netflow is not None and key[1] is not None:  # (NetFlow makes keys deep)
                 netflow.count(key, frame, ofport, actions, now)
             if not actions:
@@ -543,6 +551,8 @@ class UserspaceDatapath:
             if bridge.netflow is not None:
                 bridge.netflow.flush_all(self.clock())
                 bridge.netflow.exporter.close()
+            if bridge.ipfix is not None:
+                bridge.ipfix.close()
             for handle in list(bridge.ports.values()):
                 self._detach(handle)
 
@@ -712,12 +722,21 @@ class UserspaceDatapath:
                 state.normal.invalidate()
 
     def configure_flow_export(
-        self, bridge: str, sflow_spec: SflowSpec | None, netflow_spec: NetflowSpec | None
+        self,
+        bridge: str,
+        sflow_spec: SflowSpec | None,
+        netflow_spec: NetflowSpec | None,
+        ipfix_spec: IpfixSpec | None = None,
     ) -> None:
-        """Start, change or stop the bridge's sFlow agent and NetFlow cache."""
+        """Start, change or stop the bridge's sFlow agent, NetFlow cache and IPFIX
+        sampler."""
         with self.lock:
             state = self.bridges[bridge]
             now = self.clock()
+            if state.ipfix is None or state.ipfix.spec != ipfix_spec:
+                if state.ipfix is not None:
+                    state.ipfix.close()
+                state.ipfix = IpfixAgent(ipfix_spec) if ipfix_spec is not None else None
             if state.sflow is None or state.sflow.spec != sflow_spec:
                 if state.sflow is not None:
                     state.sflow.flush(now)
@@ -822,6 +841,7 @@ class UserspaceDatapath:
                         "flow_rules": len(b.flows.rules),
                         "sflow": b.sflow.describe() if b.sflow else None,
                         "netflow": b.netflow.describe() if b.netflow else None,
+                        "ipfix": b.ipfix.describe() if b.ipfix else None,
                         "fail_mode": b.flows.fail_mode,
                         "mac_table": {
                             "entries": len(b.normal.mac_table.entries),

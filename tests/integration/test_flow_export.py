@@ -1,6 +1,7 @@
-"""sFlow and NetFlow with real traffic: a switch samples and accounts pings between two
-namespaces; collectors on loopback decode what it exports (sFlow with a decoder written
-from the specification, NetFlow v5 with scapy) and find the flows really sent."""
+"""sFlow, NetFlow and IPFIX with real traffic: a switch samples and accounts pings
+between two namespaces; collectors on loopback decode what it exports (sFlow with a
+decoder written from the specification, NetFlow v5 and IPFIX with scapy) and find the
+flows really sent."""
 
 from __future__ import annotations
 
@@ -15,20 +16,19 @@ from scapy.layers.netflow import NetflowHeader, NetflowRecordV5
 
 from ovs_runtime.ofproto import flow_key as fk
 from tests.daemon_process import DaemonProcess
+from tests.flow_collectors import collector_socket
 from tests.integration.switch_fixtures import apply_bridge
 from tests.netns_lab import NetnsLab
 from tests.sflow_decoder import decode
+from tests.unit.test_ipfix_export import decode as decode_ipfix
+from tests.unit.test_ipfix_export import number
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root for namespaces")
 PINGS = 1000
 
 
 def collector() -> socket.socket:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    sock.bind(("127.0.0.1", 0))
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
-    sock.settimeout(0.5)
-    return sock
+    return collector_socket(0.5)
 
 
 def drain(sock: socket.socket, seconds: float) -> list[bytes]:
@@ -113,10 +113,78 @@ def test_sflow_and_netflow_report_the_traffic_really_sent(
     )
 
 
+def ipfix_pings(switch: DaemonProcess, lab: NetnsLab, sock: socket.socket, *settings: str) -> None:
+    """Point br0's IPFIX at ``sock`` with ``settings``, and ping h2 from h1."""
+    made = switch.ovsr(
+        *("--", "--id=@i", "create", "IPFIX", f'targets="127.0.0.1:{sock.getsockname()[1]}"'),
+        *settings,
+        *("--", "set", "Bridge", "br0", "ipfix=@i"),
+    )
+    assert made.returncode == 0, made.stderr
+    ping = lab.run("h1", "ping", "-q", "-c", str(PINGS), "-i", "0.002", "198.51.100.2", timeout=60)
+    assert f"{PINGS} received" in ping.stdout, ping.stdout
+
+
+def test_ipfix_reports_the_traffic_really_sent(
+    switch: DaemonProcess, lab: NetnsLab, tmp_path: Path
+) -> None:
+    h1 = lab.add_host("h1", "198.51.100.1")
+    h2 = lab.add_host("h2", "198.51.100.2")
+    apply_bridge(switch, tmp_path, "br0", {h1.switch_port: {}, h2.switch_port: {}})
+    sampled, cached = collector(), collector()
+    try:
+        # 1 in 10, no cache (OVS's default): a record per sampled packet.
+        ipfix_pings(switch, lab, sampled, "sampling=10", "obs_domain_id=7", "obs_point_id=3")
+        # Every packet, cached 2 s: the flows' records add up to exactly what was sent.
+        ipfix_pings(
+            switch, lab, cached, "sampling=1", "cache_active_timeout=2", "cache_max_flows=64"
+        )
+        time.sleep(1)
+        shown = json.loads(switch.ovsr("--format", "json", "dpif-show").stdout)
+        switch.ovsr("clear", "Bridge", "br0", "ipfix")  # sends what the cache still holds
+        sampled_data = drain(sampled, 1.0)
+        cached_data = drain(cached, 3.0)
+    finally:
+        sampled.close()
+        cached.close()
+
+    icmp = ("198.51.100.1", "198.51.100.2", 1)
+    records = [r for r in decode_ipfix(sampled_data) if hasattr(r, "IPV4_SRC_ADDR")]
+    requests = [
+        r for r in records if (r.IPV4_SRC_ADDR, r.IPV4_DST_ADDR, number(r.PROTOCOL)) == icmp
+    ]
+    print(f"IPFIX 1 in 10: {len(records)} IPv4 records, {len(requests)} of them echo requests")
+    assert 100 <= len(records) <= 320, len(records)  # 2,000 frames at 1 in 10: about 200
+    assert len(requests) > 30
+    r = requests[0]
+    assert number(r.ICMP_TYPE) == 8 << 8, "icmpTypeCodeIPv4: echo request, code 0"
+    assert (number(r.IN_PKTS), number(r.layer2OctetDeltaCount)) == (1, 98)
+    assert number(r.observationPointId) == 3 and number(r.samplingPacketInterval) == 10
+    numbers = json.loads(
+        switch.ovsr("--format", "json", "--columns=name,ofport", "list", "Interface").stdout
+    )
+    ports = {row["name"]: row["ofport"][0] for row in numbers}
+    assert (number(r.INPUT_SNMP), number(r.OUTPUT_SNMP)) == (
+        ports[h1.switch_port],
+        ports[h2.switch_port],
+    )
+    assert {NetflowHeader(d).ObservationDomainID for d in sampled_data} == {7}
+
+    totals: dict[tuple[str, str, int], int] = {}
+    for rec in decode_ipfix(cached_data):
+        if hasattr(rec, "IPV4_SRC_ADDR"):
+            flow = (rec.IPV4_SRC_ADDR, rec.IPV4_DST_ADDR, number(rec.PROTOCOL))
+            totals[flow] = totals.get(flow, 0) + number(rec.IN_PKTS)
+    print(f"IPFIX cached: {totals}")
+    assert totals[icmp] == PINGS and totals[("198.51.100.2", "198.51.100.1", 1)] == PINGS
+    ipfix_shown = shown["bridges"]["br0"]["ipfix"]
+    assert ipfix_shown["cache_max_flows"] == 64 and ipfix_shown["samples"] >= 2 * PINGS
+
+
 def test_bad_collectors_are_refused(switch: DaemonProcess, lab: NetnsLab, tmp_path: Path) -> None:
     h1 = lab.add_host("h1", "198.51.100.1")
     apply_bridge(switch, tmp_path, "br0", {h1.switch_port: {}})
-    for table, extra in (("sFlow", ()), ("NetFlow", ())):
+    for table, extra in (("sFlow", ()), ("NetFlow", ()), ("IPFIX", ())):
         proc = switch.ovsr(
             *("--", "--id=@x", "create", table, 'targets="collector.example:6343"', *extra),
             *("--", "set", "Bridge", "br0", f"{table.lower()}=@x"),
@@ -125,4 +193,4 @@ def test_bad_collectors_are_refused(switch: DaemonProcess, lab: NetnsLab, tmp_pa
     proc = switch.ovsr("--", "--id=@x", "create", "sFlow", 'targets="127.0.0.1:6343"', "sampling=0")
     assert proc.returncode == 1 and "sampling" in proc.stderr, proc.stderr
     listed = json.loads(switch.ovsr("--format", "json", "list", "Bridge", "br0").stdout)[0]
-    assert listed["sflow"] == [] and listed["netflow"] == []
+    assert listed["sflow"] == [] and listed["netflow"] == [] and listed["ipfix"] == []

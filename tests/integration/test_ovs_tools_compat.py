@@ -371,6 +371,37 @@ def test_emer_reset_clears_what_ovs_vsctl_clears(daemon: DaemonProcess) -> None:
     assert vsctl(daemon, "--bare", "--columns=name", "list", "Mirror", wait=False) == ""
 
 
+@pytest.mark.parametrize("tool", ["ovs-vsctl", "ovsr"])
+def test_ipfix_as_ovs_documents_it_and_emer_reset_clears_it(
+    daemon: DaemonProcess, tool: str
+) -> None:
+    """The IPFIX recipe of OVS's documentation, typed into the real ovs-vsctl; then the
+    real ovs-vsctl's emer-reset (which needs the IPFIX table) or ours removes it."""
+    vsctl(daemon, "add-br", "br0")
+    vsctl(
+        daemon,
+        *("--", "set", "Bridge", "br0", "ipfix=@i"),
+        *("--", "--id=@i", "create", "IPFIX", 'targets="203.0.113.9:4739"'),
+        *("obs_domain_id=123", "obs_point_id=456", "cache_active_timeout=60"),
+        *("cache_max_flows=13", "sampling=64"),
+    )
+    (row,) = ovsr_json(daemon, "list", "IPFIX")
+    assert (row["targets"], row["sampling"], row["obs_domain_id"]) == (
+        ["203.0.113.9:4739"],
+        [64],
+        [123],
+    )
+    assert vsctl(daemon, "get", "IPFIX", "br0", "cache_max_flows", wait=False) == "13\n"
+    bad = daemon.ovsr("set", "IPFIX", "br0", "other_config:enable-input-sampling=maybe")
+    assert bad.returncode == 1 and "is not true or false" in bad.stderr, bad.stderr
+    if tool == "ovs-vsctl":
+        vsctl(daemon, "emer-reset")
+    else:
+        ovsr_ok(daemon, "emer-reset")
+    assert ovsr_json(daemon, "list", "Bridge", "br0")[0]["ipfix"] == []
+    assert ovsr_json(daemon, "list", "IPFIX") == []
+
+
 def test_dry_run_checks_everything_and_commits_nothing(daemon: DaemonProcess) -> None:
     dry = daemon.ovsr("--dry-run", "add-br", "br0", "--", "add-port", "br0", "p1")
     assert dry.returncode == 0, dry.stderr

@@ -219,9 +219,12 @@ def test_confirm_timeout_rolls_back_unless_confirmed(daemon: DaemonProcess, tmp_
     assert bad.returncode == 1 and "expected seconds" in bad.stderr
 
 
-def test_rollback_restores_qos_queues_and_mirrors(daemon: DaemonProcess, tmp_path: Path) -> None:
+def test_rollback_restores_qos_queues_mirrors_and_ipfix(
+    daemon: DaemonProcess, tmp_path: Path
+) -> None:
     """A rate limit or a mirror is just the change that can cut a host off: the rollback
-    restores QoS, its queues and mirrors too, and removes the ones the change added."""
+    restores QoS, its queues and mirrors too, and removes the ones the change added; an
+    IPFIX row deleted inside the window comes back with the bridge that refers to it."""
     base = tmp_path / "base.yaml"
     base.write_text(
         "bridges:\n  br0:\n    ports:\n"
@@ -230,7 +233,11 @@ def test_rollback_restores_qos_queues_and_mirrors(daemon: DaemonProcess, tmp_pat
         "    mirrors:\n      m0: {select_all: true, output_port: vm2}\n"
     )
     assert daemon.ovsr("apply", str(base)).returncode == 2
+    ipfix = ("--", "--id=@i", "create", "IPFIX", 'targets="203.0.113.9:4739"', "sampling=64")
+    made = daemon.ovsr(*ipfix, "--", "set", "Bridge", "br0", "ipfix=@i")
+    assert made.returncode == 0, made.stderr
     before = daemon.ovsr("--format", "json", "list", "QoS").stdout
+    ipfix_before = daemon.ovsr("--format", "json", "list", "IPFIX").stdout
     risky = tmp_path / "risky.yaml"
     risky.write_text(
         "bridges:\n  br0:\n    ports:\n"
@@ -241,6 +248,8 @@ def test_rollback_restores_qos_queues_and_mirrors(daemon: DaemonProcess, tmp_pat
     proc = daemon.ovsr("apply", "--state=replaced", "--confirm-timeout=1", str(risky))
     assert proc.returncode == 2, proc.stderr
     assert daemon.ovsr("get", "Bridge", "br0", "mirrors").stdout.strip() == "[]"
+    assert daemon.ovsr("clear", "Bridge", "br0", "ipfix").returncode == 0
+    assert no_rows(daemon, "IPFIX")
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline and "was not confirmed in time" not in daemon.log():
         time.sleep(0.2)
@@ -249,6 +258,8 @@ def test_rollback_restores_qos_queues_and_mirrors(daemon: DaemonProcess, tmp_pat
     assert no_rows(daemon, "Queue")
     assert daemon.ovsr("--bare", "--columns=name", "list", "Mirror").stdout.split() == ["m0"]
     assert daemon.ovsr("get", "Port", "vm2", "qos").stdout.strip() == "[]"
+    assert daemon.ovsr("--format", "json", "list", "IPFIX").stdout == ipfix_before
+    assert daemon.ovsr("get", "Bridge", "br0", "ipfix").stdout.strip() != "[]"
 
 
 def no_rows(daemon: DaemonProcess, *tables: str) -> bool:

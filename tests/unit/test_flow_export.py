@@ -5,7 +5,6 @@ datapath, with real UDP to a collector socket on loopback."""
 from __future__ import annotations
 
 import socket
-from collections.abc import Iterator
 
 import pytest
 from scapy.layers.netflow import NetflowHeader, NetflowHeaderV5, NetflowRecordV5
@@ -18,44 +17,11 @@ from ovs_runtime.bridge.flow_export_config import (
 )
 from ovs_runtime.ofproto import flow_key as fk
 from ovs_runtime.packet import netflow, sflow
-from ovs_runtime.packet.synthesize import build_frame
+from tests.flow_collectors import received, udp_frame
 from tests.sflow_decoder import decode
 from tests.unit.test_switching_memory import MemoryHarness
 
-
-@pytest.fixture
-def collector() -> Iterator[socket.socket]:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    sock.bind(("127.0.0.1", 0))
-    sock.settimeout(0.2)
-    try:
-        yield sock
-    finally:
-        sock.close()
-
-
-def received(sock: socket.socket) -> list[bytes]:
-    out = []
-    while True:
-        try:
-            out.append(sock.recv(65535))
-        except TimeoutError:
-            return out
-
-
-def udp(src: int, dst: int, dport: int) -> bytes:
-    return build_frame(
-        {
-            fk.DL_SRC: 0x020000000000 + src,
-            fk.DL_DST: 0x020000000000 + dst,
-            fk.DL_TYPE: fk.ETH_IP,
-            fk.NW_PROTO: 17,
-            fk.NW_SRC: 0xC6336400 + src,
-            fk.NW_DST: 0xC6336400 + dst,
-            fk.TP_SRC: 4000,
-            fk.TP_DST: dport,
-        }
-    )
+udp = udp_frame
 
 
 def test_sflow_datagram_decodes_per_the_specification() -> None:
