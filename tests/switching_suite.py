@@ -38,8 +38,11 @@ def decode(raw: bytes) -> tuple[tuple[int, ...], bytes] | None:
 
 
 class Harness(Protocol):
-    def configure(self, ports: dict[str, dict[str, Any]]) -> None:
-        """Ports a..d with Port columns (tag, trunks, vlan_mode)."""
+    def configure(
+        self, ports: dict[str, dict[str, Any]], bridge: dict[str, Any] | None = None
+    ) -> None:
+        """Ports a..d with Port columns (tag, trunks, vlan_mode, protected), and the
+        bridge's columns (flood_vlans)."""
 
     def send(self, port: str, raw: bytes) -> None: ...
 
@@ -158,6 +161,46 @@ def check_priority_tag_over_a_tag_is_dropped(h: Harness) -> None:
     assert got["b"] == [] and got["c"] == [] and got["d"] == [], got
 
 
+def check_protected_ports(h: Harness) -> None:
+    """``Port.protected``: two protected ports never reach each other, neither by a
+    flood nor by a learned address; both reach the other ports, and are reached."""
+    h.configure({"a": {"protected": True}, "b": {"protected": True}, "c": {}, "d": {}})
+    h.received()
+    h.send("a", frame(BROADCAST, mac(1), b"from a"))
+    got = payloads(h)
+    assert got["c"] == got["d"] == [((), b"from a")] and got["b"] == [], got
+    h.send("c", frame(BROADCAST, mac(3), b"from c"))
+    got = payloads(h)
+    assert got["a"] == got["b"] == got["d"] == [((), b"from c")], got
+    h.send("b", frame(mac(1), mac(2), b"b to learned a"))
+    got = payloads(h)
+    assert got["a"] == [] and got["c"] == got["d"] == [], got
+    h.send("b", frame(mac(3), mac(2), b"b to learned c"))
+    h.send("d", frame(mac(1), mac(4), b"d to learned a"))
+    got = payloads(h)
+    assert got["c"] == [((), b"b to learned c")] and got["a"] == [((), b"d to learned a")], got
+
+
+def check_flood_vlans(h: Harness) -> None:
+    """``Bridge.flood_vlans``: on those VLANs nothing is learned, so even a reply's
+    destination is flooded; other VLANs learn as usual."""
+    ports = {"a": {"tag": 10}, "b": {"tag": 10}, "c": {"tag": 10}, "d": {"tag": 20}}
+    h.configure(ports, {"flood_vlans": [10]})
+    h.received()
+    h.send("a", frame(BROADCAST, mac(1), b"hello"))
+    h.send("b", frame(mac(1), mac(2), b"reply"))
+    got = payloads(h)
+    assert got["a"] == [((), b"reply")] and got["b"] == [((), b"hello")], got
+    assert got["c"] == [((), b"hello"), ((), b"reply")] and got["d"] == [], got
+    h.configure(ports, {"flood_vlans": []})  # learning again
+    h.received()
+    h.send("a", frame(BROADCAST, mac(1), b"hello again"))
+    h.send("b", frame(mac(1), mac(2), b"learned reply"))
+    got = payloads(h)
+    assert got["a"] == [((), b"learned reply")] and got["b"] == [((), b"hello again")], got
+    assert got["c"] == [((), b"hello again")], got
+
+
 SCENARIOS = [
     check_learning_and_flooding,
     check_access_isolation,
@@ -165,6 +208,8 @@ SCENARIOS = [
     check_native_vlans,
     check_bad_tags_never_leak,
     check_priority_tag_over_a_tag_is_dropped,
+    check_protected_ports,
+    check_flood_vlans,
 ]
 # Scenarios where ovs-runtime differs from Open vSwitch on purpose (each says why).
 STRICTER_THAN_OVS = [check_priority_tag_over_a_tag_is_dropped]

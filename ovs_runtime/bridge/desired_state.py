@@ -6,6 +6,12 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
+from ovs_runtime.bridge.device_settings import (
+    DeviceSettingError,
+    DeviceSettings,
+    bridge_hwaddr,
+    interface_settings,
+)
 from ovs_runtime.bridge.flow_export_config import (
     FlowExportError,
     IpfixSpec,
@@ -31,6 +37,9 @@ class InterfaceSpec:
     type: str
     options: dict[str, str]
     ofport_request: int | None
+    # MTU and MAC for the device (``device_settings``): applied by the reconciler, not
+    # part of the port's identity (changing them must not re-create the port).
+    settings: DeviceSettings = field(default=DeviceSettings(), compare=False)
 
 
 @dataclass(frozen=True)
@@ -46,6 +55,7 @@ class PortSpec:
     qos_error: str | None = None
     policing: tuple[int, int] = (0, 0)  # the interface's ingress (rate, burst), kbit
     port_security: PortSecurity | None = None  # None: any source may send
+    protected: bool = False  # NORMAL never forwards between two protected ports
 
 
 @dataclass(frozen=True)
@@ -73,6 +83,8 @@ class BridgeSpec:
     sflow: SflowSpec | None = None
     netflow: NetflowSpec | None = None
     ipfix: IpfixSpec | None = None
+    hwaddr: str | None = field(default=None, compare=False)  # other_config:hwaddr
+    flood_vlans: frozenset[int] = frozenset()  # VLANs without MAC learning
 
 
 def _mirror(row: Row, port_names: dict[uuid.UUID, str]) -> MirrorSpec:
@@ -99,7 +111,15 @@ def _interface(row: Row) -> InterfaceSpec:
         type=scalar(row["type"], ""),
         options=as_map(row["options"]),
         ofport_request=scalar(row["ofport_request"]),
+        settings=_settings(interface_settings, row, DeviceSettings()),
     )
+
+
+def _settings(reader: Any, row: Row, fallback: Any) -> Any:
+    try:
+        return reader(row, f"interface {scalar(row['name'])}")
+    except DeviceSettingError:
+        return fallback  # written before the commit check existed
 
 
 def _policing(tables: dict[str, dict[uuid.UUID, Row]], port_row: Row) -> tuple[int, int]:
@@ -185,6 +205,7 @@ def read_bridges(tables: dict[str, dict[uuid.UUID, Row]]) -> dict[str, BridgeSpe
                         qos_error=qos_error,
                         policing=_policing(tables, port_row),
                         port_security=_port_security(port_row),
+                        protected=bool(scalar(port_row["protected"], False)),
                     )
                 )
             name = scalar(bridge_row["name"])
@@ -209,5 +230,7 @@ def read_bridges(tables: dict[str, dict[uuid.UUID, Row]]) -> dict[str, BridgeSpe
                 sflow=_export(tables, bridge_row, "sflow", "sFlow", sflow_from_row),
                 netflow=_export(tables, bridge_row, "netflow", "NetFlow", netflow_from_row),
                 ipfix=_export(tables, bridge_row, "ipfix", "IPFIX", ipfix_from_row),
+                hwaddr=_settings(bridge_hwaddr, bridge_row, None),
+                flood_vlans=frozenset(as_list(bridge_row["flood_vlans"])),
             )
     return bridges

@@ -6,25 +6,31 @@ the commit, so a burst of commits costs one pass). Each pass diffs the desired s
 against what runs, logs one line per bridge or port added, changed or removed, hands the
 changes to the datapath provider, writes status back (``Interface.ofport``, ``error``)
 and finally sets ``cur_cfg = next_cfg``. ``refresh_status`` (every second) writes link
-state and statistics, and lets the provider re-attach devices that came back.
+state and statistics, and lets the provider re-attach devices that came back; what
+the daemon set on a device (QoS, MTU, MAC) is set again once a device was re-created.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import uuid
 from collections.abc import Callable
 from typing import Any
 
-from ovs_runtime.bridge import ofport_allocator, qos_tc
+from pyroute2.netlink.exceptions import NetlinkError
+
+from ovs_runtime.bridge import device_settings, ofport_allocator, qos_tc
 from ovs_runtime.bridge.address_handover import AddressHandover, wants_move
 from ovs_runtime.bridge.desired_state import BridgeSpec, PortSpec, read_bridges
+from ovs_runtime.bridge.device_settings import DeviceSettings
 from ovs_runtime.bridge.flow_rules import FlowRuleReader
 from ovs_runtime.bridge.qos_config import QosSpec
 from ovs_runtime.datapath.provider import DatapathProvider, InterfaceState
 from ovs_runtime.db.database import Database, RowChange
 from ovs_runtime.db.datum import scalar
+from ovs_runtime.netdev import link
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +46,7 @@ WATCHED_TABLES = frozenset(
         "Flow_Rule",
         "sFlow",
         "NetFlow",
+        "IPFIX",
     }
 )
 STATUS_COLUMNS = frozenset(
@@ -73,7 +80,12 @@ class Reconciler:
         self.db = db
         self.provider = provider
         self.handover = handover if provider is not None else None
-        self.qos_applied: dict[str, QosSpec] = {}  # device -> what its tc holds
+        # device -> what was set on it, and the ifindex it had then (a re-created device
+        # has a new one, and needs it all again)
+        self.qos_applied: dict[str, tuple[QosSpec, int]] = {}
+        self.settings_applied: dict[str, tuple[DeviceSettings, int]] = {}
+        self.setting_errors: dict[str, str] = {}  # device -> why its MTU or MAC failed
+        self.desired: dict[str, BridgeSpec] = {}  # as of the last pass
         self.running: dict[str, BridgeSpec] = {}
         self.ofports: dict[tuple[str, str], int] = {}  # (bridge, interface) -> number
         self.errors: dict[str, str | None] = {}  # interface -> attach error
@@ -95,7 +107,7 @@ class Reconciler:
 
     def reconcile(self) -> None:
         self._scheduled = False
-        desired = read_bridges(self.db.tables)
+        desired = self.desired = read_bridges(self.db.tables)
         moves = _wanted_moves(desired)
         self._release_addresses(moves)  # before the bridge ports they sit on can vanish
         if self.provider is not None:
@@ -106,6 +118,7 @@ class Reconciler:
             self._apply(desired)
         self._take_addresses(moves)
         self._apply_qos(desired)
+        self._apply_device_settings(desired)
         self._write_status(ack=True)
 
     # -- QoS (Linux tc on system ports) -------------------------------------------------------
@@ -124,18 +137,19 @@ class Reconciler:
             try:
                 if qos_tc.remove(device):
                     log.info("port %s: QoS removed", device)
-            except OSError as exc:
+            except (OSError, NetlinkError) as exc:
                 log.warning("port %s: cannot remove QoS: %s", device, exc)
             del self.qos_applied[device]
         for device, spec in sorted(wanted.items()):
-            if self.qos_applied.get(device) == spec:
-                continue
+            index = link.ifindex(device)
+            if index is None or self.qos_applied.get(device) == (spec, index):
+                continue  # absent (set once it appears), or in place
+            self.qos_applied[device] = (spec, index)  # a failure is retried on a change
             try:
                 qos_tc.install(device, spec)
-            except OSError as exc:
+            except (OSError, NetlinkError) as exc:
                 log.warning("port %s: cannot install QoS: %s", device, exc)
                 continue
-            self.qos_applied[device] = spec
             log.info(
                 "port %s: QoS %s max-rate %d bit/s, %d queue(s)",
                 device,
@@ -143,6 +157,31 @@ class Reconciler:
                 spec.max_rate,
                 len(spec.queues),
             )
+
+    # -- MTU and MAC of devices ---------------------------------------------------------------
+
+    def _apply_device_settings(self, desired: dict[str, BridgeSpec]) -> None:
+        if self.provider is None:
+            return
+        wanted = _wanted_settings(desired)
+        for device in set(self.settings_applied) - set(wanted):
+            del self.settings_applied[device]
+            self.setting_errors.pop(device, None)
+        for device, settings in sorted(wanted.items()):
+            index = link.ifindex(device)
+            if index is None or self.settings_applied.get(device) == (settings, index):
+                continue
+            # Recorded even when refused: tried again on a change or a new device, not
+            # every second.
+            self.settings_applied[device] = (settings, index)
+            try:
+                device_settings.apply(device, settings)
+            except OSError as exc:
+                log.warning("port %s: %s", device, exc)
+                self.setting_errors[device] = str(exc)
+                continue
+            self.setting_errors.pop(device, None)
+            log.info("port %s: %s", device, _settings_text(settings))
 
     # -- uplink addresses ------------------------------------------------------------------
 
@@ -189,12 +228,13 @@ class Reconciler:
             if current is None:
                 log.info("bridge %s: created (fail_mode %s)", name, spec.fail_mode)
                 if provider:
-                    provider.add_bridge(name, spec.other_config)
+                    provider.add_bridge(name, spec.other_config, spec.flood_vlans)
                 old_ports: dict[str, PortSpec] = {}
             else:
                 old_ports = {p.name: p for p in current.ports}
-                if provider and current.other_config != spec.other_config:
-                    provider.configure_bridge(name, spec.other_config)
+                bridge_config = (spec.other_config, spec.flood_vlans)
+                if provider and (current.other_config, current.flood_vlans) != bridge_config:
+                    provider.configure_bridge(name, *bridge_config)
             numbers = self._numbers(spec)
             new_ports = {p.name: p for p in spec.ports}
             for port in sorted(set(old_ports) - set(new_ports)):
@@ -307,15 +347,20 @@ class Reconciler:
             for event in self.provider.maintain():
                 log.info("%s", event)
             self._delete_expired_flows()
+            self._apply_qos(self.desired)  # devices that came back, re-created
+            self._apply_device_settings(self.desired)
         self._write_status(ack=False)
 
     def _write_status(self, ack: bool) -> None:
         ops: list[dict[str, Any]] = []
         states = self._interface_states()
         for iface_uuid, row in self.db.tables["Interface"].items():
-            state = states.get(scalar(row["name"]))
+            name = scalar(row["name"])
+            state = states.get(name)
             if state is None:
                 continue
+            if state.error is None and name in self.setting_errors:
+                state = dataclasses.replace(state, error=self.setting_errors[name])
             wanted = _status_row(state)
             current = {col: row[col].to_json() for col in wanted}
             changed = {col: val for col, val in wanted.items() if _json_differs(current[col], val)}
@@ -351,6 +396,31 @@ class Reconciler:
             log.error("cannot write bridge status: %s", failed[0])
         elif acked is not None:
             log.debug("configuration %d is live", acked)
+
+
+def _wanted_settings(desired: dict[str, BridgeSpec]) -> dict[str, DeviceSettings]:
+    """Device -> the MTU and MAC asked for it; a bridge's local port takes the bridge's
+    ``other_config:hwaddr`` unless its interface names its own ``mac``."""
+    wanted = {}
+    for bridge in desired.values():
+        for port in bridge.ports:
+            for iface in port.interfaces:
+                settings = iface.settings
+                local = iface.name == bridge.name and iface.type == "internal"
+                if local and settings.mac is None and bridge.hwaddr is not None:
+                    settings = DeviceSettings(settings.mtu, bridge.hwaddr)
+                if settings != DeviceSettings():
+                    wanted[iface.name] = settings
+    return wanted
+
+
+def _settings_text(settings: DeviceSettings) -> str:
+    parts = []
+    if settings.mtu is not None:
+        parts.append(f"MTU {settings.mtu}")
+    if settings.mac is not None:
+        parts.append(f"MAC {settings.mac}")
+    return ", ".join(parts)
 
 
 def _on(spec: Any) -> str:

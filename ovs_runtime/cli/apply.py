@@ -62,7 +62,15 @@ BRIDGE_COLUMNS = (
     "other_config",
     "external_ids",
 )
-PORT_COLUMNS = ("tag", "trunks", "vlan_mode", "port_security", "other_config", "external_ids")
+PORT_COLUMNS = (
+    "tag",
+    "trunks",
+    "vlan_mode",
+    "protected",
+    "port_security",
+    "other_config",
+    "external_ids",
+)
 IFACE_SHORTCUTS = ("type", "options", "ofport_request", "mtu_request", "mac")
 IFACE_COLUMNS = (
     "type",

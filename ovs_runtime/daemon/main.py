@@ -23,6 +23,7 @@ from ovs_runtime import __version__
 from ovs_runtime.bridge import qos_tc
 from ovs_runtime.bridge.address_handover import AddressHandover
 from ovs_runtime.bridge.confirm_rollback import PendingRollbacks, SnapshotError
+from ovs_runtime.bridge.device_settings import check_device_settings
 from ovs_runtime.bridge.flow_export_config import check_flow_export
 from ovs_runtime.bridge.flow_rule_checks import check_flow_rules
 from ovs_runtime.bridge.mirror_config import check_mirrors
@@ -30,6 +31,7 @@ from ovs_runtime.bridge.port_security_config import check_port_security
 from ovs_runtime.bridge.qos_config import check_qos
 from ovs_runtime.bridge.reconciler import Reconciler
 from ovs_runtime.bridge.tunnel_config import check_tunnels
+from ovs_runtime.bridge.unsupported_features import check_unsupported_features
 from ovs_runtime.daemon import config as daemon_config
 from ovs_runtime.daemon import run_lock, systemd_notify
 from ovs_runtime.daemon.heap import HeapKeeper
@@ -141,6 +143,8 @@ class Daemon:
             check_flow_rules,
             check_port_security,
             check_flow_export,
+            check_device_settings,
+            check_unsupported_features,
         ]
         fd_store = FdStore(systemd_notify.notify if systemd_notify.under_systemd() else None)
         if self.args.datapath == "userspace":

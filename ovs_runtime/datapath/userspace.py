@@ -529,17 +529,24 @@ class UserspaceDatapath:
     def batch(self) -> threading.RLock:
         return self.lock
 
-    def add_bridge(self, name: str, other_config: dict[str, str]) -> None:
+    def add_bridge(
+        self, name: str, other_config: dict[str, str], flood_vlans: frozenset[int] = frozenset()
+    ) -> None:
         with self.lock:
             bridge = BridgeState(name, NormalBridge(name), flows=BridgeFlows(self.clock()))
             self.bridges[name] = bridge
             for problem in bridge.configure(other_config):
                 log.warning("%s", problem)
+            bridge.normal.set_flood_vlans(flood_vlans)
 
-    def configure_bridge(self, name: str, other_config: dict[str, str]) -> None:
+    def configure_bridge(
+        self, name: str, other_config: dict[str, str], flood_vlans: frozenset[int] = frozenset()
+    ) -> None:
         with self.lock:
-            for problem in self.bridges[name].configure(other_config):
+            bridge = self.bridges[name]
+            for problem in bridge.configure(other_config):
                 log.warning("%s", problem)
+            bridge.normal.set_flood_vlans(flood_vlans)
 
     def remove_bridge(self, name: str) -> None:
         with self.lock:
@@ -566,7 +573,9 @@ class UserspaceDatapath:
             handle.tun_id, handle.tun_src = _tunnel_key(port), _tunnel_remote(port)
             state.ports[port.name] = handle
             state.by_ofport[ofport] = handle
-            state.normal.set_port(ofport, handle.vlan, mesh=kind in TUNNEL_TYPES)
+            state.normal.set_port(
+                ofport, handle.vlan, mesh=kind in TUNNEL_TYPES, protected=port.protected
+            )
             self._ports_changed(state, handle)
             if len(port.interfaces) > 1:
                 handle.error = "ports with several interfaces (bonds) are not supported"
@@ -592,7 +601,9 @@ class UserspaceDatapath:
             handle.vlan = PortVlan.from_config(port.vlan_mode, port.tag, port.trunks)
             handle.policer = policer_for(*port.policing, handle.policer)
             handle.tun_id, handle.tun_src = _tunnel_key(port), _tunnel_remote(port)
-            state.normal.set_port(ofport, handle.vlan, mesh=kind in TUNNEL_TYPES)
+            state.normal.set_port(
+                ofport, handle.vlan, mesh=kind in TUNNEL_TYPES, protected=port.protected
+            )
             self._ports_changed(state, handle)
             return handle.error
 

@@ -46,6 +46,12 @@ def read_status(name: str) -> NetdevStatus:
     )
 
 
+def ifindex(name: str) -> int | None:
+    """The device's interface index, None if there is no such device (from sysfs)."""
+    text = _read(name, "ifindex")
+    return int(text) if text else None
+
+
 def first_ipv4(name: str) -> str | None:
     """The first IPv4 address on a device (sFlow's agent address), via netlink."""
     with IPRoute() as ipr:

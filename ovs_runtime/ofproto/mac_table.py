@@ -68,6 +68,12 @@ class MacTable:
             del self.entries[key]
         self.generation += 1
 
+    def forget_vlans(self, vlans: frozenset[int]) -> None:
+        gone = [k for k in self.entries if k[0] in vlans]
+        for key in gone:
+            del self.entries[key]
+        self.generation += 1
+
     def flush(self) -> None:
         self.entries.clear()
         self.generation += 1

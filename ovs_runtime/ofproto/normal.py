@@ -3,7 +3,9 @@
 For a frame arriving on a port: find its VLAN (dropping what the port's VLAN mode does
 not allow), learn its source MAC on that VLAN, then send it to the learned port for its
 destination, or flood it to every other port carrying the VLAN. Nothing is ever sent back
-out of the ingress port, and nothing crosses VLANs.
+out of the ingress port, and nothing crosses VLANs. As in OVS, nothing goes from one
+protected port (``Port.protected``) to another, and on the bridge's ``flood_vlans``
+nothing is learned and everything is flooded.
 
 ``decide`` returns the outputs as ``(port, vid-or-None)`` pairs; the datapath does the
 tag pushing and popping, and caches decisions (see ``datapath.flow_cache``).
@@ -29,6 +31,8 @@ class NormalBridge:
     drops: Counter[str] = field(default_factory=Counter)
     config_generation: int = 0
     mesh: set[int] = field(default_factory=set)  # tunnel ports of a full mesh
+    protected: set[int] = field(default_factory=set)  # never forward between two of these
+    flood_vlans: frozenset[int] = frozenset()  # no learning: always flood
     mirror_outputs: set[int] = field(default_factory=set)  # no part in switching
     last_drop: str = ""  # the reason of the latest DROP, for the pipeline and its trace
 
@@ -40,18 +44,34 @@ class NormalBridge:
         """Something every cached decision may depend on changed (rules, fail mode)."""
         self.mac_table.generation += 1
 
-    def set_port(self, ofport: int, vlan: PortVlan, mesh: bool = False) -> None:
-        if self.ports.get(ofport) != vlan or (ofport in self.mesh) != mesh:
+    def set_port(
+        self, ofport: int, vlan: PortVlan, mesh: bool = False, protected: bool = False
+    ) -> None:
+        if (
+            self.ports.get(ofport) != vlan
+            or (ofport in self.mesh) != mesh
+            or (ofport in self.protected) != protected
+        ):
             self.ports[ofport] = vlan
-            if mesh:
-                self.mesh.add(ofport)
-            else:
-                self.mesh.discard(ofport)
+            for members, wanted in ((self.mesh, mesh), (self.protected, protected)):
+                if wanted:
+                    members.add(ofport)
+                else:
+                    members.discard(ofport)
+            self.config_generation += 1
+            self.mac_table.generation += 1
+
+    def set_flood_vlans(self, vlans: frozenset[int]) -> None:
+        """VLANs on which nothing is learned (what was learned there is forgotten)."""
+        if vlans != self.flood_vlans:
+            self.flood_vlans = frozenset(vlans)
+            self.mac_table.forget_vlans(self.flood_vlans)
             self.config_generation += 1
             self.mac_table.generation += 1
 
     def remove_port(self, ofport: int) -> None:
         self.mesh.discard(ofport)
+        self.protected.discard(ofport)
         if self.ports.pop(ofport, None) is not None:
             self.mac_table.forget_port(ofport)
             self.config_generation += 1
@@ -92,13 +112,14 @@ class NormalBridge:
         vlan = self.input_vlan(in_port, hdr)
         if vlan == DROP:
             return DROP, ()
+        learning = vlan not in self.flood_vlans
         if not is_multicast(hdr.src):
-            if learn:
+            if learn and learning:
                 self.mac_table.learn(vlan, hdr.src, in_port, now)
         else:
             self._drop("multicast-source")
             return DROP, ()
-        if not is_multicast(hdr.dst):
+        if not is_multicast(hdr.dst) and learning:
             out = self.mac_table.lookup(vlan, hdr.dst, now)
             if out is not None:
                 if out == in_port:
@@ -106,6 +127,9 @@ class NormalBridge:
                 cfg = self.ports.get(out)
                 if in_port in self.mesh and out in self.mesh:
                     return vlan, ()  # split horizon: the sender reaches it directly
+                if in_port in self.protected and out in self.protected:
+                    self._drop("protected-ports")
+                    return vlan, ()
                 if cfg is not None and cfg.carries(vlan):
                     return vlan, ((out, cfg.output_tag(vlan)),)
         return vlan, self.flood(in_port, vlan)
@@ -114,11 +138,13 @@ class NormalBridge:
         # Split horizon: a frame that came over a mesh tunnel already reached every
         # other tunnel endpoint from its source, so it never goes back into the mesh.
         from_mesh = in_port in self.mesh
+        from_protected = in_port in self.protected
         return tuple(
             (port, cfg.output_tag(vlan))
             for port, cfg in sorted(self.ports.items())
             if port != in_port
             and cfg.carries(vlan)
             and not (from_mesh and port in self.mesh)
+            and not (from_protected and port in self.protected)
             and port not in self.mirror_outputs
         )

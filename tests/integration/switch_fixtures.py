@@ -56,8 +56,9 @@ def apply_bridge(
     bridge: str,
     ports: dict[str, dict[str, Any]],
     state: str = "replaced",
+    columns: dict[str, Any] | None = None,
 ) -> None:
-    doc = {"bridges": {bridge: {"ports": ports}}}
+    doc = {"bridges": {bridge: {"ports": ports, **(columns or {})}}}
     path = tmp / f"{bridge}.yaml"
     path.write_text(yaml.safe_dump(doc))
     proc = daemon.ovsr("apply", f"--state={state}", str(path))
@@ -94,7 +95,11 @@ class RealHarness(VethHarness):
         super().__init__(lab)
         self.daemon, self.tmp = daemon, tmp
 
-    def configure(self, ports: dict[str, dict[str, Any]]) -> None:
+    def configure(
+        self, ports: dict[str, dict[str, Any]], bridge: dict[str, Any] | None = None
+    ) -> None:
         wanted = {self.lab.hosts[name].switch_port: cfg for name, cfg in ports.items()}
-        apply_bridge(self.daemon, self.tmp, "br0", wanted)
+        apply_bridge(
+            self.daemon, self.tmp, "br0", wanted, columns={"flood_vlans": [], **(bridge or {})}
+        )
         assert self.daemon.ovsr("fdb-flush", "br0").returncode == 0

@@ -113,13 +113,9 @@ def test_sflow_and_netflow_report_the_traffic_really_sent(
     )
 
 
-def ipfix_pings(switch: DaemonProcess, lab: NetnsLab, sock: socket.socket, *settings: str) -> None:
-    """Point br0's IPFIX at ``sock`` with ``settings``, and ping h2 from h1."""
-    made = switch.ovsr(
-        *("--", "--id=@i", "create", "IPFIX", f'targets="127.0.0.1:{sock.getsockname()[1]}"'),
-        *settings,
-        *("--", "set", "Bridge", "br0", "ipfix=@i"),
-    )
+def ipfix_pings(switch: DaemonProcess, lab: NetnsLab, *command: str) -> None:
+    """Configure br0's IPFIX with ``command``, and ping h2 from h1."""
+    made = switch.ovsr(*command)
     assert made.returncode == 0, made.stderr
     ping = lab.run("h1", "ping", "-q", "-c", str(PINGS), "-i", "0.002", "198.51.100.2", timeout=60)
     assert f"{PINGS} received" in ping.stdout, ping.stdout
@@ -134,11 +130,15 @@ def test_ipfix_reports_the_traffic_really_sent(
     sampled, cached = collector(), collector()
     try:
         # 1 in 10, no cache (OVS's default): a record per sampled packet.
-        ipfix_pings(switch, lab, sampled, "sampling=10", "obs_domain_id=7", "obs_point_id=3")
-        # Every packet, cached 2 s: the flows' records add up to exactly what was sent.
-        ipfix_pings(
-            switch, lab, cached, "sampling=1", "cache_active_timeout=2", "cache_max_flows=64"
-        )
+        target = f'targets="127.0.0.1:{sampled.getsockname()[1]}"'
+        create = ("--", "--id=@i", "create", "IPFIX", target, "sampling=10")
+        ids = ("obs_domain_id=7", "obs_point_id=3")
+        ipfix_pings(switch, lab, *create, *ids, "--", "set", "Bridge", "br0", "ipfix=@i")
+        # The same row changed to every packet, cached 2 s, to the other collector: the
+        # flows' records add up to exactly what was sent.
+        target = f'targets="127.0.0.1:{cached.getsockname()[1]}"'
+        cache = ("cache_active_timeout=2", "cache_max_flows=64")
+        ipfix_pings(switch, lab, "set", "IPFIX", "br0", target, "sampling=1", *cache)
         time.sleep(1)
         shown = json.loads(switch.ovsr("--format", "json", "dpif-show").stdout)
         switch.ovsr("clear", "Bridge", "br0", "ipfix")  # sends what the cache still holds

@@ -39,11 +39,16 @@ class OvsHarness(VethHarness):
         self.bridge = f"{lab.prefix}br"
         ovs.add_bridge(self.bridge, list(self.ports.values()))
 
-    def configure(self, ports: dict[str, dict[str, Any]]) -> None:
-        args: list[str] = []
+    def configure(
+        self, ports: dict[str, dict[str, Any]], bridge: dict[str, Any] | None = None
+    ) -> None:
+        flood_vlans = ",".join(str(v) for v in (bridge or {}).get("flood_vlans", ()))
+        args = ["--", "set", "Bridge", self.bridge, f"flood_vlans=[{flood_vlans}]"]
         for name, config in ports.items():
             port = self.ports[name]
             args += ["--", "clear", "Port", port, "tag", "trunks", "vlan_mode"]
+            protected = "true" if config.get("protected") else "false"
+            args += ["--", "set", "Port", port, f"protected={protected}"]
             if "tag" in config:
                 args += ["--", "set", "Port", port, f"tag={config['tag']}"]
             if "trunks" in config:

@@ -24,7 +24,11 @@ class MemoryHarness:
         self.netdevs[name] = MemoryNetdev(name)
         return self.netdevs[name]
 
-    def configure(self, ports: dict[str, dict[str, Any]]) -> None:
+    def configure(
+        self, ports: dict[str, dict[str, Any]], bridge: dict[str, Any] | None = None
+    ) -> None:
+        if bridge is not None:
+            self.dp.configure_bridge("br0", {}, frozenset(bridge.get("flood_vlans", ())))
         for n, (name, cfg) in enumerate(sorted(ports.items()), 1):
             spec = PortSpec(
                 uuid.uuid4(),
@@ -33,6 +37,7 @@ class MemoryHarness:
                 tuple(cfg.get("trunks", ())),
                 cfg.get("vlan_mode"),
                 (InterfaceSpec(uuid.uuid4(), name, "", {}, None),),
+                protected=cfg.get("protected", False),
             )
             if name in self.dp.bridges["br0"].ports:
                 self.dp.update_port("br0", spec, n)

@@ -1,0 +1,42 @@
+"""Settings of OVS's schema that ask for something this switch does not do.
+
+The columns exist so that OVS's tools and IDLs work against the database, and ``false``
+is accepted; ``true`` fails the transaction with a message that says so, rather than
+being stored and silently ignored (a bridge believed to run spanning tree, say, would
+let a cabling loop melt the network).
+
+- ``Bridge.stp_enable`` and ``rstp_enable``: no spanning tree. Loops must be prevented by
+  the topology (the overlay mesh uses split horizon) or by flow rules.
+- ``Bridge.mcast_snooping_enable``: no IGMP/MLD snooping; multicast is flooded within
+  its VLAN, as with snooping off in OVS.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ovs_runtime.db.datum import scalar
+
+UNSUPPORTED_BRIDGE_FLAGS = {
+    "stp_enable": "spanning tree (STP) is not implemented by ovs-runtime",
+    "rstp_enable": "rapid spanning tree (RSTP) is not implemented by ovs-runtime",
+    "mcast_snooping_enable": (
+        "multicast snooping is not implemented by ovs-runtime (multicast is flooded "
+        "within its VLAN)"
+    ),
+}
+
+
+def check_unsupported_features(view: Any) -> None:
+    from ovs_runtime.db.errors import OvsdbError
+
+    for row_uuid, row in view.changes.get("Bridge", {}).items():
+        if row is None:
+            continue
+        for column, why in UNSUPPORTED_BRIDGE_FLAGS.items():
+            if scalar(row[column], False):
+                raise OvsdbError(
+                    "constraint violation",
+                    f"Bridge {scalar(row['name'])} ({row_uuid}): {column}=true: {why}; "
+                    f"only false is accepted",
+                )

@@ -1,0 +1,110 @@
+"""MTU and MAC settings for devices (no root): what each Interface and Bridge row asks
+for, the local port taking the bridge's hwaddr, and the commit check refusing bad
+values whole, naming the row. Setting them on real devices, and again after a device
+is re-created, is in tests/integration/test_device_settings.py."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ovs_runtime.bridge.desired_state import read_bridges
+from ovs_runtime.bridge.device_settings import DeviceSettings, check_device_settings
+from ovs_runtime.bridge.reconciler import _wanted_settings
+from ovs_runtime.bridge.unsupported_features import check_unsupported_features
+from ovs_runtime.db.database import Database
+from tests.unit.db_helpers import add_bridge_ops, errors, new_db, select
+
+
+def db_with_bridge(tmp_path: Path) -> Database:
+    db = new_db(tmp_path / "db")
+    db.commit_checks.append(check_device_settings)
+    assert not errors(db.transact(add_bridge_ops("br0", ("vm1", "up1"))))
+    assert not errors(
+        db.transact(
+            [
+                {
+                    "op": "update",
+                    "table": "Interface",
+                    "where": [["name", "includes", name]],
+                    "row": {"type": "internal" if name != "up1" else ""},
+                }
+                for name in ("br0", "vm1", "up1")
+            ]
+        )
+    )
+    return db
+
+
+def update(db: Database, table: str, name: str, row: dict[str, object]) -> list[dict[str, Any]]:
+    op = {"op": "update", "table": table, "where": [["name", "==", name]], "row": row}
+    return errors(db.transact([op]))
+
+
+def test_settings_are_read_and_the_local_port_takes_the_bridge_hwaddr(tmp_path: Path) -> None:
+    db = db_with_bridge(tmp_path)
+    assert not update(db, "Interface", "vm1", {"mtu_request": 9000, "mac": "02:AA:00:00:00:01"})
+    assert not update(db, "Interface", "up1", {"mtu_request": 1600})
+    assert not update(db, "Interface", "br0", {"mtu_request": 9000})
+    hwaddr = ["map", [["hwaddr", "02:00:5e:00:00:07"]]]
+    assert not update(db, "Bridge", "br0", {"other_config": hwaddr})
+    wanted = _wanted_settings(read_bridges(db.tables))
+    assert wanted == {
+        "vm1": DeviceSettings(9000, "02:aa:00:00:00:01"),
+        "up1": DeviceSettings(1600, None),
+        "br0": DeviceSettings(9000, "02:00:5e:00:00:07"),
+    }
+    # The interface's own mac wins over the bridge's hwaddr.
+    assert not update(db, "Interface", "br0", {"mac": "02:00:00:00:00:99"})
+    assert _wanted_settings(read_bridges(db.tables))["br0"].mac == "02:00:00:00:00:99"
+
+
+@pytest.mark.parametrize(
+    ("table", "name", "row", "message"),
+    [
+        ("Interface", "vm1", {"mac": "02:00:00:00:01"}, "is not a MAC address"),
+        ("Interface", "vm1", {"mac": "01:00:5e:00:00:01"}, "multicast or all-zero"),
+        ("Interface", "vm1", {"mac": "00:00:00:00:00:00"}, "multicast or all-zero"),
+        ("Interface", "up1", {"mac": "02:00:00:00:00:01"}, "only on internal and tap ports"),
+        ("Interface", "vm1", {"mtu_request": 67}, "67 is outside 68-65535"),
+        ("Interface", "vm1", {"mtu_request": 70000}, "70000 is outside 68-65535"),
+        (
+            "Interface",
+            "vm1",
+            {"type": "patch", "mtu_request": 1500, "options": ["map", [["peer", "x"]]]},
+            "mtu_request needs a port with a device",
+        ),
+        ("Bridge", "br0", {"other_config": ["map", [["hwaddr", "nope"]]]}, "hwaddr: 'nope'"),
+    ],
+)
+def test_bad_settings_are_refused_whole_naming_the_row(
+    tmp_path: Path, table: str, name: str, row: dict[str, object], message: str
+) -> None:
+    db = db_with_bridge(tmp_path)
+    before = {t: select(db, t) for t in ("Interface", "Bridge")}
+    ops = [
+        {
+            "op": "update",
+            "table": "Interface",
+            "where": [["name", "==", "br0"]],
+            "row": {"mtu_request": 9000},
+        },
+        {"op": "update", "table": table, "where": [["name", "==", name]], "row": row},
+    ]
+    (failure,) = errors(db.transact(ops))
+    assert failure["error"] == "constraint violation"
+    assert message in failure["details"] and f"{table} {name}" in failure["details"]
+    assert {t: select(db, t) for t in ("Interface", "Bridge")} == before, "nothing changed"
+
+
+@pytest.mark.parametrize("column", ["stp_enable", "rstp_enable", "mcast_snooping_enable"])
+def test_features_the_switch_lacks_are_refused_not_ignored(tmp_path: Path, column: str) -> None:
+    db = db_with_bridge(tmp_path)
+    db.commit_checks.append(check_unsupported_features)
+    assert not update(db, "Bridge", "br0", {column: False}), "false is fine"
+    (failure,) = update(db, "Bridge", "br0", {column: True})
+    assert failure["error"] == "constraint violation"
+    assert "Bridge br0" in failure["details"] and f"{column}=true" in failure["details"]
+    assert select(db, "Bridge")[0][column] is False
