@@ -22,7 +22,12 @@ from typing import Any
 
 from ovs_runtime import __version__
 from ovs_runtime.cli import apply as apply_cmd
-from ovs_runtime.cli import bridge_commands, port_mobility, table_commands  # noqa: F401  (register)
+from ovs_runtime.cli import (  # noqa: F401  (register)
+    bridge_commands,
+    manager_commands,
+    port_mobility,
+    table_commands,
+)
 from ovs_runtime.cli import show as show_cmd
 from ovs_runtime.cli import value_syntax as vs
 from ovs_runtime.cli.client import ClientError, OvsdbClient, default_target

@@ -35,6 +35,7 @@ from ovs_runtime.bridge.unsupported_features import check_unsupported_features
 from ovs_runtime.daemon import config as daemon_config
 from ovs_runtime.daemon import run_lock, systemd_notify
 from ovs_runtime.daemon.heap import HeapKeeper
+from ovs_runtime.daemon.managers import ManagerListeners, check_managers
 from ovs_runtime.datapath.fd_store import FdStore
 from ovs_runtime.datapath.netdev_factory import KernelNetdevs
 from ovs_runtime.datapath.userspace import UserspaceDatapath
@@ -121,6 +122,7 @@ class Daemon:
         self.db: Database | None = None
         self.server: OvsdbServer | None = None
         self.reconciler: Reconciler | None = None
+        self.managers: ManagerListeners | None = None
         self.datapath: UserspaceDatapath | None = None
         self.heap: HeapKeeper | None = None
 
@@ -145,6 +147,7 @@ class Daemon:
             check_flow_export,
             check_device_settings,
             check_unsupported_features,
+            check_managers,
         ]
         fd_store = FdStore(systemd_notify.notify if systemd_notify.under_systemd() else None)
         if self.args.datapath == "userspace":
@@ -169,6 +172,8 @@ class Daemon:
         self._register_inspection_methods(self.server)
         socket_path = os.path.join(self.args.run_dir, SOCKET_NAME)
         await self.server.listen_unix(socket_path, 0o660, self.config.socket_group)
+        self.managers = ManagerListeners(self.db, self.server)
+        await self.managers.reconcile()
         watchdog = systemd_notify.watchdog_interval()
         if watchdog:
             loop.create_task(self._watchdog(watchdog))
@@ -180,6 +185,7 @@ class Daemon:
         )
         await self.stop_event.wait()
         systemd_notify.notify("STOPPING=1\nSTATUS=stopping")
+        await self.managers.close()
         await self.server.close()
         if self.datapath is not None:
             self.datapath.stop()
@@ -221,6 +227,11 @@ class Daemon:
                     self.reconciler.refresh_status()
                 except Exception:  # status must never take the daemon down
                     log.exception("status refresh failed")
+            if self.managers is not None:
+                try:
+                    self.managers.write_status()
+                except Exception:
+                    log.exception("manager status refresh failed")
 
     def _register_inspection_methods(self, server: OvsdbServer) -> None:
         def need_datapath() -> UserspaceDatapath:

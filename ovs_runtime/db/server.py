@@ -1,4 +1,5 @@
-"""The OVSDB server: RFC 7047 over JSON-RPC on unix sockets, with asyncio.
+"""The OVSDB server: RFC 7047 over JSON-RPC on unix sockets (and TCP for managers),
+with asyncio.
 
 One event loop serves every client. Each connection is a ``Session`` with its own
 monitors and locks. Requests are handled one at a time per server, so transactions are
@@ -14,6 +15,7 @@ session continues.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import os
@@ -54,10 +56,13 @@ class ParkedTransaction:
 
 
 class Session:
-    def __init__(self, server: OvsdbServer, writer: asyncio.StreamWriter, peer: str) -> None:
+    def __init__(
+        self, server: OvsdbServer, writer: asyncio.StreamWriter, peer: str, origin: str = ""
+    ) -> None:
         self.server = server
         self.writer = writer
         self.peer = peer
+        self.origin = origin  # the listener it came in on ("" for the daemon's own socket)
         self.monitors: dict[str, Monitor] = {}
         self.closed = False
 
@@ -114,6 +119,31 @@ class OvsdbServer:
         self.servers.append(server)
         log.info("listening on unix:%s", path)
 
+    async def listen_remote(
+        self, origin: str, host: str | None = None, port: int = 0, path: str | None = None
+    ) -> asyncio.base_events.Server:
+        """Another listener (a manager's ``ptcp:`` or ``punix:`` target): TCP on
+        ``host``:``port``, or a unix socket at ``path``. Its sessions carry ``origin``."""
+        serve = functools.partial(self._serve, origin=origin)
+        if path is not None:
+            if os.path.exists(path):
+                os.unlink(path)
+            server = await asyncio.start_unix_server(serve, path=path, limit=READ_CHUNK)
+        else:
+            server = await asyncio.start_server(
+                serve, host=host, port=port, limit=READ_CHUNK, reuse_address=True
+            )
+        log.info("listening on %s", origin)
+        return server
+
+    def sessions_from(self, origin: str) -> list[Session]:
+        return [s for s in self.sessions if s.origin == origin]
+
+    def close_sessions_from(self, origin: str) -> None:
+        for session in self.sessions_from(origin):
+            session.closed = True
+            session.writer.close()
+
     async def close(self) -> None:
         for server in self.servers:
             server.close()
@@ -123,8 +153,15 @@ class OvsdbServer:
         for server in self.servers:
             await server.wait_closed()
 
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        session = Session(self, writer, f"fd{writer.get_extra_info('socket').fileno()}")
+    async def _serve(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, origin: str = ""
+    ) -> None:
+        peername = writer.get_extra_info("peername")
+        if isinstance(peername, tuple) and peername:
+            peer = f"tcp:{peername[0]}:{peername[1]}"
+        else:
+            peer = f"fd{writer.get_extra_info('socket').fileno()}"
+        session = Session(self, writer, peer, origin)
         self.sessions.add(session)
         framer = jsonrpc.MessageFramer(self.max_message_bytes, check_text=True)
         try:
