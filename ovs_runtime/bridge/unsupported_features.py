@@ -9,13 +9,16 @@ let a cabling loop melt the network).
   the topology (the overlay mesh uses split horizon) or by flow rules.
 - ``Bridge.mcast_snooping_enable``: no IGMP/MLD snooping; multicast is flooded within
   its VLAN, as with snooping off in OVS.
+- ``Bridge.controller``: no OpenFlow channel, so no controller; flow rules are set with
+  ``ovsr add-flow``/``replace-flows`` (ovs-ofctl syntax) and kept in the database.
+- ``Queue.dscp``: queues do not re-mark DSCP (a flow rule's ``mod_nw_tos`` does).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from ovs_runtime.db.datum import scalar
+from ovs_runtime.db.datum import as_list, scalar
 
 UNSUPPORTED_BRIDGE_FLAGS = {
     "stp_enable": "spanning tree (STP) is not implemented by ovs-runtime",
@@ -33,10 +36,22 @@ def check_unsupported_features(view: Any) -> None:
     for row_uuid, row in view.changes.get("Bridge", {}).items():
         if row is None:
             continue
+        what = f"Bridge {scalar(row['name'])} ({row_uuid})"
         for column, why in UNSUPPORTED_BRIDGE_FLAGS.items():
             if scalar(row[column], False):
                 raise OvsdbError(
-                    "constraint violation",
-                    f"Bridge {scalar(row['name'])} ({row_uuid}): {column}=true: {why}; "
-                    f"only false is accepted",
+                    "constraint violation", f"{what}: {column}=true: {why}; only false is accepted"
                 )
+        if as_list(row["controller"]):
+            raise OvsdbError(
+                "constraint violation",
+                f"{what}: controller: OpenFlow controllers are not supported (ovs-runtime "
+                "has no OpenFlow channel); set flow rules with ovsr add-flow or replace-flows",
+            )
+    for row_uuid, row in view.changes.get("Queue", {}).items():
+        if row is not None and as_list(row["dscp"]):
+            raise OvsdbError(
+                "constraint violation",
+                f"Queue {row_uuid}: dscp: queues do not re-mark DSCP here; use a flow rule's "
+                "mod_nw_tos action",
+            )

@@ -108,3 +108,28 @@ def test_features_the_switch_lacks_are_refused_not_ignored(tmp_path: Path, colum
     assert failure["error"] == "constraint violation"
     assert "Bridge br0" in failure["details"] and f"{column}=true" in failure["details"]
     assert select(db, "Bridge")[0][column] is False
+
+
+def test_a_controller_or_a_marking_queue_is_refused(tmp_path: Path) -> None:
+    db = db_with_bridge(tmp_path)
+    db.commit_checks.append(check_unsupported_features)
+    ops = [
+        {
+            "op": "insert",
+            "table": "Controller",
+            "uuid-name": "c",
+            "row": {"target": "tcp:192.0.2.1:6653"},
+        },
+        {
+            "op": "update",
+            "table": "Bridge",
+            "where": [["name", "==", "br0"]],
+            "row": {"controller": ["named-uuid", "c"]},
+        },
+    ]
+    (failure,) = errors(db.transact(ops))
+    assert "controller: OpenFlow controllers are not supported" in failure["details"]
+    queue = [{"op": "insert", "table": "Queue", "row": {"dscp": 46}}]
+    (failure,) = errors(db.transact(queue))
+    assert "dscp: queues do not re-mark DSCP" in failure["details"]
+    assert select(db, "Controller") == [] and select(db, "Queue") == []
