@@ -194,11 +194,11 @@ def check_flood_vlans(h: Harness) -> None:
     assert got["c"] == [((), b"hello"), ((), b"reply")] and got["d"] == [], got
     h.configure(ports, {"flood_vlans": []})  # learning again
     h.received()
-    h.send("a", frame(BROADCAST, mac(1), b"hello again"))
-    h.send("b", frame(mac(1), mac(2), b"learned reply"))
+    h.send("c", frame(BROADCAST, mac(3), b"hello again"))
+    h.send("a", frame(mac(3), mac(1), b"learned reply"))
     got = payloads(h)
-    assert got["a"] == [((), b"learned reply")] and got["b"] == [((), b"hello again")], got
-    assert got["c"] == [((), b"hello again")], got
+    assert got["c"] == [((), b"learned reply")] and got["b"] == [((), b"hello again")], got
+    assert got["a"] == [((), b"hello again")], got
 
 
 SCENARIOS = [

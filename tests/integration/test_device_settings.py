@@ -63,8 +63,8 @@ def test_mtu_and_mac_reach_the_devices_and_jumbo_frames_cross(
     wait_for(lambda: link_attr(h1.switch_port, "IFLA_MTU") == 9000, "the veth's MTU")
     wait_for(lambda: link_attr("br0", "IFLA_ADDRESS") == "02:00:5e:10:00:01", "the bridge MAC")
     assert link_attr(h2.switch_port, "IFLA_MTU") == 9000 and link_attr("br0", "IFLA_MTU") == 9000
-    wait_for(lambda: interface_row(switch, h1.switch_port)["mtu"] == 9000, "Interface.mtu")
-    assert interface_row(switch, "br0")["mac_in_use"] == "02:00:5e:10:00:01"
+    wait_for(lambda: interface_row(switch, h1.switch_port)["mtu"] == [9000], "Interface.mtu")
+    assert interface_row(switch, "br0")["mac_in_use"] == ["02:00:5e:10:00:01"]
 
     for host in ("h1", "h2"):
         set_peer_mtu(lab, host, 9000)
