@@ -15,11 +15,21 @@ def _fmt(m: Model, table: str, column: str, value: Any) -> str:
 def show_data(m: Model) -> dict[str, Any]:
     """The tree as plain data; the text form is rendered from this."""
     roots = list(m.rows["Open_vSwitch"].items())
-    result: dict[str, Any] = {"uuid": roots[0][0] if roots else None, "bridges": []}
+    result: dict[str, Any] = {
+        "uuid": roots[0][0] if roots else None,
+        "managers": [],
+        "bridges": [],
+    }
     if roots:
         root = roots[0][1]
         result["ovs_version"] = vs.to_plain(root.get("ovs_version", []))
         bridge_keys = [m.key_of(r) for r in root["bridges"]]
+        for ref in root["manager_options"]:
+            row = m.rows["Manager"].get(m.key_of(ref))
+            if row is not None:
+                manager = {"target": row["target"], "is_connected": row["is_connected"] is True}
+                result["managers"].append(manager)
+        result["managers"].sort(key=lambda x: x["target"])
     else:
         bridge_keys = []
     for bkey in sorted(bridge_keys, key=lambda k: str(m.rows["Bridge"][k]["name"])):
@@ -59,6 +69,10 @@ def show_data(m: Model) -> dict[str, Any]:
 def show_text(m: Model) -> list[str]:
     data = show_data(m)
     lines = [str(data["uuid"] or "(no Open_vSwitch row: run 'ovsr init')")]
+    for manager in data["managers"]:  # as ovs-vsctl show prints them
+        lines.append(f"    Manager {vs.format_atom(manager['target'])}")
+        if manager["is_connected"]:
+            lines.append("        is_connected: true")
     for bridge in data["bridges"]:
         lines.append(f"    Bridge {vs.format_atom(bridge['name'])}")
         if "fail_mode" in bridge:

@@ -10,6 +10,7 @@ import shutil
 import socket
 import subprocess
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,17 +20,20 @@ from tests.daemon_process import DaemonProcess
 pytestmark = pytest.mark.skipif(shutil.which("ovs-vsctl") is None, reason="ovs-vsctl missing")
 
 
-def manager(daemon: DaemonProcess) -> dict[str, Any]:
+def manager(daemon: DaemonProcess, target: str | None = None) -> dict[str, Any]:
     out = daemon.ovsr("--format", "json", "list", "Manager").stdout
-    rows: list[dict[str, Any]] = json.loads(out)
+    rows = [r for r in json.loads(out) if target is None or r["target"] == target]
     assert len(rows) == 1, rows
-    return rows[0]
+    row: dict[str, Any] = rows[0]
+    return row
 
 
-def wait_for_status(daemon: DaemonProcess, key: str, value: str | None = None) -> dict[str, Any]:
+def wait_for_status(
+    daemon: DaemonProcess, key: str, value: str | None = None, target: str | None = None
+) -> dict[str, Any]:
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
-        row = manager(daemon)
+        row = manager(daemon, target)
         if key in row["status"] and (value is None or row["status"][key] == value):
             return row
         time.sleep(0.1)
@@ -145,3 +149,30 @@ def test_bad_manager_targets_are_refused_whole(
     proc = daemon.ovsr("set-manager", target)
     assert proc.returncode == 1 and message in proc.stderr, proc.stderr
     assert daemon.ovsr("get-manager").stdout == "ptcp:0:127.0.0.1\n", "nothing changed"
+
+
+def test_show_lists_managers_as_ovs_vsctl_does(daemon: DaemonProcess, tmp_path: Path) -> None:
+    punix = f"punix:{tmp_path}/manager.sock"
+    assert daemon.ovsr("set-manager", "ptcp:0:127.0.0.1", punix).returncode == 0
+    row = wait_for_status(daemon, "bound_port", target="ptcp:0:127.0.0.1")
+    port = int(row["status"]["bound_port"])
+    client = socket.create_connection(("127.0.0.1", port))
+    try:
+        wait_for_status(daemon, "n_connections", "1", target="ptcp:0:127.0.0.1")
+        # The punix target serves too: the real ovs-vsctl through it.
+        listed = subprocess.run(
+            ["ovs-vsctl", f"--db=unix:{tmp_path}/manager.sock", "--no-wait", "get-manager"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert listed.stdout.split() == ["ptcp:0:127.0.0.1", punix], listed.stderr
+        ours = daemon.ovsr("show").stdout
+        theirs = subprocess.run(
+            ["ovs-vsctl", f"--db={daemon.db}", "--no-wait", "show"], capture_output=True, text=True
+        ).stdout
+        assert '    Manager "ptcp:0:127.0.0.1"\n        is_connected: true\n' in ours, ours
+        assert ours == theirs
+    finally:
+        client.close()
+        daemon.ovsr("del-manager")
