@@ -1,19 +1,20 @@
 """Settings the daemon writes onto kernel devices, as Open vSwitch does:
 
 - ``Interface.mtu_request``: the device's MTU, for ports with a device (system,
-  internal, tap). The MTU in effect is reported back in ``Interface.mtu``. Clearing
-  ``mtu_request`` leaves the device's MTU as it is.
+  internal, tap). The MTU in effect is reported back in ``Interface.mtu``. As in OVS,
+  an internal port without one follows the smallest MTU of the bridge's other device
+  ports (system and tap); clearing it on another port leaves the device as it is.
 - ``Interface.mac``: the MAC address of an internal or tap port (devices the daemon
-  made). OVS ignores it on other ports; here it is refused there, since the daemon
-  would not set it.
-- ``Bridge.other_config:hwaddr``: the MAC address of the bridge's own (local) port,
-  unless that interface has its own ``mac``.
+  made). OVS ignores it on other ports and on a bridge's own port; here it is refused
+  there, since the daemon would not set it.
+- ``Bridge.other_config:hwaddr``: the MAC address of the bridge's own (local) port.
 
 A device that is deleted and created again (a VM's tap re-created on reboot, a veth
 re-plugged) loses what was set on it; the reconciler notices the new ifindex and sets
 it again. ``check_device_settings`` is a commit check: a malformed or multicast MAC, an
 MTU outside 68-65535, or a setting on a port type without a device fails the whole
-transaction, naming the row.
+transaction, naming the row. Only rows whose settings the transaction changes are
+checked, so a row written before these checks existed never blocks other changes.
 """
 
 from __future__ import annotations
@@ -87,13 +88,21 @@ def bridge_hwaddr(row: Any, what: str) -> str | None:
 def check_device_settings(view: Any) -> None:
     from ovs_runtime.db.errors import OvsdbError
 
+    bridges: set[str] | None = None
     try:
-        for row_uuid, row in view.changes.get("Interface", {}).items():
-            if row is not None:
-                interface_settings(row, f"Interface {scalar(row['name'])} ({row_uuid})")
-        for row_uuid, row in view.changes.get("Bridge", {}).items():
-            if row is not None:
-                bridge_hwaddr(row, f"Bridge {scalar(row['name'])} ({row_uuid})")
+        for row_uuid, row in view.changed_rows("Interface", ("type", "mtu_request", "mac")):
+            name = scalar(row["name"])
+            settings = interface_settings(row, f"Interface {name} ({row_uuid})")
+            if settings.mac is not None:
+                if bridges is None:
+                    bridges = {scalar(b["name"]) for _u, b in view.rows("Bridge")}
+                if name in bridges:
+                    raise DeviceSettingError(
+                        f"Interface {name} ({row_uuid}) is bridge {name}'s own port: set its "
+                        f"address with Bridge {name} other_config:hwaddr, as in OVS"
+                    )
+        for row_uuid, row in view.changed_rows("Bridge", ("other_config",)):
+            bridge_hwaddr(row, f"Bridge {scalar(row['name'])} ({row_uuid})")
     except DeviceSettingError as exc:
         raise OvsdbError("constraint violation", str(exc)) from None
 

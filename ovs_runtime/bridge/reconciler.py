@@ -398,19 +398,24 @@ class Reconciler:
             log.debug("configuration %d is live", acked)
 
 
-def _wanted_settings(desired: dict[str, BridgeSpec]) -> dict[str, DeviceSettings]:
-    """Device -> the MTU and MAC asked for it; a bridge's local port takes the bridge's
-    ``other_config:hwaddr`` unless its interface names its own ``mac``."""
+def _wanted_settings(
+    desired: dict[str, BridgeSpec], mtu_of: Callable[[str], int | None] = link.mtu
+) -> dict[str, DeviceSettings]:
+    """Device -> the MTU and MAC asked for it. As in OVS, a bridge's local port takes
+    the bridge's ``other_config:hwaddr``, and an internal port without ``mtu_request``
+    the smallest MTU of the bridge's other device ports (``mtu_of`` reads one)."""
     wanted = {}
     for bridge in desired.values():
-        for port in bridge.ports:
-            for iface in port.interfaces:
-                settings = iface.settings
-                local = iface.name == bridge.name and iface.type == "internal"
-                if local and settings.mac is None and bridge.hwaddr is not None:
-                    settings = DeviceSettings(settings.mtu, bridge.hwaddr)
-                if settings != DeviceSettings():
-                    wanted[iface.name] = settings
+        interfaces = [i for p in bridge.ports for i in p.interfaces]
+        mtus = [mtu_of(i.name) for i in interfaces if i.type in ("", "system", "tap")]
+        smallest = min((m for m in mtus if m is not None), default=None)
+        for iface in interfaces:
+            settings = iface.settings
+            if iface.type == "internal":
+                mac = bridge.hwaddr if iface.name == bridge.name else settings.mac
+                settings = DeviceSettings(settings.mtu or smallest, mac)
+            if settings != DeviceSettings():
+                wanted[iface.name] = settings
     return wanted
 
 

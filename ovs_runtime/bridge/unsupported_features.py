@@ -33,9 +33,8 @@ UNSUPPORTED_BRIDGE_FLAGS = {
 def check_unsupported_features(view: Any) -> None:
     from ovs_runtime.db.errors import OvsdbError
 
-    for row_uuid, row in view.changes.get("Bridge", {}).items():
-        if row is None:
-            continue
+    columns = (*UNSUPPORTED_BRIDGE_FLAGS, "controller")
+    for row_uuid, row in view.changed_rows("Bridge", columns):
         what = f"Bridge {scalar(row['name'])} ({row_uuid})"
         for column, why in UNSUPPORTED_BRIDGE_FLAGS.items():
             if scalar(row[column], False):
@@ -48,8 +47,8 @@ def check_unsupported_features(view: Any) -> None:
                 f"{what}: controller: OpenFlow controllers are not supported (ovs-runtime "
                 "has no OpenFlow channel); set flow rules with ovsr add-flow or replace-flows",
             )
-    for row_uuid, row in view.changes.get("Queue", {}).items():
-        if row is not None and as_list(row["dscp"]):
+    for row_uuid, row in view.changed_rows("Queue", ("dscp",)):
+        if as_list(row["dscp"]):
             raise OvsdbError(
                 "constraint violation",
                 f"Queue {row_uuid}: dscp: queues do not re-mark DSCP here; use a flow rule's "

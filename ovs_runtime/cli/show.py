@@ -24,12 +24,12 @@ def show_data(m: Model) -> dict[str, Any]:
         root = roots[0][1]
         result["ovs_version"] = vs.to_plain(root.get("ovs_version", []))
         bridge_keys = [m.key_of(r) for r in root["bridges"]]
-        for ref in root["manager_options"]:
-            row = m.rows["Manager"].get(m.key_of(ref))
+        # In UUID order, as ovs-vsctl prints the set.
+        for key in sorted(m.key_of(ref) for ref in root["manager_options"]):
+            row = m.rows["Manager"].get(key)
             if row is not None:
                 manager = {"target": row["target"], "is_connected": row["is_connected"] is True}
                 result["managers"].append(manager)
-        result["managers"].sort(key=lambda x: x["target"])
     else:
         bridge_keys = []
     for bkey in sorted(bridge_keys, key=lambda k: str(m.rows["Bridge"][k]["name"])):

@@ -35,7 +35,7 @@ from ovs_runtime.bridge.unsupported_features import check_unsupported_features
 from ovs_runtime.daemon import config as daemon_config
 from ovs_runtime.daemon import run_lock, systemd_notify
 from ovs_runtime.daemon.heap import HeapKeeper
-from ovs_runtime.daemon.managers import ManagerListeners, check_managers
+from ovs_runtime.daemon.managers import ManagerListeners, manager_check
 from ovs_runtime.datapath.fd_store import FdStore
 from ovs_runtime.datapath.netdev_factory import KernelNetdevs
 from ovs_runtime.datapath.userspace import UserspaceDatapath
@@ -147,7 +147,7 @@ class Daemon:
             check_flow_export,
             check_device_settings,
             check_unsupported_features,
-            check_managers,
+            manager_check({os.path.join(self.args.run_dir, SOCKET_NAME)}),
         ]
         fd_store = FdStore(systemd_notify.notify if systemd_notify.under_systemd() else None)
         if self.args.datapath == "userspace":
@@ -229,7 +229,7 @@ class Daemon:
                     log.exception("status refresh failed")
             if self.managers is not None:
                 try:
-                    self.managers.write_status()
+                    await self.managers.tick()
                 except Exception:
                     log.exception("manager status refresh failed")
 

@@ -2,12 +2,17 @@
 as ovsdb-server does with ``--remote=db:Open_vSwitch,Open_vSwitch,manager_options``
 (``ovsr set-manager ptcp:6640:127.0.0.1``; OpenStack and OVN tools connect this way).
 
-Passive targets are served: ``ptcp:PORT[:IP]`` (IP defaults to every address; an IPv6
-one in brackets, ``ptcp:6640:[::1]``; port 0 picks a free port) and ``punix:PATH``.
-Each Manager row reports, as OVS does, ``is_connected`` (any client connected) and
-``status``: ``bound_port``, ``n_connections``, ``state`` and, when the target cannot be
-opened, ``last_error``. A target removed from ``manager_options`` stops listening and
-its clients are disconnected.
+Passive targets are served: ``ptcp:PORT[:IP]`` (IPv4 on every address without an IP,
+as OVS; an IPv6 one in brackets, ``ptcp:6640:[::1]``; port 0 picks a free port) and
+``punix:PATH`` (never the daemon's own socket, never over a file that is not a socket;
+removed again when the target goes). Each Manager row reports, with OVS's keys,
+``is_connected`` and ``status``: ``bound_port``, ``state`` (``ACTIVE`` while clients are
+connected), ``sec_since_connect``, ``sec_since_disconnect``, ``n_connections`` (from 2)
+and ``last_error`` when the target cannot be opened; such a target is tried again every
+second. Clients that stay silent get an echo request after ``inactivity_probe`` ms
+(default 5000, 0 for never) and are dropped if still silent after as long again. A target
+removed from ``manager_options`` stops listening and its clients are disconnected.
+``max_backoff`` and ``connection_mode`` concern active connections and are only stored.
 
 Not supported, and refused when written, naming the row: SSL (``ssl:``, ``pssl:``) and
 active targets (``tcp:``, ``unix:``), with which the switch would connect out to a
@@ -20,7 +25,11 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import logging
-from dataclasses import dataclass
+import os
+import stat
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 from ovs_runtime.db.database import Database, RowChange
@@ -28,6 +37,8 @@ from ovs_runtime.db.datum import as_list, scalar
 from ovs_runtime.db.server import OvsdbServer
 
 log = logging.getLogger(__name__)
+
+DEFAULT_PROBE_MS = 5000  # ovsdb-server's default inactivity probe
 
 
 class ManagerTargetError(ValueError):
@@ -42,12 +53,22 @@ class ManagerTarget:
     path: str | None = None  # punix
 
 
+@dataclass
+class Listener:
+    server: asyncio.base_events.Server
+    target: ManagerTarget
+    probe_ms: int = DEFAULT_PROBE_MS
+    last_connect: float | None = None
+    last_disconnect: float | None = None
+    known: set[Any] = field(default_factory=set)  # sessions seen, to notice departures
+
+
 def parse_target(text: str) -> ManagerTarget:
     kind, _, rest = text.partition(":")
     if kind == "punix":
         if not rest.startswith("/"):
             raise ManagerTargetError(f"target {text!r}: punix needs an absolute path")
-        return ManagerTarget(text, path=rest)
+        return ManagerTarget(text, path=os.path.normpath(rest))
     if kind == "ptcp":
         port_text, _, host = rest.partition(":")
         host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
@@ -62,7 +83,7 @@ def parse_target(text: str) -> ManagerTarget:
                 f"target {text!r} is not ptcp:PORT[:IP] (like ptcp:6640:127.0.0.1 or "
                 "ptcp:6640:[::1])"
             ) from None
-        return ManagerTarget(text, host=host or None, port=port)
+        return ManagerTarget(text, host=host or "0.0.0.0", port=port)
     if kind in ("ssl", "pssl"):
         raise ManagerTargetError(f"target {text!r}: SSL managers are not supported")
     if kind in ("tcp", "unix"):
@@ -75,15 +96,27 @@ def parse_target(text: str) -> ManagerTarget:
     )
 
 
-def check_managers(view: Any) -> None:
-    from ovs_runtime.db.errors import OvsdbError
+def manager_check(reserved_paths: set[str]) -> Callable[[Any], None]:
+    """The commit check for Manager rows; ``reserved_paths``: the daemon's own sockets,
+    which a ``punix:`` target must not replace."""
+    reserved = {os.path.normpath(p) for p in reserved_paths}
 
-    for row_uuid, row in view.changes.get("Manager", {}).items():
-        if row is not None:
+    def check_managers(view: Any) -> None:
+        from ovs_runtime.db.errors import OvsdbError
+
+        for row_uuid, row in view.changed_rows("Manager", ("target",)):
             try:
-                parse_target(scalar(row["target"], ""))
+                target = parse_target(scalar(row["target"], ""))
             except ManagerTargetError as exc:
                 raise OvsdbError("constraint violation", f"Manager {row_uuid}: {exc}") from None
+            if target.path in reserved:
+                raise OvsdbError(
+                    "constraint violation",
+                    f"Manager {row_uuid}: target {target.text!r} is the daemon's own socket, "
+                    "already served; choose another path",
+                )
+
+    return check_managers
 
 
 class ManagerListeners:
@@ -92,18 +125,21 @@ class ManagerListeners:
     def __init__(self, db: Database, server: OvsdbServer) -> None:
         self.db = db
         self.server = server
-        self.listening: dict[str, asyncio.base_events.Server] = {}
+        self.listening: dict[str, Listener] = {}
         self.errors: dict[str, str] = {}
-        self._scheduled = False
+        self._lock = asyncio.Lock()
+        self._pending = False  # a change arrived: reconcile (again)
         db.listeners.append(self._on_commit)
 
     def _on_commit(self, changes: list[RowChange], _txn_id: str) -> None:
-        if self._scheduled or not any(c.table in ("Manager", "Open_vSwitch") for c in changes):
+        if not any(c.table in ("Manager", "Open_vSwitch") for c in changes):
             return
-        self._scheduled = True
-        asyncio.get_running_loop().create_task(self.reconcile())
+        if not self._pending:
+            self._pending = True
+            asyncio.get_running_loop().create_task(self.reconcile())
 
-    def wanted(self) -> dict[str, ManagerTarget]:
+    def wanted(self) -> dict[str, tuple[ManagerTarget, int]]:
+        """target text -> (target, inactivity probe in ms)"""
         managers = self.db.tables["Manager"]
         wanted = {}
         for root in self.db.tables["Open_vSwitch"].values():
@@ -113,47 +149,97 @@ class ManagerListeners:
                     continue
                 text = scalar(row["target"], "")
                 try:
-                    wanted[text] = parse_target(text)
+                    target = parse_target(text)
                 except ManagerTargetError:
                     continue  # written before the commit check existed
+                probe = scalar(row["inactivity_probe"], DEFAULT_PROBE_MS)
+                wanted[text] = (target, max(0, int(probe)))
         return wanted
 
     async def reconcile(self) -> None:
-        self._scheduled = False
-        wanted = self.wanted()
-        for text in set(self.listening) - set(wanted):
-            self.listening.pop(text).close()
-            self.server.close_sessions_from(text)
-            log.info("manager %s: no longer listening", text)
-        for text in set(self.errors) - set(wanted):
-            del self.errors[text]
-        for text, target in sorted(wanted.items()):
-            if text in self.listening:
-                continue
-            try:
-                self.listening[text] = await self.server.listen_remote(
-                    text, host=target.host, port=target.port, path=target.path
-                )
+        """One pass at a time; a change during a pass causes another."""
+        async with self._lock:
+            self._pending = False
+            wanted = self.wanted()
+            for text in set(self.listening) - set(wanted):
+                self._close(text)
+                log.info("manager %s: no longer listening", text)
+            for text in set(self.errors) - set(wanted):
+                del self.errors[text]
+            for text, (target, probe_ms) in sorted(wanted.items()):
+                listener = self.listening.get(text)
+                if listener is not None:
+                    listener.probe_ms = probe_ms
+                    continue
+                try:
+                    server = await self._open(target)
+                except OSError as exc:
+                    if self.errors.get(text) != str(exc):
+                        log.warning("manager %s: cannot listen: %s", text, exc)
+                    self.errors[text] = str(exc)
+                    continue
                 self.errors.pop(text, None)
-            except OSError as exc:
-                if self.errors.get(text) != str(exc):
-                    log.warning("manager %s: cannot listen: %s", text, exc)
-                self.errors[text] = str(exc)
+                self.listening[text] = Listener(server, target, probe_ms)
+        self.write_status()
+
+    async def _open(self, target: ManagerTarget) -> asyncio.base_events.Server:
+        if target.path is not None and os.path.lexists(target.path):
+            mode = os.lstat(target.path).st_mode
+            if not stat.S_ISSOCK(mode):
+                raise OSError(f"{target.path} exists and is not a socket; not replacing it")
+        return await self.server.listen_remote(
+            target.text, host=target.host, port=target.port, path=target.path
+        )
+
+    def _close(self, text: str) -> None:
+        listener = self.listening.pop(text)
+        listener.server.close()
+        self.server.close_sessions_from(text)
+        path = listener.target.path
+        if path is not None:
+            try:
+                if stat.S_ISSOCK(os.lstat(path).st_mode):
+                    os.unlink(path)
+            except OSError:
+                pass
+
+    async def tick(self) -> None:
+        """Every second: retry targets that failed, probe silent clients, write status."""
+        if self.errors:
+            await self.reconcile()
+        now = time.monotonic()
+        for text, listener in self.listening.items():
+            if listener.probe_ms:
+                for session in self.server.sessions_from(text):
+                    _probe(session, listener.probe_ms / 1000, now)
         self.write_status()
 
     def status(self, text: str) -> tuple[bool, dict[str, str]]:
-        clients = len(self.server.sessions_from(text))
-        server = self.listening.get(text)
-        if server is None:
-            state = {"state": "BACKOFF" if text in self.errors else "VOID"}
-            if text in self.errors:
-                state["last_error"] = self.errors[text]
-            return False, state
-        status = {"state": "ACTIVE" if clients else "LISTEN", "n_connections": str(clients)}
-        sockets = server.sockets
+        listener = self.listening.get(text)
+        if listener is None:
+            error = self.errors.get(text)
+            return False, ({"last_error": error} if error else {})
+        sessions = self.server.sessions_from(text)
+        now = time.monotonic()
+        current = set(sessions)
+        if current - listener.known:
+            listener.last_connect = max(s.connected_at for s in current - listener.known)
+        if listener.known - current:
+            listener.last_disconnect = now
+        listener.known = current
+        status: dict[str, str] = {}
+        sockets = listener.server.sockets
         if sockets and isinstance(sockets[0].getsockname(), tuple):
             status["bound_port"] = str(sockets[0].getsockname()[1])
-        return clients > 0, status
+        if sessions:
+            status["state"] = "ACTIVE"
+        if len(sessions) > 1:
+            status["n_connections"] = str(len(sessions))
+        if listener.last_connect is not None:
+            status["sec_since_connect"] = str(int(now - listener.last_connect))
+        if listener.last_disconnect is not None:
+            status["sec_since_disconnect"] = str(int(now - listener.last_disconnect))
+        return bool(sessions), status
 
     def write_status(self) -> None:
         """Manager.is_connected and status, for rows whose values changed."""
@@ -178,6 +264,18 @@ class ManagerListeners:
                 log.error("cannot write manager status: %s", failed[0])
 
     async def close(self) -> None:
-        for server in self.listening.values():
-            server.close()
-        self.listening.clear()
+        for text in list(self.listening):
+            self._close(text)
+
+
+def _probe(session: Any, interval: float, now: float) -> None:
+    """RFC 7047 echo as an inactivity probe: after ``interval`` s of silence, ask; after
+    as long again, give up on the client."""
+    idle = now - session.last_activity
+    if idle >= 2 * interval and session.probe_sent:
+        log.info("client %s: no answer to an inactivity probe; disconnecting", session.peer)
+        session.closed = True
+        session.writer.close()
+    elif idle >= interval and not session.probe_sent:
+        session.probe_sent = True
+        session.send({"method": "echo", "params": [], "id": "echo"})

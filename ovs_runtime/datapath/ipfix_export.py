@@ -69,7 +69,18 @@ def flow_fields(frame: bytes, in_port: int, out_port: int, point: int) -> tuple[
         l4 = (0, 0, key[fk.TP_SRC] << 8 | key[fk.TP_DST])
     else:
         l4 = (0, 0, 0)
-    return template, (*common, *addresses, proto, key[fk.NW_TOS], *l4)
+    return template, (*common, *addresses, proto, _class_of_service(frame, dl_type), *l4)
+
+
+def _class_of_service(frame: bytes, dl_type: int) -> int:
+    """The whole IPv4 TOS or IPv6 traffic class byte, ECN bits included (the flow key's
+    ``nw_tos`` masks them, as OVS's matches do)."""
+    off = 18 if frame[12:14] in fk.VLAN_TPIDS else 14
+    if len(frame) < off + 2:
+        return 0
+    if dl_type == fk.ETH_IP:
+        return frame[off + 1]
+    return ((frame[off] & 0x0F) << 4) | (frame[off + 1] >> 4)
 
 
 class IpfixAgent:
@@ -137,7 +148,8 @@ class IpfixAgent:
         octets: int,
         reason: int,
     ) -> None:
-        counts = (int(first * 1000), int(last * 1000), packets, octets, self.spec.sampling, reason)
+        rate = self.spec.sampling
+        counts = (int(first * 1000), int(last * 1000), packets, octets, rate, 1 / rate, reason)
         self.pending.append((template, ipfix.encode_record(template, (*fields, *counts))))
         self.records += 1
 

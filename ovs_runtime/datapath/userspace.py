@@ -106,6 +106,7 @@ class UserspaceDatapath:
             self._thread.join(5)
         with self.lock:
             for bridge in self.bridges.values():
+                self._close_exporters(bridge)  # what they hold is sent, not lost
                 for handle in list(bridge.ports.values()):
                     self._detach(handle, removed=False)
             self.bridges.clear()
@@ -553,15 +554,21 @@ class UserspaceDatapath:
             bridge = self.bridges.pop(name, None)
             if bridge is None:
                 return
-            if bridge.sflow is not None:
-                bridge.sflow.exporter.close()
-            if bridge.netflow is not None:
-                bridge.netflow.flush_all(self.clock())
-                bridge.netflow.exporter.close()
-            if bridge.ipfix is not None:
-                bridge.ipfix.close()
+            self._close_exporters(bridge)
             for handle in list(bridge.ports.values()):
                 self._detach(handle)
+
+    def _close_exporters(self, bridge: BridgeState) -> None:
+        """Send what sFlow, NetFlow and IPFIX hold, and close their sockets."""
+        now = self.clock()
+        if bridge.sflow is not None:
+            bridge.sflow.flush(now)
+            bridge.sflow.exporter.close()
+        if bridge.netflow is not None:
+            bridge.netflow.flush_all(now)
+            bridge.netflow.exporter.close()
+        if bridge.ipfix is not None:
+            bridge.ipfix.close()
 
     def add_port(self, bridge: str, port: PortSpec, ofport: int) -> str | None:
         with self.lock:

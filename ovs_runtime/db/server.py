@@ -19,6 +19,7 @@ import functools
 import json
 import logging
 import os
+import stat
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -63,6 +64,8 @@ class Session:
         self.writer = writer
         self.peer = peer
         self.origin = origin  # the listener it came in on ("" for the daemon's own socket)
+        self.connected_at = self.last_activity = time.monotonic()
+        self.probe_sent = False  # an inactivity probe (echo) awaits any answer
         self.monitors: dict[str, Monitor] = {}
         self.closed = False
 
@@ -126,8 +129,8 @@ class OvsdbServer:
         ``host``:``port``, or a unix socket at ``path``. Its sessions carry ``origin``."""
         serve = functools.partial(self._serve, origin=origin)
         if path is not None:
-            if os.path.exists(path):
-                os.unlink(path)
+            if os.path.lexists(path) and stat.S_ISSOCK(os.lstat(path).st_mode):
+                os.unlink(path)  # a stale socket (anything else makes the bind fail)
             server = await asyncio.start_unix_server(serve, path=path, limit=READ_CHUNK)
         else:
             server = await asyncio.start_server(
@@ -169,6 +172,8 @@ class OvsdbServer:
                 data = await reader.read(READ_CHUNK)
                 if not data:
                     break
+                session.last_activity = time.monotonic()
+                session.probe_sent = False
                 if (
                     self.large_request_hook
                     and len(framer.buffer) + len(data) >= LARGE_REQUEST_BYTES

@@ -44,6 +44,20 @@ class TxnView:
             if maybe_row is not None:
                 yield row_uuid, maybe_row
 
+    def changed_rows(
+        self, table: str, columns: tuple[str, ...]
+    ) -> Iterator[tuple[uuid.UUID, Row]]:
+        """Rows this transaction inserts, or in which it changes any of ``columns``: a
+        commit check that reads only these lets rows written before the check existed
+        live on (the daemon's own status updates touch them too)."""
+        committed = self.committed[table]
+        for row_uuid, row in self.changes[table].items():
+            if row is None:
+                continue
+            old = committed.get(row_uuid)
+            if old is None or any(old[c].values != row[c].values for c in columns):
+                yield row_uuid, row
+
     def count(self, table: str) -> int:
         """The table's rows, counted from the committed size and this view's changes."""
         committed = self.committed[table]

@@ -52,6 +52,12 @@ def ifindex(name: str) -> int | None:
     return int(text) if text else None
 
 
+def mtu(name: str) -> int | None:
+    """The device's MTU, None if there is no such device (from sysfs)."""
+    text = _read(name, "mtu")
+    return int(text) if text else None
+
+
 def first_ipv4(name: str) -> str | None:
     """The first IPv4 address on a device (sFlow's agent address), via netlink."""
     with IPRoute() as ipr:

@@ -10,8 +10,10 @@ collector that starts later learns them.
 Three layouts, chosen by the sampled frame's EtherType: Ethernet only, IPv4 and IPv6.
 Every record carries the observation point, the OpenFlow input and output ports, the
 direction (ingress), MAC addresses, EtherType, VLAN, the sampled packets and their
-layer-2 bytes, first and last packet times, the sampling interval (so a collector can
-scale the counts up) and why the record was exported. IP layouts add addresses,
+layer-2 bytes, first and last packet times, the sampling rate (so a collector can scale
+the counts up: ``samplingProbability`` 1/N, the IPFIX element for random sampling, and
+``samplingInterval`` N, the NetFlow v9 one many collectors read) and why the record was
+exported. IP layouts add addresses,
 protocol, class of service, and transport ports or the ICMP type and code.
 """
 
@@ -49,8 +51,10 @@ FLOW_START_MS = (152, 8)
 FLOW_END_MS = (153, 8)
 PACKET_DELTA_COUNT = (2, 8)
 LAYER2_OCTET_DELTA_COUNT = (352, 8)
-SAMPLING_PACKET_INTERVAL = (305, 4)
+SAMPLING_INTERVAL = (34, 4)  # 1 in N (deprecated in IPFIX, still what collectors read)
+SAMPLING_PROBABILITY = (311, 8)  # 1/N, a float64
 FLOW_END_REASON = (136, 1)
+FLOAT_ELEMENTS = {SAMPLING_PROBABILITY[0]}
 
 # flowEndReason values
 IDLE_TIMEOUT, ACTIVE_TIMEOUT, END_OF_FLOW, FORCED_END, LACK_OF_RESOURCES = 1, 2, 3, 4, 5
@@ -70,7 +74,8 @@ _COUNTS = (
     FLOW_END_MS,
     PACKET_DELTA_COUNT,
     LAYER2_OCTET_DELTA_COUNT,
-    SAMPLING_PACKET_INTERVAL,
+    SAMPLING_INTERVAL,
+    SAMPLING_PROBABILITY,
     FLOW_END_REASON,
 )
 _L3 = (PROTOCOL, CLASS_OF_SERVICE, SOURCE_PORT, DESTINATION_PORT)
@@ -83,7 +88,9 @@ class Template:
 
     @property
     def record(self) -> struct.Struct:
-        return struct.Struct("!" + "".join(_FORMATS[length] for _ie, length in self.fields))
+        return struct.Struct(
+            "!" + "".join("d" if ie in FLOAT_ELEMENTS else _FORMATS[n] for ie, n in self.fields)
+        )
 
     def definition(self) -> bytes:
         head = struct.pack("!HH", self.template_id, len(self.fields))
@@ -104,7 +111,7 @@ def template_set(templates: tuple[Template, ...] = TEMPLATES) -> bytes:
     return SET_HEADER.pack(SET_TEMPLATE, SET_HEADER.size + len(body)) + body
 
 
-def encode_record(template: Template, values: tuple[int | bytes, ...]) -> bytes:
+def encode_record(template: Template, values: tuple[int | float | bytes, ...]) -> bytes:
     """One data record: ``values`` in the template's field order."""
     return _RECORD[template.template_id].pack(*values)
 

@@ -160,7 +160,7 @@ def test_ipfix_reports_the_traffic_really_sent(
     r = requests[0]
     assert number(r.ICMP_TYPE) == 8 << 8, "icmpTypeCodeIPv4: echo request, code 0"
     assert (number(r.IN_PKTS), number(r.layer2OctetDeltaCount)) == (1, 98)
-    assert number(r.observationPointId) == 3 and number(r.samplingPacketInterval) == 10
+    assert number(r.observationPointId) == 3 and number(r.SAMPLING_INTERVAL) == 10
     numbers = json.loads(
         switch.ovsr("--format", "json", "--columns=name,ofport", "list", "Interface").stdout
     )

@@ -5,7 +5,9 @@ drops its clients; it survives a restart; bad targets are refused whole."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import shutil
 import socket
 import subprocess
@@ -77,27 +79,36 @@ def test_ptcp_manager_serves_ovs_tools_and_reports_connections(daemon: DaemonPro
     assert daemon.ovsr("get-manager").stdout == "ptcp:0:127.0.0.1\n"
     row = wait_for_status(daemon, "bound_port")
     port = int(row["status"]["bound_port"])
-    assert row["is_connected"] is False and row["status"]["state"] == "LISTEN"
+    assert row["is_connected"] is False and "state" not in row["status"]
+    with pytest.raises(ConnectionRefusedError):  # ptcp: with an address: that one only
+        socket.create_connection(("::1", port), timeout=5).close()
 
     made = vsctl_tcp(port, "add-br", "br-tcp", "--", "add-port", "br-tcp", "p1", "tag=10")
     assert made.returncode == 0, made.stderr
     assert daemon.ovsr("list-ports", "br-tcp").stdout.split() == ["p1"]
     assert vsctl_tcp(port, "get", "Port", "p1", "tag").stdout == "10\n"
 
-    # A client that stays connected shows in the row, and its leaving too.
+    # Clients that stay connected show in the row (OVS's keys), and their leaving too.
     client = socket.create_connection(("127.0.0.1", port))
+    second = socket.create_connection(("127.0.0.1", port))
     try:
-        connected = wait_for_status(daemon, "n_connections", "1")
+        connected = wait_for_status(daemon, "n_connections", "2")
         assert connected["is_connected"] is True and connected["status"]["state"] == "ACTIVE"
+        assert "sec_since_connect" in connected["status"]
         assert idl_bridges(f"tcp:127.0.0.1:{port}") == ["br-tcp"]
     finally:
         client.close()
-    wait_for_status(daemon, "n_connections", "0")
+        second.close()
+    gone = wait_for_status(daemon, "sec_since_disconnect")
+    deadline = time.monotonic() + 10
+    while manager(daemon)["is_connected"] and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert manager(daemon)["is_connected"] is False, gone
 
     # Removing the target stops the listener and disconnects its clients.
     kept = socket.create_connection(("127.0.0.1", port))
     try:
-        wait_for_status(daemon, "n_connections", "1")
+        wait_for_status(daemon, "state", "ACTIVE")
         assert daemon.ovsr("del-manager").returncode == 0
         kept.settimeout(5)
         assert kept.recv(1) == b"", "the client was not disconnected"
@@ -118,6 +129,8 @@ def test_manager_survives_a_restart_and_a_busy_port_is_reported(daemon: DaemonPr
         assert "in use" in row["status"]["last_error"] and row["is_connected"] is False
     finally:
         holder.close()
+    wait_for_status(daemon, "bound_port", str(busy))  # tried again once the port is free
+    assert vsctl_tcp(busy, "list-br").returncode == 0
     free = socket.socket()
     free.bind(("127.0.0.1", 0))
     port = free.getsockname()[1]
@@ -158,7 +171,7 @@ def test_show_lists_managers_as_ovs_vsctl_does(daemon: DaemonProcess, tmp_path: 
     port = int(row["status"]["bound_port"])
     client = socket.create_connection(("127.0.0.1", port))
     try:
-        wait_for_status(daemon, "n_connections", "1", target="ptcp:0:127.0.0.1")
+        wait_for_status(daemon, "state", "ACTIVE", target="ptcp:0:127.0.0.1")
         # The punix target serves too: the real ovs-vsctl through it.
         listed = subprocess.run(
             ["ovs-vsctl", f"--db=unix:{tmp_path}/manager.sock", "--no-wait", "get-manager"],
@@ -176,3 +189,111 @@ def test_show_lists_managers_as_ovs_vsctl_does(daemon: DaemonProcess, tmp_path: 
     finally:
         client.close()
         daemon.ovsr("del-manager")
+
+
+def test_silent_clients_are_probed_and_dropped(daemon: DaemonProcess) -> None:
+    """inactivity_probe (ms): a client silent that long gets an RFC 7047 echo request;
+    one that does not answer within as long again is disconnected."""
+    created = daemon.ovsr(
+        *("--", "--id=@m", "create", "Manager", "target=ptcp:0:127.0.0.1"),
+        "inactivity_probe=1000",
+        *("--", "set", "Open_vSwitch", ".", "manager_options=@m"),
+    )
+    assert created.returncode == 0, created.stderr
+    port = int(wait_for_status(daemon, "bound_port")["status"]["bound_port"])
+    client = socket.create_connection(("127.0.0.1", port))
+    try:
+        client.settimeout(5)
+        started = time.monotonic()
+        probe = json.loads(client.recv(65536))
+        assert probe["method"] == "echo" and probe["id"] == "echo", probe
+        assert client.recv(1) == b"", "a silent client was not dropped"
+        assert time.monotonic() - started < 4.5
+    finally:
+        client.close()
+
+
+def test_punix_targets_keep_off_other_files(daemon: DaemonProcess, tmp_path: Path) -> None:
+    own = daemon.ovsr("set-manager", f"punix:{daemon.db.removeprefix('unix:')}")
+    assert own.returncode == 1 and "the daemon's own socket" in own.stderr, own.stderr
+    precious = tmp_path / "precious.txt"
+    precious.write_text("keep me")
+    assert daemon.ovsr("set-manager", f"punix:{precious}").returncode == 0
+    row = wait_for_status(daemon, "last_error")
+    assert "exists and is not a socket" in row["status"]["last_error"]
+    assert precious.read_text() == "keep me"
+    path = tmp_path / "mgr.sock"
+    assert daemon.ovsr("set-manager", f"punix:{path}").returncode == 0
+    deadline = time.monotonic() + 10
+    while not path.exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert path.is_socket()
+    assert daemon.ovsr("del-manager").returncode == 0
+    while path.exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not path.exists(), "the socket file was left behind"
+    assert daemon.ovsr("list-br").returncode == 0, "the daemon's own socket still serves"
+
+
+def listening_ports(pid: int) -> list[int]:
+    """The TCP ports process ``pid`` listens on (from /proc)."""
+    inodes = set()
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        with contextlib.suppress(OSError):
+            link = os.readlink(f"/proc/{pid}/fd/{fd}")
+            if link.startswith("socket:["):
+                inodes.add(link[8:-1])
+    ports = []
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with open(table, encoding="ascii") as f:
+            for line in f.readlines()[1:]:
+                fields = line.split()
+                if fields[3] == "0A" and fields[9] in inodes:  # LISTEN
+                    ports.append(int(fields[1].rsplit(":", 1)[1], 16))
+    return sorted(ports)
+
+
+def test_changes_racing_a_listener_never_leak_one(daemon: DaemonProcess) -> None:
+    """A second commit while a listener is being opened must not open it twice (the
+    first would stay open, serving the database after the manager is removed)."""
+    assert daemon.proc is not None
+    for delay in (0.0, 0.0005, 0.001, 0.002, 0.005):
+        with socket.socket(socket.AF_UNIX) as raw:
+            raw.connect(daemon.db.removeprefix("unix:"))
+            create = [
+                {
+                    "op": "insert",
+                    "table": "Manager",
+                    "uuid-name": "m",
+                    "row": {"target": "ptcp:0:127.0.0.1"},
+                },
+                {
+                    "op": "update",
+                    "table": "Open_vSwitch",
+                    "where": [],
+                    "row": {"manager_options": ["named-uuid", "m"]},
+                },
+            ]
+            bump = [
+                {
+                    "op": "mutate",
+                    "table": "Open_vSwitch",
+                    "where": [],
+                    "mutations": [["next_cfg", "+=", 1]],
+                }
+            ]
+            for n, ops in enumerate((create, bump)):
+                raw.sendall(
+                    json.dumps(
+                        {"id": n, "method": "transact", "params": ["Open_vSwitch", *ops]}
+                    ).encode()
+                )
+                time.sleep(delay)
+            wait_for_status(daemon, "bound_port")
+            time.sleep(0.3)
+            assert len(listening_ports(daemon.proc.pid)) == 1, listening_ports(daemon.proc.pid)
+        assert daemon.ovsr("del-manager").returncode == 0
+        deadline = time.monotonic() + 5
+        while listening_ports(daemon.proc.pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert listening_ports(daemon.proc.pid) == [], f"a listener leaked (delay {delay})"

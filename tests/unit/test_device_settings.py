@@ -50,15 +50,19 @@ def test_settings_are_read_and_the_local_port_takes_the_bridge_hwaddr(tmp_path: 
     assert not update(db, "Interface", "br0", {"mtu_request": 9000})
     hwaddr = ["map", [["hwaddr", "02:00:5e:00:00:07"]]]
     assert not update(db, "Bridge", "br0", {"other_config": hwaddr})
-    wanted = _wanted_settings(read_bridges(db.tables))
+    device_mtus = {"up1": 1600}.get
+    wanted = _wanted_settings(read_bridges(db.tables), device_mtus)
     assert wanted == {
         "vm1": DeviceSettings(9000, "02:aa:00:00:00:01"),
         "up1": DeviceSettings(1600, None),
         "br0": DeviceSettings(9000, "02:00:5e:00:00:07"),
     }
-    # The interface's own mac wins over the bridge's hwaddr.
-    assert not update(db, "Interface", "br0", {"mac": "02:00:00:00:00:99"})
-    assert _wanted_settings(read_bridges(db.tables))["br0"].mac == "02:00:00:00:00:99"
+    # As in OVS: an internal port without mtu_request follows the smallest MTU of the
+    # bridge's other device ports, and the local port's address is the bridge's.
+    assert not update(db, "Interface", "br0", {"mtu_request": ["set", []]})
+    assert _wanted_settings(read_bridges(db.tables), device_mtus)["br0"].mtu == 1600
+    (failure,) = update(db, "Interface", "br0", {"mac": "02:00:00:00:00:99"})
+    assert "is bridge br0's own port: set its address with Bridge br0" in failure["details"]
 
 
 @pytest.mark.parametrize(
@@ -133,3 +137,33 @@ def test_a_controller_or_a_marking_queue_is_refused(tmp_path: Path) -> None:
     (failure,) = errors(db.transact(queue))
     assert "dscp: queues do not re-mark DSCP" in failure["details"]
     assert select(db, "Controller") == [] and select(db, "Queue") == []
+
+
+def test_rows_from_before_the_checks_do_not_block_other_changes(tmp_path: Path) -> None:
+    """A row a previous release stored (a mac on a system port, stp_enable=true) must
+    not make every later transaction touching it fail, such as the daemon's own status
+    writes or a change to another column; changing the setting itself is checked."""
+    db = db_with_bridge(tmp_path)
+    stored_before = [
+        {
+            "op": "update",
+            "table": "Interface",
+            "where": [["name", "==", "up1"]],
+            "row": {"mac": "02:00:00:00:00:01"},
+        },
+        {
+            "op": "update",
+            "table": "Bridge",
+            "where": [["name", "==", "br0"]],
+            "row": {"stp_enable": True},
+        },
+    ]
+    db.commit_checks.remove(check_device_settings)
+    assert not errors(db.transact(stored_before))  # as a release without the checks did
+    db.commit_checks += [check_device_settings, check_unsupported_features]
+    assert not update(db, "Interface", "up1", {"link_state": "up", "mtu": 1500})
+    assert not update(db, "Interface", "up1", {"external_ids": ["map", [["k", "v"]]]})
+    assert not update(db, "Bridge", "br0", {"external_ids": ["map", [["k", "v"]]]})
+    (failure,) = update(db, "Interface", "up1", {"mac": "02:00:00:00:00:02"})
+    assert "only on internal and tap ports" in failure["details"]
+    assert not update(db, "Bridge", "br0", {"stp_enable": False})

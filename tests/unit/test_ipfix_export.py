@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import io
 import socket
+import struct
 from typing import Any
 
 import pytest
@@ -50,7 +51,7 @@ def number(value: Any) -> int:
 
 
 def udp(src: int, dst: int, dport: int) -> bytes:
-    return udp_frame(src, dst, dport, tos=0xB8)
+    return udp_frame(src, dst, dport, tos=0xB9)  # DSCP 46 (EF) and ECN 1
 
 
 def harness(spec: IpfixSpec) -> MemoryHarness:
@@ -64,7 +65,7 @@ def harness(spec: IpfixSpec) -> MemoryHarness:
 def test_messages_split_under_the_mtu_and_count_records_in_the_sequence() -> None:
     template, fields = ipfix.IPV4, (7, 1, 2, 0, b"\x02" * 6, b"\x04" * 6, 0x0800, 10)
     l3 = (0xC6336401, 0xC6336402, 17, 0, 4000, 53, 0)
-    record = ipfix.encode_record(template, (*fields, *l3, 1000, 2000, 3, 180, 400, 3))
+    record = ipfix.encode_record(template, (*fields, *l3, 1000, 2000, 3, 180, 400, 1 / 400, 3))
     messages = ipfix.messages([(template, record)] * 50, 1_800_000_000, 10, 99, True)
     assert all(len(m) <= ipfix.MAX_MESSAGE for m, _count in messages)
     assert sum(count for _m, count in messages) == 50
@@ -107,12 +108,14 @@ def test_each_sample_is_a_record_without_a_cache(collector: socket.socket) -> No
         4000,
         17,
     )
-    assert number(r.TOS) == 0xB8 and number(r.observationPointId) == 9
+    assert number(r.TOS) == 0xB9, "the whole TOS byte, ECN bits included"
+    assert number(r.observationPointId) == 9
     assert (number(r.INPUT_SNMP), number(r.OUTPUT_SNMP)) == (1, 2), "in a, out the learned b"
     assert r.SRC_MAC == "02:00:00:00:00:01"
     assert all(number(x.IN_PKTS) == 1 for x in to_53)
     assert all(number(x.layer2OctetDeltaCount) == len(udp(1, 2, 53)) for x in to_53)
-    assert {number(x.samplingPacketInterval) for x in to_53} == {50}
+    assert {number(x.SAMPLING_INTERVAL) for x in to_53} == {50}
+    assert {struct.unpack("!d", x.samplingProbability)[0] for x in to_53} == {1 / 50}
     assert {number(x.flowEndReason) for x in to_53} == {ipfix.END_OF_FLOW}
     shown = h.dp.describe()["bridges"]["br0"]["ipfix"]
     assert shown["records_exported"] == len(records) and shown["samples"] == len(records)
@@ -229,3 +232,19 @@ def test_dpif_show_prints_the_exporters(collector: socket.socket) -> None:
     )
     assert any(line.startswith("sFlow: to 127.0.0.1:") for line in lines)
     assert any(line.startswith("NetFlow: to 127.0.0.1:") for line in lines)
+
+
+def test_stopping_the_datapath_sends_what_the_cache_holds(collector: socket.socket) -> None:
+    port = collector.getsockname()[1]
+    spec = IpfixSpec(
+        (("127.0.0.1", port),), sampling=1, cache_active_timeout=600, cache_max_flows=8
+    )
+    h = harness(spec)
+    for _ in range(25):
+        h.netdevs["a"].inject(udp(1, 2, 53))
+    h.dp.run_once()
+    h.dp.stop()  # a daemon shutting down: the 25 packets are reported, not dropped
+    records = [r for r in decode(received(collector)) if r.L4_DST_PORT == 53]
+    assert [(number(r.IN_PKTS), number(r.flowEndReason)) for r in records] == [
+        (25, ipfix.FORCED_END)
+    ]
