@@ -111,10 +111,13 @@ def apply(device: str, settings: DeviceSettings) -> None:
     """Set the device's MTU and address (only what differs); raises OSError naming what
     the kernel refused."""
     with IPRoute() as ipr:
-        found = ipr.link_lookup(ifname=device)
-        if not found:
-            raise OSError(f"no network device named {device}")
-        (link,) = ipr.get_links(found[0])
+        try:
+            found = ipr.link_lookup(ifname=device)
+            if not found:
+                raise OSError(f"no network device named {device}")
+            (link,) = ipr.get_links(found[0])
+        except NetlinkError as exc:  # (the device went away meanwhile)
+            raise OSError(f"cannot read device {device}: {exc}") from exc
         if settings.mtu is not None and link.get_attr("IFLA_MTU") != settings.mtu:
             try:
                 ipr.link("set", index=found[0], mtu=settings.mtu)
