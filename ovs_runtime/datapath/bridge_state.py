@@ -88,8 +88,8 @@ class BridgeState:
         if vlan == DROP:
             return [], self.normal.last_drop
         self.normal_vlan = vlan
-        if learn and not hdr.src[0] & 1:
-            self.normal_learned = (vlan, hdr.src, key[fk.IN_PORT])
+        if learn and not hdr.src[0] & 1 and vlan not in self.normal.flood_vlans:
+            self.normal_learned = (vlan, hdr.src, key[fk.IN_PORT])  # (kept fresh by hits)
         return list(outputs), None
 
     def port_security(self, ofport: int) -> PortSecurity | None:

@@ -113,3 +113,17 @@ def test_malformed_frames_are_dropped_and_counted() -> None:
     assert drops["runt"] == 2 and drops["truncated-vlan"] == 1 and drops["bad-ethertype"] == 1
     assert h.received()["b"] == []
     assert h.netdevs["a"].stats.rx_dropped == 4
+
+
+def test_flood_vlans_learn_nothing_even_from_cached_decisions() -> None:
+    """Cache hits keep learned MACs fresh; on a flood VLAN there must be none to keep."""
+    from ovs_runtime.datapath.flow_cache import REFRESH_INTERVAL
+
+    h = MemoryHarness()
+    h.configure({"a": {"tag": 10}, "b": {"tag": 10}, "c": {"tag": 20}}, {"flood_vlans": [10]})
+    for _ in range(3):
+        h.send("a", switching_suite.frame(switching_suite.mac(2), switching_suite.mac(1), b"x"))
+        h.send("c", switching_suite.frame(switching_suite.mac(4), switching_suite.mac(3), b"y"))
+        h.now += REFRESH_INTERVAL + 1
+    table = h.dp.bridges["br0"].normal.mac_table
+    assert {vlan for vlan, _mac in table.entries} == {20}, table.entries
