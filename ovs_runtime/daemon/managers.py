@@ -39,6 +39,8 @@ from ovs_runtime.db.server import OvsdbServer
 log = logging.getLogger(__name__)
 
 DEFAULT_PROBE_MS = 5000  # ovsdb-server's default inactivity probe
+AGE_REFRESH = 5.0  # seconds between rewrites of status that changed only by its clocks
+AGE_KEYS = ("sec_since_connect", "sec_since_disconnect")
 
 
 class ManagerTargetError(ValueError):
@@ -128,6 +130,7 @@ class ManagerListeners:
         self.listening: dict[str, Listener] = {}
         self.errors: dict[str, str] = {}
         self._lock = asyncio.Lock()
+        self._ages_written = 0.0
         self._pending = False  # a change arrived: reconcile (again)
         db.listeners.append(self._on_commit)
 
@@ -242,14 +245,22 @@ class ManagerListeners:
         return bool(sessions), status
 
     def write_status(self) -> None:
-        """Manager.is_connected and status, for rows whose values changed."""
+        """Manager.is_connected and status, for rows whose values changed (the ages only
+        every ``AGE_REFRESH`` seconds, so an idle manager is not a commit a second)."""
         ops = []
+        now = time.monotonic()
+        ages_too = now - self._ages_written >= AGE_REFRESH
+        if ages_too:
+            self._ages_written = now
         for row_uuid, row in self.db.tables["Manager"].items():
             connected, status = self.status(scalar(row["target"], ""))
             pairs = sorted([k, v] for k, v in status.items())
             current = sorted([k, v] for k, v in row["status"].to_json()[1])
-            if row["is_connected"].to_json() == connected and current == pairs:
+            same_connection = row["is_connected"].to_json() == connected
+            if same_connection and current == pairs:
                 continue
+            if same_connection and not ages_too and _without_ages(current) == _without_ages(pairs):
+                continue  # only the clocks moved: written every AGE_REFRESH seconds
             ops.append(
                 {
                     "op": "update",
@@ -266,6 +277,10 @@ class ManagerListeners:
     async def close(self) -> None:
         for text in list(self.listening):
             self._close(text)
+
+
+def _without_ages(pairs: list[list[str]]) -> list[list[str]]:
+    return [p for p in pairs if p[0] not in AGE_KEYS]
 
 
 def _probe(session: Any, interval: float, now: float) -> None:
