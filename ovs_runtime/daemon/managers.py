@@ -9,8 +9,9 @@ removed again when the target goes). Each Manager row reports, with OVS's keys,
 ``is_connected`` and ``status``: ``bound_port``, ``state`` (``ACTIVE`` while clients are
 connected), ``sec_since_connect``, ``sec_since_disconnect``, ``n_connections`` (from 2)
 and ``last_error`` when the target cannot be opened; such a target is tried again every
-second. Clients that stay silent get an echo request after ``inactivity_probe`` ms
-(default 5000, 0 for never) and are dropped if still silent after as long again. A target
+second. TCP clients that stay silent get an echo request after ``inactivity_probe`` ms
+(default 5000, 0 for never) and are dropped if still silent after as long again (unix
+socket clients are not probed, as in OVS). A target
 removed from ``manager_options`` stops listening and its clients are disconnected.
 ``max_backoff`` and ``connection_mode`` concern active connections and are only stored.
 
@@ -156,6 +157,8 @@ class ManagerListeners:
                 except ManagerTargetError:
                     continue  # written before the commit check existed
                 probe = scalar(row["inactivity_probe"], DEFAULT_PROBE_MS)
+                if target.path is not None:
+                    probe = 0  # as OVS: no probes over unix sockets
                 wanted[text] = (target, max(0, int(probe)))
         return wanted
 
