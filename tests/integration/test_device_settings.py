@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -16,10 +17,11 @@ from pyroute2 import IPRoute, NetNS
 from tests.daemon_process import DaemonProcess
 from tests.integration.switch_fixtures import apply_bridge, wait_attached
 from tests.integration.test_qos import root_qdisc, wait_for_htb
-from tests.netns_lab import NetnsLab
+from tests.netns_lab import Host, NetnsLab
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root for namespaces")
 NET = "198.51.100."
+QOS_10_MBIT = ["--id=@q", "create", "QoS", "type=linux-htb", "other_config:max-rate=10000000"]
 
 
 def link_attr(device: str, attr: str, ns: str | None = None) -> object:
@@ -48,18 +50,31 @@ def interface_row(switch: DaemonProcess, name: str) -> dict[str, object]:
     return row
 
 
+def two_hosts(
+    switch: DaemonProcess, lab: NetnsLab, tmp_path: Path, *settings: Callable[[str, str], list[str]]
+) -> tuple[Host, Host]:
+    """h1 and h2 on br0, then one ovsr command line from ``settings`` (each given the two
+    switch ports' names)."""
+    h1, h2 = lab.add_host("h1", f"{NET}1"), lab.add_host("h2", f"{NET}2")
+    apply_bridge(switch, tmp_path, "br0", {h1.switch_port: {}, h2.switch_port: {}})
+    args = [a for make in settings for a in ("--", *make(h1.switch_port, h2.switch_port))]
+    ok = switch.ovsr(*args)
+    assert ok.returncode == 0, ok.stderr
+    return h1, h2
+
+
 def test_mtu_and_mac_reach_the_devices_and_jumbo_frames_cross(
     switch: DaemonProcess, lab: NetnsLab, tmp_path: Path
 ) -> None:
-    h1, h2 = lab.add_host("h1", f"{NET}1"), lab.add_host("h2", f"{NET}2")
-    apply_bridge(switch, tmp_path, "br0", {h1.switch_port: {}, h2.switch_port: {}})
-    ok = switch.ovsr(
-        *("set", "Interface", h1.switch_port, "mtu_request=9000"),
-        *("--", "set", "Interface", h2.switch_port, "mtu_request=9000"),
-        *("--", "set", "Interface", "br0", "mtu_request=9000"),
-        *("--", "set", "Bridge", "br0", "other_config:hwaddr=02:00:5e:10:00:01"),
+    h1, h2 = two_hosts(
+        switch,
+        lab,
+        tmp_path,
+        lambda p1, _p2: ["set", "Interface", p1, "mtu_request=9000"],
+        lambda _p1, p2: ["set", "Interface", p2, "mtu_request=9000"],
+        lambda _p1, _p2: ["set", "Interface", "br0", "mtu_request=9000"],
+        lambda _p1, _p2: ["set", "Bridge", "br0", "other_config:hwaddr=02:00:5e:10:00:01"],
     )
-    assert ok.returncode == 0, ok.stderr
     wait_for(lambda: link_attr(h1.switch_port, "IFLA_MTU") == 9000, "the veth's MTU")
     wait_for(lambda: link_attr("br0", "IFLA_ADDRESS") == "02:00:5e:10:00:01", "the bridge MAC")
     assert link_attr(h2.switch_port, "IFLA_MTU") == 9000 and link_attr("br0", "IFLA_MTU") == 9000
@@ -96,14 +111,14 @@ def test_mtu_and_mac_reach_the_devices_and_jumbo_frames_cross(
 def test_a_recreated_device_gets_its_mtu_and_qos_again(
     switch: DaemonProcess, lab: NetnsLab, tmp_path: Path
 ) -> None:
-    h1, h2 = lab.add_host("h1", f"{NET}1"), lab.add_host("h2", f"{NET}2")
-    apply_bridge(switch, tmp_path, "br0", {h1.switch_port: {}, h2.switch_port: {}})
-    ok = switch.ovsr(
-        *("set", "Interface", h2.switch_port, "mtu_request=4000"),
-        *("--", "set", "Port", h2.switch_port, "qos=@q"),
-        *("--", "--id=@q", "create", "QoS", "type=linux-htb", "other_config:max-rate=10000000"),
+    _h1, h2 = two_hosts(
+        switch,
+        lab,
+        tmp_path,
+        lambda _p1, p2: ["set", "Interface", p2, "mtu_request=4000"],
+        lambda _p1, p2: ["set", "Port", p2, "qos=@q"],
+        lambda _p1, _p2: QOS_10_MBIT,
     )
-    assert ok.returncode == 0, ok.stderr
     wait_for_htb(h2.switch_port, present=True)
     wait_for(lambda: link_attr(h2.switch_port, "IFLA_MTU") == 4000, "the MTU")
 
