@@ -2,8 +2,9 @@
 
 - ``Interface.mtu_request``: the device's MTU, for ports with a device (system,
   internal, tap). The MTU in effect is reported back in ``Interface.mtu``. As in OVS,
-  an internal port without one follows the smallest MTU of the bridge's other device
-  ports (system and tap); clearing it on another port leaves the device as it is.
+  an internal port without one is lowered to the smallest MTU of the bridge's other
+  ports (never raised, so a lower MTU set by hand stays); clearing it on another port
+  leaves the device as it is.
 - ``Interface.mac``: the MAC address of an internal or tap port (devices the daemon
   made). OVS ignores it on other ports and on a bridge's own port; here it is refused
   there, since the daemon would not set it.
@@ -42,6 +43,9 @@ class DeviceSettingError(ValueError):
 class DeviceSettings:
     mtu: int | None = None
     mac: str | None = None
+    # The MTU is the bridge's smallest (an internal port without mtu_request): as OVS,
+    # only lower the device to it, never raise it.
+    mtu_is_ceiling: bool = False
 
 
 def check_mac(text: str, what: str) -> str:
@@ -89,8 +93,14 @@ def check_device_settings(view: Any) -> None:
     from ovs_runtime.db.errors import OvsdbError
 
     bridges: set[str] | None = None
+    new_bridges = {scalar(b["name"]) for _u, b in view.changed_rows("Bridge", ("name",))}
     try:
-        for row_uuid, row in view.changed_rows("Interface", ("type", "mtu_request", "mac")):
+        changed = dict(view.changed_rows("Interface", ("type", "mtu_request", "mac")))
+        if new_bridges:  # a new bridge named like an interface makes it a local port
+            changed.update(
+                (u, r) for u, r in view.rows("Interface") if scalar(r["name"]) in new_bridges
+            )
+        for row_uuid, row in changed.items():
             name = scalar(row["name"])
             settings = interface_settings(row, f"Interface {name} ({row_uuid})")
             if settings.mac is not None:
@@ -118,11 +128,16 @@ def apply(device: str, settings: DeviceSettings) -> None:
             (link,) = ipr.get_links(found[0])
         except NetlinkError as exc:  # (the device went away meanwhile)
             raise OSError(f"cannot read device {device}: {exc}") from exc
-        if settings.mtu is not None and link.get_attr("IFLA_MTU") != settings.mtu:
+        current_mtu = link.get_attr("IFLA_MTU")
+        lower_only = settings.mtu_is_ceiling
+        if settings.mtu is not None and (
+            current_mtu > settings.mtu if lower_only else current_mtu != settings.mtu
+        ):
+            what = "the bridge's smallest MTU" if lower_only else "mtu_request"
             try:
                 ipr.link("set", index=found[0], mtu=settings.mtu)
             except (NetlinkError, OSError) as exc:
-                raise OSError(f"mtu_request {settings.mtu}: the device refused it ({exc})") from exc
+                raise OSError(f"{what} {settings.mtu}: the device refused it ({exc})") from exc
         current = str(link.get_attr("IFLA_ADDRESS") or "").lower()
         if settings.mac is not None and current != settings.mac:
             try:

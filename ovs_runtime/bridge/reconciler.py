@@ -403,18 +403,23 @@ def _wanted_settings(
 ) -> dict[str, DeviceSettings]:
     """Device -> the MTU and MAC asked for it. As in OVS, a bridge's local port takes
     the bridge's ``other_config:hwaddr``, and an internal port without ``mtu_request``
-    the smallest MTU of the bridge's other device ports (``mtu_of`` reads one)."""
+    is lowered to the smallest MTU of the bridge's other ports (``mtu_of`` reads a
+    device's)."""
     wanted = {}
     for bridge in desired.values():
         interfaces = [i for p in bridge.ports for i in p.interfaces]
         mtus = [mtu_of(i.name) for i in interfaces if i.type in ("", "system", "tap")]
+        mtus += [i.settings.mtu for i in interfaces if i.type == "internal"]
         smallest = min((m for m in mtus if m is not None), default=None)
         for iface in interfaces:
             settings = iface.settings
             if iface.type == "internal":
                 mac = bridge.hwaddr if iface.name == bridge.name else settings.mac
-                settings = DeviceSettings(settings.mtu or smallest, mac)
-            if settings != DeviceSettings():
+                if settings.mtu is None:
+                    settings = DeviceSettings(smallest, mac, mtu_is_ceiling=True)
+                else:
+                    settings = DeviceSettings(settings.mtu, mac)
+            if settings.mtu is not None or settings.mac is not None:
                 wanted[iface.name] = settings
     return wanted
 

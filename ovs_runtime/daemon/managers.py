@@ -6,8 +6,8 @@ Passive targets are served: ``ptcp:PORT[:IP]`` (IPv4 on every address without an
 as OVS; an IPv6 one in brackets, ``ptcp:6640:[::1]``; port 0 picks a free port) and
 ``punix:PATH`` (never the daemon's own socket, never over a file that is not a socket;
 removed again when the target goes). Each Manager row reports, with OVS's keys,
-``is_connected`` and ``status``: ``bound_port``, ``state`` (``ACTIVE`` while clients are
-connected), ``sec_since_connect``, ``sec_since_disconnect``, ``n_connections`` (from 2)
+``is_connected`` and ``status``: ``bound_port``, ``sec_since_connect``,
+``sec_since_disconnect``, ``n_connections`` (from 2)
 and ``last_error`` when the target cannot be opened; such a target is tried again every
 second. TCP clients that stay silent get an echo request after ``inactivity_probe`` ms
 (default 5000, 0 for never) and are dropped if still silent after as long again (unix
@@ -66,12 +66,19 @@ class Listener:
     known: set[Any] = field(default_factory=set)  # sessions seen, to notice departures
 
 
+def canonical_path(path: str) -> str:
+    """``path`` with its directory's symlinks resolved (``/var/run`` is ``/run``), so
+    two spellings of one socket are recognised as one."""
+    directory, name = os.path.split(os.path.normpath(path))
+    return os.path.join(os.path.realpath(directory), name)
+
+
 def parse_target(text: str) -> ManagerTarget:
     kind, _, rest = text.partition(":")
     if kind == "punix":
         if not rest.startswith("/"):
             raise ManagerTargetError(f"target {text!r}: punix needs an absolute path")
-        return ManagerTarget(text, path=os.path.normpath(rest))
+        return ManagerTarget(text, path=canonical_path(rest))
     if kind == "ptcp":
         port_text, _, host = rest.partition(":")
         host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
@@ -102,7 +109,7 @@ def parse_target(text: str) -> ManagerTarget:
 def manager_check(reserved_paths: set[str]) -> Callable[[Any], None]:
     """The commit check for Manager rows; ``reserved_paths``: the daemon's own sockets,
     which a ``punix:`` target must not replace."""
-    reserved = {os.path.normpath(p) for p in reserved_paths}
+    reserved = {canonical_path(p) for p in reserved_paths}
 
     def check_managers(view: Any) -> None:
         from ovs_runtime.db.errors import OvsdbError
@@ -130,6 +137,8 @@ class ManagerListeners:
         self.server = server
         self.listening: dict[str, Listener] = {}
         self.errors: dict[str, str] = {}
+        self._tasks: set[asyncio.Task[None]] = set()  # (asyncio keeps only weak references)
+        self._socket_ids: dict[str, tuple[int, int]] = {}  # punix path -> (st_dev, st_ino)
         self._lock = asyncio.Lock()
         self._ages_written = 0.0
         self._pending = False  # a change arrived: reconcile (again)
@@ -140,7 +149,9 @@ class ManagerListeners:
             return
         if not self._pending:
             self._pending = True
-            asyncio.get_running_loop().create_task(self.reconcile())
+            task = asyncio.get_running_loop().create_task(self.reconcile())
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
 
     def wanted(self) -> dict[str, tuple[ManagerTarget, int]]:
         """target text -> (target, inactivity probe in ms)"""
@@ -172,10 +183,14 @@ class ManagerListeners:
                 log.info("manager %s: no longer listening", text)
             for text in set(self.errors) - set(wanted):
                 del self.errors[text]
+            paths = {held.target.path for held in self.listening.values() if held.target.path}
             for text, (target, probe_ms) in sorted(wanted.items()):
                 listener = self.listening.get(text)
                 if listener is not None:
                     listener.probe_ms = probe_ms
+                    continue
+                if target.path is not None and target.path in paths:
+                    self.errors[text] = f"{target.path} is already served by another target"
                     continue
                 try:
                     server = await self._open(target)
@@ -189,13 +204,19 @@ class ManagerListeners:
         self.write_status()
 
     async def _open(self, target: ManagerTarget) -> asyncio.base_events.Server:
-        if target.path is not None and os.path.lexists(target.path):
-            mode = os.lstat(target.path).st_mode
-            if not stat.S_ISSOCK(mode):
-                raise OSError(f"{target.path} exists and is not a socket; not replacing it")
-        return await self.server.listen_remote(
-            target.text, host=target.host, port=target.port, path=target.path
+        path = target.path
+        if path is not None and os.path.lexists(path):
+            if not stat.S_ISSOCK(os.lstat(path).st_mode):
+                raise OSError(f"{path} exists and is not a socket; not replacing it")
+            if _answers(path):
+                raise OSError(f"{path} is a socket some program listens on; not replacing it")
+        server = await self.server.listen_remote(
+            target.text, host=target.host, port=target.port, path=path
         )
+        if path is not None:
+            info = os.lstat(path)
+            self._socket_ids[path] = (info.st_dev, info.st_ino)
+        return server
 
     def _close(self, text: str) -> None:
         listener = self.listening.pop(text)
@@ -203,8 +224,10 @@ class ManagerListeners:
         self.server.close_sessions_from(text)
         path = listener.target.path
         if path is not None:
+            ours = self._socket_ids.pop(path, None)
             try:
-                if stat.S_ISSOCK(os.lstat(path).st_mode):
+                info = os.lstat(path)
+                if (info.st_dev, info.st_ino) == ours:  # still the socket we made
                     os.unlink(path)
             except OSError:
                 pass
@@ -237,8 +260,6 @@ class ManagerListeners:
         sockets = listener.server.sockets
         if sockets and isinstance(sockets[0].getsockname(), tuple):
             status["bound_port"] = str(sockets[0].getsockname()[1])
-        if sessions:
-            status["state"] = "ACTIVE"
         if len(sessions) > 1:
             status["n_connections"] = str(len(sessions))
         if listener.last_connect is not None:
@@ -278,8 +299,9 @@ class ManagerListeners:
                 log.error("cannot write manager status: %s", failed[0])
 
     async def close(self) -> None:
-        for text in list(self.listening):
-            self._close(text)
+        async with self._lock:  # (not while a pass is opening a listener)
+            for text in list(self.listening):
+                self._close(text)
 
 
 def _without_ages(pairs: list[list[str]]) -> list[list[str]]:
@@ -291,9 +313,23 @@ def _probe(session: Any, interval: float, now: float) -> None:
     as long again, give up on the client."""
     idle = now - session.last_activity
     if idle >= 2 * interval and session.probe_sent:
-        log.info("client %s: no answer to an inactivity probe; disconnecting", session.peer)
+        if not session.closed:
+            log.info("client %s: no answer to an inactivity probe; disconnecting", session.peer)
         session.closed = True
-        session.writer.close()
+        session.writer.transport.abort()  # (close() would wait for a reader that is gone)
     elif idle >= interval and not session.probe_sent:
         session.probe_sent = True
         session.send({"method": "echo", "params": [], "id": "echo"})
+
+
+def _answers(path: str) -> bool:
+    """Whether a program accepts connections on the unix socket at ``path``."""
+    import socket
+
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        probe.settimeout(0.5)
+        try:
+            probe.connect(path)
+        except OSError:
+            return False
+    return True

@@ -145,7 +145,7 @@ class OvsdbServer:
     def close_sessions_from(self, origin: str) -> None:
         for session in self.sessions_from(origin):
             session.closed = True
-            session.writer.close()
+            session.writer.transport.abort()  # at once, even with unsent replies queued
 
     async def close(self) -> None:
         for server in self.servers:

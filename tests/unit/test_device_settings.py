@@ -167,3 +167,26 @@ def test_rows_from_before_the_checks_do_not_block_other_changes(tmp_path: Path) 
     (failure,) = update(db, "Interface", "up1", {"mac": "02:00:00:00:00:02"})
     assert "only on internal and tap ports" in failure["details"]
     assert not update(db, "Bridge", "br0", {"stp_enable": False})
+
+
+def test_a_new_bridge_named_like_an_interface_with_a_mac_is_refused(tmp_path: Path) -> None:
+    """The interface becomes that bridge's own port, whose address is the bridge's."""
+    db = db_with_bridge(tmp_path)
+    assert not update(db, "Interface", "vm1", {"mac": "02:00:00:00:00:07"})
+    port = select(db, "Port", [["name", "==", "vm1"]], ["_uuid"])[0]["_uuid"]
+    ops = [
+        {
+            "op": "insert",
+            "table": "Bridge",
+            "uuid-name": "b",
+            "row": {"name": "vm1", "ports": port},
+        },
+        {
+            "op": "mutate",
+            "table": "Open_vSwitch",
+            "where": [],
+            "mutations": [["bridges", "insert", ["named-uuid", "b"]]],
+        },
+    ]
+    (failure,) = errors(db.transact(ops))
+    assert "is bridge vm1's own port" in failure["details"]
