@@ -4,6 +4,7 @@ and the IPv4/UDP frame the tests send through a bridge."""
 from __future__ import annotations
 
 import socket
+from typing import Any
 
 from ovs_runtime.ofproto import flow_key as fk
 from ovs_runtime.packet.synthesize import build_frame
@@ -43,3 +44,14 @@ def udp_frame(src: int, dst: int, dport: int, tos: int = 0) -> bytes:
             fk.TP_DST: dport,
         }
     )
+
+
+def burst_then_export(h: Any, port: str, frame: bytes, count: int) -> None:
+    """``count`` copies of ``frame`` into ``port`` of an in-memory harness, forwarded,
+    then two seconds on and one maintenance pass (which sends what exporters hold)."""
+    for _ in range(count):
+        h.netdevs[port].inject(frame)
+    for _ in range(count // (64 * 64) + 2):  # one pass forwards up to 64 batches of 64
+        h.dp.run_once()
+    h.now += 2
+    h.dp.maintain_flows(h.now)

@@ -17,7 +17,7 @@ from ovs_runtime.bridge.flow_export_config import (
 )
 from ovs_runtime.ofproto import flow_key as fk
 from ovs_runtime.packet import netflow, sflow
-from tests.flow_collectors import received, udp_frame
+from tests.flow_collectors import burst_then_export, received, udp_frame
 from tests.sflow_decoder import decode
 from tests.unit.test_switching_memory import MemoryHarness
 
@@ -93,12 +93,7 @@ def test_sflow_samples_about_one_in_n_and_polls_counters(collector: socket.socke
     spec = SflowSpec((("127.0.0.1", port),), sampling=50, polling=1, header=42)
     h.dp.configure_flow_export("br0", spec, None)
     h.send("b", udp(2, 1, 9))  # learn b
-    for _ in range(5000):
-        h.netdevs["a"].inject(udp(1, 2, 53))
-    for _ in range(3):  # one pass forwards up to 64 batches
-        h.dp.run_once()
-    h.now += 2
-    h.dp.maintain_flows(h.now)
+    burst_then_export(h, "a", udp(1, 2, 53), 5000)
     datagrams = [decode(d) for d in received(collector)]
     flows = [s for d in datagrams for s in d["flow_samples"]]
     assert 50 <= len(flows) <= 160, len(flows)  # 5001 packets at 1 in 50: about 100

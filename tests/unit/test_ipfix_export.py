@@ -29,7 +29,7 @@ from ovs_runtime.db.schema import load_schema
 from ovs_runtime.ofproto import flow_key as fk
 from ovs_runtime.packet import ipfix
 from ovs_runtime.packet.synthesize import build_frame
-from tests.flow_collectors import received, udp_frame
+from tests.flow_collectors import burst_then_export, received, udp_frame
 from tests.unit.test_switching_memory import MemoryHarness
 
 
@@ -90,12 +90,7 @@ def test_each_sample_is_a_record_without_a_cache(collector: socket.socket) -> No
     port = collector.getsockname()[1]
     spec = IpfixSpec((("127.0.0.1", port),), sampling=50, obs_domain_id=5, obs_point_id=9)
     h = harness(spec)
-    for _ in range(5000):
-        h.netdevs["a"].inject(udp(1, 2, 53))
-    for _ in range(3):  # one pass forwards up to 64 batches
-        h.dp.run_once()
-    h.now += 2
-    h.dp.maintain_flows(h.now)
+    burst_then_export(h, "a", udp(1, 2, 53), 5000)
     messages = received(collector)
     assert {NetflowHeader(m).ObservationDomainID for m in messages} == {5}
     records = decode(messages)
