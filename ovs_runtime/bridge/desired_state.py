@@ -6,6 +6,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
+from ovs_runtime.bridge.bond_config import BondConfigError, BondSpec, bond_from_row
 from ovs_runtime.bridge.device_settings import (
     DeviceSettingError,
     DeviceSettings,
@@ -56,6 +57,7 @@ class PortSpec:
     policing: tuple[int, int] = (0, 0)  # the interface's ingress (rate, burst), kbit
     port_security: PortSecurity | None = None  # None: any source may send
     protected: bool = False  # NORMAL never forwards between two protected ports
+    bond: BondSpec | None = None  # set when the port has several interfaces
 
 
 @dataclass(frozen=True)
@@ -145,6 +147,13 @@ def _port_qos(
         return None, str(exc)
 
 
+def _bond(port_row: Row) -> BondSpec:
+    try:
+        return bond_from_row(port_row, f"port {scalar(port_row['name'])}")
+    except BondConfigError:
+        return BondSpec()  # written before the commit check existed: the default mode
+
+
 def _port_security(port_row: Row) -> PortSecurity | None:
     entries = as_list(port_row["port_security"])
     if not entries:
@@ -206,6 +215,7 @@ def read_bridges(tables: dict[str, dict[uuid.UUID, Row]]) -> dict[str, BridgeSpe
                         policing=_policing(tables, port_row),
                         port_security=_port_security(port_row),
                         protected=bool(scalar(port_row["protected"], False)),
+                        bond=_bond(port_row) if len(interfaces) > 1 else None,
                     )
                 )
             name = scalar(bridge_row["name"])

@@ -66,6 +66,7 @@ STATUS_COLUMNS = frozenset(
         "ifindex",
         "mac_in_use",
         "datapath_id",
+        "bond_active_slave",
     }
 )
 
@@ -243,12 +244,13 @@ class Reconciler:
                     provider.remove_port(name, port)
             for port, pspec in sorted(new_ports.items()):
                 ofport = numbers.get(pspec.interfaces[0].name if pspec.interfaces else port, -1)
+                members = {i.name: numbers.get(i.name, -1) for i in pspec.interfaces}
                 if port not in old_ports:
                     log.info("bridge %s: port %s added%s", name, port, _vlan_text(pspec))
-                    error = provider.add_port(name, pspec, ofport) if provider else None
+                    error = provider.add_port(name, pspec, ofport, members) if provider else None
                 elif old_ports[port] != pspec:
                     log.info("bridge %s: port %s changed%s", name, port, _vlan_text(pspec))
-                    error = provider.update_port(name, pspec, ofport) if provider else None
+                    error = provider.update_port(name, pspec, ofport, members) if provider else None
                 else:
                     continue
                 if error:
@@ -321,6 +323,27 @@ class Reconciler:
             for (_, iface), number in self.ofports.items()
         }
 
+    def _bond_status_ops(self) -> list[dict[str, Any]]:
+        """``Port.bond_active_slave``: the active member's MAC, as OVS writes it."""
+        if self.provider is None:
+            return []
+        active = self.provider.bond_states()
+        ops = []
+        for port_uuid, row in self.db.tables["Port"].items():
+            name = scalar(row["name"])
+            mac = active.get(name)
+            wanted = ["set", []] if mac is None else mac
+            if _json_differs(row["bond_active_slave"].to_json(), wanted):
+                ops.append(
+                    {
+                        "op": "update",
+                        "table": "Port",
+                        "where": [["_uuid", "==", ["uuid", str(port_uuid)]]],
+                        "row": {"bond_active_slave": wanted},
+                    }
+                )
+        return ops
+
     def _mirror_status_ops(self) -> list[dict[str, Any]]:
         if self.provider is None or not self.db.tables["Mirror"]:
             return []
@@ -374,6 +397,7 @@ class Reconciler:
                     }
                 )
         ops += self._mirror_status_ops()
+        ops += self._bond_status_ops()
         acked = None
         if ack:
             for root_uuid, root in self.db.tables["Open_vSwitch"].items():

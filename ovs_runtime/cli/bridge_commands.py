@@ -270,6 +270,56 @@ def cmd_add_port(ctx: CommandContext, args: list[str]) -> None:
             raise ModelError(f"{setting!r}: neither Port nor Interface has column {column!r}")
 
 
+@command(
+    "add-bond",
+    4,
+    1000,
+    "add-bond BRIDGE PORT IFACE... [COLUMN[:KEY]=VALUE]...",
+    ("may-exist", "fake-iface"),
+)
+def cmd_add_bond(ctx: CommandContext, args: list[str]) -> None:
+    """A port with several interfaces, as ovs-vsctl's: the arguments after PORT are
+    interface names until the first that contains ``=``."""
+    m = ctx.model
+    bridge_name, name = args[0], args[1]
+    ifaces = [a for a in args[2:] if "=" not in a]
+    settings = args[2 + len(ifaces) :]
+    if any("=" not in s for s in settings):
+        raise ModelError(
+            f"add-bond {bridge_name} {name}: interface names must come before settings"
+        )
+    if len(ifaces) < 2:
+        raise ModelError(
+            f"add-bond {bridge_name} {name}: a bond needs at least two interfaces "
+            f"(got {len(ifaces)}); for one, use add-port"
+        )
+    if len(set(ifaces)) != len(ifaces):
+        raise ModelError(f"add-bond {bridge_name} {name}: an interface is named twice")
+    if ctx.opts.get("fake-iface"):
+        raise ModelError("add-bond --fake-iface: fake bond interfaces are not implemented")
+    bridge = bridge_key(m, bridge_name)
+    assert bridge is not None
+    existing = port_key(m, name, must_exist=False)
+    if existing is not None:
+        if ctx.opts.get("may-exist") and bridge_of_port(m, existing) == bridge:
+            return
+        raise ModelError(
+            f"cannot create a port named {name} because a port named {name} already exists"
+        )
+    for iface_name in ifaces:
+        if m.lookup("Interface", iface_name, must_exist=False) is not None:
+            raise ModelError(f"cannot create an interface named {iface_name}: one already exists")
+    refs = [m.ref("Interface", m.insert("Interface", {"name": i})) for i in ifaces]
+    port = m.insert("Port", {"name": name, "interfaces": refs})
+    _add_ref(m, "Bridge", bridge, "ports", "Port", port)
+    for setting in settings:
+        column = setting.split("=", 1)[0].split(":", 1)[0]
+        if column in m.schema.tables["Port"].columns and column != "name":
+            assign(m, "Port", port, setting)
+        else:
+            raise ModelError(f"{setting!r}: Port has no column {column!r}")
+
+
 @command("del-port", 1, 2, "del-port [BRIDGE] PORT", ("if-exists",))
 def cmd_del_port(ctx: CommandContext, args: list[str]) -> None:
     m = ctx.model

@@ -1,5 +1,5 @@
 """Commands that ask the running datapath rather than the database (like ovs-appctl):
-``fdb-show``, ``fdb-flush`` and ``dpif-show``."""
+``fdb-show``, ``fdb-flush``, ``dpif-show``, ``qos-show`` and ``bond-show``."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ INSPECT_COMMANDS = {
     "dpif-show": (0, 0, "dpif-show"),
     "confirm": (1, 1, "confirm TOKEN"),
     "qos-show": (1, 1, "qos-show PORT"),
+    "bond-show": (0, 1, "bond-show [PORT]"),
 }
 
 
@@ -40,9 +41,38 @@ def run_inspect(client: OvsdbClient, name: str, args: list[str]) -> tuple[Any, l
                 f"{c['bytes']} bytes, dropped {c['drops']}"
             )
         return result, lines
+    if name == "bond-show":
+        return result, _bond_lines(result)
     if name == "confirm":
         return result, [f"confirmed {result['confirmed']}: the change stays"]
     return result, _dpif_lines(result)
+
+
+def _bond_lines(bonds: dict[str, Any]) -> list[str]:
+    """As ``ovs-appctl bond/show`` prints them."""
+    lines: list[str] = []
+    for name, bond in sorted(bonds.items()):
+        active = bond["active_member"]
+        lines += [
+            f"---- {name} ----",
+            f"bond_mode: {bond['bond_mode']}",
+            f"updelay: {bond['updelay']} ms",
+            f"downdelay: {bond['downdelay']} ms",
+            "lacp_status: off",
+            f"active-backup primary: {bond['primary'] or '<none>'}",
+            f"active member mac: {bond['active_member_mac'] or '00:00:00:00:00:00'}"
+            f"({active or 'none'})",
+            f"failovers: {bond['failovers']}, learning packets sent: {bond['learning_packets']}",
+        ]
+        for member, info in bond["members"].items():
+            lines += ["", f"member {member}: {'enabled' if info['enabled'] else 'disabled'}"]
+            if info["active"]:
+                lines.append("  active member")
+            lines.append(f"  may_enable: {'true' if info['carrier'] else 'false'}")
+            if info["error"]:
+                lines.append(f"  error: {info['error']}")
+        lines.append("")
+    return lines or ["no bonds"]
 
 
 def _dpif_lines(data: dict[str, Any]) -> list[str]:
@@ -67,7 +97,8 @@ def _dpif_lines(data: dict[str, Any]) -> list[str]:
         lines += _flow_export_lines(bridge)
         for port, info in bridge["ports"].items():
             state = info["state"] + (f" ({info['error']})" if info.get("error") else "")
-            lines.append(f"    port {info['ofport']}: {port} ({info['type']}) {state}")
+            kind = info["type"] + (f", bond {info['bond']}" if info.get("bond") else "")
+            lines.append(f"    port {info['ofport']}: {port} ({kind}) {state}")
             if "rx_packets" in info:
                 lines.append(
                     f"      RX packets:{info['rx_packets']} bytes:{info['rx_bytes']} "

@@ -22,6 +22,7 @@ from typing import Any
 from ovs_runtime import __version__
 from ovs_runtime.bridge import qos_tc
 from ovs_runtime.bridge.address_handover import AddressHandover
+from ovs_runtime.bridge.bond_config import check_bonds
 from ovs_runtime.bridge.confirm_rollback import PendingRollbacks, SnapshotError
 from ovs_runtime.bridge.device_settings import check_device_settings
 from ovs_runtime.bridge.flow_export_config import check_flow_export
@@ -147,6 +148,7 @@ class Daemon:
             check_flow_export,
             check_device_settings,
             check_unsupported_features,
+            check_bonds,
             manager_check({os.path.join(self.args.run_dir, SOCKET_NAME)}),
         ]
         fd_store = FdStore(systemd_notify.notify if systemd_notify.under_systemd() else None)
@@ -289,6 +291,14 @@ class Daemon:
                 "classes": qos_tc.show(handle.iface) if handle.spec.qos else [],
             }
 
+        def bond_show(params: list[Any]) -> Any:
+            if len(params) > 1 or not all(isinstance(p, str) for p in params):
+                raise RpcError("syntax error", "expected [] or [bond port name]")
+            try:
+                return need_datapath().bond_show(params[0] if params else None)
+            except KeyError as exc:
+                raise RpcError("unknown port", str(exc.args[0])) from None
+
         def flow_stats(params: list[Any]) -> Any:
             bridge = bridge_arg(params, required=True)
             assert bridge is not None
@@ -327,6 +337,7 @@ class Daemon:
         server.extra_methods["ovsr/fdb-flush"] = fdb_flush
         server.extra_methods["ovsr/announce"] = announce
         server.extra_methods["ovsr/qos-show"] = qos_show
+        server.extra_methods["ovsr/bond-show"] = bond_show
         server.extra_methods["ovsr/flow-stats"] = flow_stats
         server.extra_methods["ovsr/trace"] = trace
         server.extra_methods["ovsr/dpif-show"] = lambda params: need_datapath().describe()

@@ -25,7 +25,8 @@ class BridgeState:
     name: str
     normal: NormalBridge
     ports: dict[str, PortHandle] = field(default_factory=dict)  # by port name
-    by_ofport: dict[int, PortHandle] = field(default_factory=dict)
+    by_ofport: dict[int, PortHandle] = field(default_factory=dict)  # by interface's number
+    bundles: dict[int, PortHandle] = field(default_factory=dict)  # bonds, by NORMAL's number
     cache: FlowCache = field(default_factory=FlowCache)
     mirrors: list[MirrorState] = field(default_factory=list)
     mirror_specs: tuple[MirrorSpec, ...] = ()
@@ -54,17 +55,30 @@ class BridgeState:
         return self.sflow is None and self.netflow is None and self.ipfix is None
 
     def port_numbers(self) -> dict[str, int]:
-        return {name: h.ofport for name, h in self.ports.items()}
+        """Names flow rules may use: ports, and a bond's interfaces (as in OVS, rules
+        name a bond's members, not the bond)."""
+        numbers = {}
+        for name, handle in self.ports.items():
+            for member in handle.interface_handles():
+                numbers[member.iface if handle.bond else name] = member.ofport
+        return numbers
+
+    def interface_handles(self) -> list[PortHandle]:
+        return [m for h in self.ports.values() for m in h.interface_handles()]
 
     # -- PipelineEnv ----------------------------------------------------------------
 
     def port_number(self, name: str) -> int | None:
         handle = self.ports.get(name)
-        return handle.ofport if handle is not None else None
+        if handle is not None and handle.bond is None:
+            return handle.ofport
+        return self.port_numbers().get(name)
 
     def port_name(self, ofport: int) -> str:
-        handle = self.by_ofport.get(ofport)
-        return handle.name if handle is not None else str(ofport)
+        handle = self.by_ofport.get(ofport) or self.bundles.get(ofport)
+        if handle is None:
+            return str(ofport)
+        return handle.iface if handle.member_of is not None else handle.name
 
     def all_ports(self) -> list[int]:
         return sorted(self.by_ofport)
@@ -89,7 +103,8 @@ class BridgeState:
             return [], self.normal.last_drop
         self.normal_vlan = vlan
         if learn and not hdr.src[0] & 1 and vlan not in self.normal.flood_vlans:
-            self.normal_learned = (vlan, hdr.src, key[fk.IN_PORT])  # (kept fresh by hits)
+            port = self.normal.bundle_of.get(key[fk.IN_PORT], key[fk.IN_PORT])
+            self.normal_learned = (vlan, hdr.src, port)  # (kept fresh by hits)
         return list(outputs), None
 
     def port_security(self, ofport: int) -> PortSecurity | None:

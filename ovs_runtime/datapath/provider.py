@@ -50,11 +50,28 @@ class DatapathProvider(Protocol):
         self, name: str, other_config: dict[str, str], flood_vlans: frozenset[int] = frozenset()
     ) -> None: ...
     def remove_bridge(self, name: str) -> None: ...
-    def add_port(self, bridge: str, port: PortSpec, ofport: int) -> str | None:
-        """Attach a port; returns None, or an error for ``Interface.error``."""
+    def add_port(
+        self,
+        bridge: str,
+        port: PortSpec,
+        ofport: int,
+        member_ofports: dict[str, int] | None = None,
+    ) -> str | None:
+        """Attach a port; returns None, or an error for ``Interface.error``. A port with
+        several interfaces is a bond: ``member_ofports`` numbers each interface."""
         ...
 
-    def update_port(self, bridge: str, port: PortSpec, ofport: int) -> str | None: ...
+    def update_port(
+        self,
+        bridge: str,
+        port: PortSpec,
+        ofport: int,
+        member_ofports: dict[str, int] | None = None,
+    ) -> str | None: ...
+    def bond_states(self) -> dict[str, str | None]:
+        """Bond port name -> its active member's MAC (None: no member is enabled)."""
+        ...
+
     def remove_port(self, bridge: str, port: str) -> None: ...
     def interface_states(self) -> dict[str, InterfaceState]: ...
     def maintain(self) -> list[str]:

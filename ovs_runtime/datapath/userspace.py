@@ -23,11 +23,18 @@ from collections.abc import Callable
 from typing import Any
 
 from ovs_runtime.bridge import qos_tc
+from ovs_runtime.bridge.bond_config import BondSpec
 from ovs_runtime.bridge.desired_state import MirrorSpec, PortSpec
 from ovs_runtime.bridge.flow_export_config import IpfixSpec, NetflowSpec, SflowSpec
 from ovs_runtime.bridge.flow_rules import FlowRuleSpec
 from ovs_runtime.bridge.tunnel_config import TUNNEL_TYPES
 from ovs_runtime.datapath import mirroring, vnet_header
+from ovs_runtime.datapath.bonding import (
+    BUNDLE_BASE,
+    BondMember,
+    BondState,
+    active_member_text,
+)
 from ovs_runtime.datapath.bridge_flows import BridgeFlows
 from ovs_runtime.datapath.bridge_state import BridgeState
 from ovs_runtime.datapath.flow_cache import (
@@ -93,6 +100,7 @@ class UserspaceDatapath:
         self.iterations = 0
         self.dirty: set[Netdev] = set()
         self.last_flow_maintenance = 0.0
+        self.bonds: list[BondState] = []
 
     # -- the loop ---------------------------------------------------------------------
 
@@ -116,7 +124,7 @@ class UserspaceDatapath:
     def _loop(self) -> None:
         while not self._stop.is_set():
             try:
-                events = self.epoll.poll(0.2)
+                events = self.epoll.poll(0.05 if self.bonds else 0.2)
             except OSError:
                 continue
             with self.lock:
@@ -155,6 +163,9 @@ class UserspaceDatapath:
                     busy = busy or count > 0
             if not busy:
                 break
+        for bond in self.bonds:
+            if bond.due(now) and bond.poll(now):
+                self._failed_over(bond, now)
         self.flush()
         if now - self.last_flow_maintenance >= FLOW_MAINTENANCE_INTERVAL:
             self.last_flow_maintenance = now
@@ -169,7 +180,7 @@ class UserspaceDatapath:
             if bridge.flows.expire(now):
                 bridge.normal.invalidate()
             if bridge.sflow is not None:
-                bridge.sflow.poll(sorted(bridge.ports.values(), key=lambda h: h.ofport), now)
+                bridge.sflow.poll(sorted(bridge.interface_handles(), key=lambda h: h.ofport), now)
                 bridge.sflow.flush(now)
             if bridge.netflow is not None:
                 bridge.netflow.expire(now)
@@ -447,7 +458,8 @@ class UserspaceDatapath:
     # -- ports ------------------------------------------------------------------------
 
     def _attach(self, handle: PortHandle) -> str | None:
-        iface = handle.spec.interfaces[0] if handle.spec.interfaces else None
+        interfaces = handle.spec.interfaces
+        iface = interfaces[handle.member_index] if interfaces else None
         options = iface.options if iface else {}
         try:
             netdev = self.open_netdev(handle.kind, handle.iface, options)
@@ -504,10 +516,48 @@ class UserspaceDatapath:
         self._link_patches()
 
     def _port_failed(self, handle: PortHandle, reason: str) -> None:
-        log.warning("bridge %s: port %s is down: %s", handle.bridge.name, handle.name, reason)
+        if handle.bond is not None:  # sending on the bond failed: on its active member
+            active = handle.bond.active
+            if active is None:
+                return
+            handle = active.handle
+        log.warning("bridge %s: port %s is down: %s", handle.bridge.name, handle.iface, reason)
         self._detach(handle)
         handle.error = reason
-        handle.bridge.normal.mac_table.forget_port(handle.ofport)
+        bond_port = handle.member_of
+        if bond_port is None:
+            handle.bridge.normal.mac_table.forget_port(handle.ofport)
+        elif bond_port.bond is not None and bond_port.bond.poll(self.clock()):
+            self._failed_over(bond_port.bond, self.clock())
+
+    def _failed_over(self, bond: BondState, now: float) -> None:
+        """A new active member (or none): NORMAL drops frames from the others, cached
+        decisions are re-made, and upstream switches learn where the bridge's other
+        MACs are now."""
+        state = bond.port.bridge
+        members = {m.handle.ofport for m in bond.members}
+        state.normal.set_bond(bond.port.ofport, members, bond.backup_ofports())
+        for event in bond.events:
+            log.info("bridge %s: %s", state.name, event)
+        bond.events.clear()
+        netdev = bond.port.netdev
+        if netdev is None:
+            return
+        table = state.normal.mac_table
+        entries = [
+            (vid, mac, entry.port)
+            for (vid, mac), entry in table.entries.items()
+            if now - entry.last_seen <= table.aging
+        ]
+        frames = bond.learning_frames(entries)
+        try:
+            for header, frame in frames:
+                netdev.send(header, frame)
+        except NetdevGone as exc:
+            self._port_failed(bond.port, str(exc))
+            return
+        bond.learning_packets += len(frames)
+        self.dirty.add(netdev)
 
     def _link_patches(self) -> None:
         from ovs_runtime.netdev.patch import PatchNetdev
@@ -570,9 +620,17 @@ class UserspaceDatapath:
         if bridge.ipfix is not None:
             bridge.ipfix.close()
 
-    def add_port(self, bridge: str, port: PortSpec, ofport: int) -> str | None:
+    def add_port(
+        self,
+        bridge: str,
+        port: PortSpec,
+        ofport: int,
+        member_ofports: dict[str, int] | None = None,
+    ) -> str | None:
         with self.lock:
             state = self.bridges[bridge]
+            if len(port.interfaces) > 1:
+                return self._add_bond(state, port, member_ofports or {})
             kind = port.interfaces[0].type if port.interfaces else ""
             handle = PortHandle(state, port, ofport, kind)
             handle.vlan = PortVlan.from_config(port.vlan_mode, port.tag, port.trunks)
@@ -584,16 +642,72 @@ class UserspaceDatapath:
                 ofport, handle.vlan, mesh=kind in TUNNEL_TYPES, protected=port.protected
             )
             self._ports_changed(state, handle)
-            if len(port.interfaces) > 1:
-                handle.error = "ports with several interfaces (bonds) are not supported"
-                return handle.error
             return self._attach(handle)
 
-    def update_port(self, bridge: str, port: PortSpec, ofport: int) -> str | None:
+    def _add_bond(self, state: BridgeState, port: PortSpec, numbers: dict[str, int]) -> str | None:
+        bond_port = PortHandle(
+            state, port, BUNDLE_BASE + numbers.get(port.interfaces[0].name, 0), "bond"
+        )
+        bond_port.vlan = PortVlan.from_config(port.vlan_mode, port.tag, port.trunks)
+        members = []
+        for index, iface in enumerate(port.interfaces):
+            handle = PortHandle(
+                state, port, numbers.get(iface.name, -1), iface.type, member_index=index
+            )
+            handle.member_of, handle.vlan = bond_port, bond_port.vlan
+            handle.policer = policer_for(*port.policing, None)
+            state.by_ofport[handle.ofport] = handle
+            members.append(BondMember(handle))
+        bond = bond_port.bond = BondState(bond_port, members, port.bond or BondSpec())
+        state.ports[port.name] = bond_port
+        state.bundles[bond_port.ofport] = bond_port
+        state.normal.set_port(bond_port.ofport, bond_port.vlan, protected=port.protected)
+        self._ports_changed(state, bond_port)
+        errors = []
+        for member in members:
+            if member.handle.kind not in ("", "system"):
+                member.handle.error = (
+                    f"interface {member.name}: a bond's interfaces must be system devices "
+                    f'(type ""), not {member.handle.kind}'
+                )
+            else:
+                self._attach(member.handle)
+            if member.handle.error:
+                errors.append(member.handle.error)
+        self.bonds.append(bond)
+        bond.poll(self.clock())
+        self._failed_over(bond, self.clock())
+        return errors[0] if errors else None
+
+    def _remove_bond(self, state: BridgeState, bond_port: PortHandle) -> None:
+        bond = bond_port.bond
+        assert bond is not None
+        for member in bond.members:
+            self._detach(member.handle)
+            state.by_ofport.pop(member.handle.ofport, None)
+            state.security.pop(member.handle.ofport, None)
+        bond_port.netdev = None
+        self.bonds.remove(bond)
+        state.bundles.pop(bond_port.ofport, None)
+        state.normal.set_bond(bond_port.ofport, set(), set())
+        state.normal.remove_port(bond_port.ofport)
+
+    def update_port(
+        self,
+        bridge: str,
+        port: PortSpec,
+        ofport: int,
+        member_ofports: dict[str, int] | None = None,
+    ) -> str | None:
         with self.lock:
             state = self.bridges[bridge]
             handle = state.ports.get(port.name)
             kind = port.interfaces[0].type if port.interfaces else ""
+            if handle is not None and handle.bond is not None:
+                if handle.spec.interfaces == port.interfaces and len(port.interfaces) > 1:
+                    return self._update_bond(state, handle, port)
+                self.remove_port(bridge, port.name)
+                return self.add_port(bridge, port, ofport, member_ofports)
             same_device = (
                 handle is not None
                 and handle.kind == kind
@@ -602,7 +716,7 @@ class UserspaceDatapath:
             )
             if not same_device:
                 self.remove_port(bridge, port.name)
-                return self.add_port(bridge, port, ofport)
+                return self.add_port(bridge, port, ofport, member_ofports)
             assert handle is not None
             handle.spec = port
             handle.vlan = PortVlan.from_config(port.vlan_mode, port.tag, port.trunks)
@@ -614,6 +728,23 @@ class UserspaceDatapath:
             self._ports_changed(state, handle)
             return handle.error
 
+    def _update_bond(self, state: BridgeState, bond_port: PortHandle, port: PortSpec) -> str | None:
+        """Same interfaces: VLAN config, policing, security and bond settings change in
+        place, without touching the members' devices."""
+        bond = bond_port.bond
+        assert bond is not None
+        bond_port.spec = port
+        bond_port.vlan = PortVlan.from_config(port.vlan_mode, port.tag, port.trunks)
+        for member in bond.members:
+            member.handle.spec, member.handle.vlan = port, bond_port.vlan
+            member.handle.policer = policer_for(*port.policing, member.handle.policer)
+        bond.spec = port.bond or BondSpec()
+        state.normal.set_port(bond_port.ofport, bond_port.vlan, protected=port.protected)
+        self._ports_changed(state, bond_port)
+        if bond.poll(self.clock()):
+            self._failed_over(bond, self.clock())
+        return next((m.handle.error for m in bond.members if m.handle.error), None)
+
     def remove_port(self, bridge: str, port: str) -> None:
         with self.lock:
             state = self.bridges.get(bridge)
@@ -621,6 +752,10 @@ class UserspaceDatapath:
                 return
             handle = state.ports.pop(port, None)
             if handle is None:
+                return
+            if handle.bond is not None:
+                self._remove_bond(state, handle)
+                self._ports_changed(state, None)
                 return
             self._detach(handle)
             state.by_ofport.pop(handle.ofport, None)
@@ -630,13 +765,13 @@ class UserspaceDatapath:
 
     def _ports_changed(self, state: BridgeState, handle: PortHandle | None) -> None:
         """Port security and rules naming ports follow the port set."""
-        if handle is not None:
-            security = handle.spec.port_security
+        for each in handle.interface_handles() if handle is not None else ():
+            security = each.spec.port_security
             if security is not None:
-                state.security[handle.ofport] = security
+                state.security[each.ofport] = security
             else:
-                state.security.pop(handle.ofport, None)
-            handle.nd_guard = security if security is not None and security.uses_l3 else None
+                state.security.pop(each.ofport, None)
+            each.nd_guard = security if security is not None and security.uses_l3 else None
         state.flows.recompile_ports(state.port_numbers())
         state.normal.invalidate()
 
@@ -647,21 +782,22 @@ class UserspaceDatapath:
             for bridge in self.bridges.values():
                 if bridge.normal.mac_table.expire(now):
                     events.append(f"bridge {bridge.name}: aged out MAC entries")
-                for handle in bridge.ports.values():
+                for handle in bridge.interface_handles():
                     stalled = getattr(handle.netdev, "rx_stalled", None)
                     if stalled is not None and stalled():
                         self._drain(handle, now)
                         self.flush()
-                    if handle.netdev is None and len(handle.spec.interfaces) == 1:
+                    reattach = handle.member_of is not None or len(handle.spec.interfaces) == 1
+                    if handle.netdev is None and reattach and not _refused(handle):
                         if self._attach(handle) is None:
-                            events.append(f"bridge {bridge.name}: port {handle.name} re-attached")
+                            events.append(f"bridge {bridge.name}: port {handle.iface} re-attached")
         return events
 
     def interface_states(self) -> dict[str, InterfaceState]:
         states = {}
         with self.lock:
             for bridge in self.bridges.values():
-                for handle in bridge.ports.values():
+                for handle in bridge.interface_handles():
                     netdev = handle.netdev
                     if netdev is None:
                         states[handle.iface] = InterfaceState(-1, handle.error)
@@ -680,6 +816,20 @@ class UserspaceDatapath:
                     )
         return states
 
+    def bond_states(self) -> dict[str, str | None]:
+        with self.lock:
+            return {bond.port.name: active_member_text(bond) for bond in self.bonds}
+
+    def bond_show(self, port: str | None) -> dict[str, Any]:
+        """Every bond's state (or one bond's), as ``ovs-appctl bond/show``."""
+        with self.lock:
+            bonds = {bond.port.name: bond.describe() for bond in self.bonds}
+        if port is not None:
+            if port not in bonds:
+                raise KeyError(f"no bond named {port}")
+            return {port: bonds[port]}
+        return bonds
+
     def fdb(self, bridge: str) -> list[dict[str, Any]]:
         with self.lock:
             state = self.bridges.get(bridge)
@@ -689,7 +839,7 @@ class UserspaceDatapath:
             names = {h.ofport: h.name for h in state.ports.values()}
             return [
                 {
-                    "port": entry.port,
+                    "port": _shown_number(entry.port),
                     "port_name": names.get(entry.port, "?"),
                     "vlan": vlan,
                     "mac": mac_text(mac),
@@ -870,14 +1020,20 @@ class UserspaceDatapath:
                         },
                         "drops": dict(b.normal.drops),
                         "ports": {
-                            h.name: {
+                            (h.iface if h.member_of else h.name): {
                                 "ofport": h.ofport,
                                 "type": h.kind or "system",
                                 "state": "up" if h.netdev else "down",
                                 "error": h.error,
+                                **({"bond": h.name} if h.member_of else {}),
                                 **(h.netdev.stats.as_dict() if h.netdev else {}),
                             }
-                            for h in sorted(b.ports.values(), key=lambda h: h.ofport)
+                            for h in sorted(b.interface_handles(), key=lambda h: h.ofport)
+                        },
+                        "bonds": {
+                            h.name: h.bond.describe()
+                            for h in sorted(b.ports.values(), key=lambda h: h.name)
+                            if h.bond is not None
                         },
                     }
                     for name, b in sorted(self.bridges.items())
@@ -904,6 +1060,16 @@ def _agent_address(spec: SflowSpec) -> str:
             if address is not None:
                 return address
     return Exporter(spec.targets).local_address()
+
+
+def _shown_number(port: int) -> int:
+    """A MAC table entry's port number as OVS shows it: for a bond, its first member's."""
+    return port - BUNDLE_BASE if port >= BUNDLE_BASE else port
+
+
+def _refused(handle: PortHandle) -> bool:
+    """A bond member of a type bonds cannot have: never attached."""
+    return handle.member_of is not None and handle.kind not in ("", "system")
 
 
 def _inner(op: int, arg: Any) -> int:
@@ -956,7 +1122,7 @@ def compile_outputs(
     in_vid = in_tci & 0x0FFF if in_tci else None
     compiled: list[tuple[Any, int, Any]] = []
     for out in outputs:
-        handle = bridge.by_ofport.get(out.port)
+        handle = bridge.by_ofport.get(out.port) or bridge.bundles.get(out.port)
         if handle is None:
             continue
         out_key = out.key

@@ -44,9 +44,7 @@ class TxnView:
             if maybe_row is not None:
                 yield row_uuid, maybe_row
 
-    def changed_rows(
-        self, table: str, columns: tuple[str, ...]
-    ) -> Iterator[tuple[uuid.UUID, Row]]:
+    def changed_rows(self, table: str, columns: tuple[str, ...]) -> Iterator[tuple[uuid.UUID, Row]]:
         """Rows this transaction inserts, or in which it changes any of ``columns``: a
         commit check that reads only these lets rows written before the check existed
         live on (the daemon's own status updates touch them too)."""

@@ -17,6 +17,7 @@ class MemoryNetdev:
         self.stats = NetdevStats()
         self.inbox: list[Packet] = []
         self.sent: list[bytes] = []
+        self.link_state = "up"  # a test pulls the cable by setting "down"
 
     def inject(self, frame: bytes) -> None:
         self.inbox.append((EMPTY, frame))
@@ -35,7 +36,7 @@ class MemoryNetdev:
         self.stats.tx_bytes += len(frame)
 
     def status(self) -> NetdevStatus:
-        return NetdevStatus(link_state="up", admin_state="up")
+        return NetdevStatus(link_state=self.link_state, admin_state="up")
 
     def close(self) -> None:
         pass

@@ -35,6 +35,8 @@ class NormalBridge:
     flood_vlans: frozenset[int] = frozenset()  # no learning: always flood
     mirror_outputs: set[int] = field(default_factory=set)  # no part in switching
     last_drop: str = ""  # the reason of the latest DROP, for the pipeline and its trace
+    bundle_of: dict[int, int] = field(default_factory=dict)  # bond member -> the bond
+    bond_backups: set[int] = field(default_factory=set)  # members whose frames are dropped
 
     def _drop(self, reason: str) -> None:
         self.drops[reason] += 1
@@ -68,6 +70,18 @@ class NormalBridge:
             self.mac_table.forget_vlans(self.flood_vlans)
             self.config_generation += 1
             self.mac_table.generation += 1
+
+    def set_bond(self, bundle: int, members: set[int], backups: set[int]) -> None:
+        """Frames from ``members`` are the bond ``bundle``'s; those from ``backups``
+        (an active-backup bond's standby links) are dropped, as in OVS."""
+        for member in [m for m, b in self.bundle_of.items() if b == bundle]:
+            del self.bundle_of[member]
+            self.bond_backups.discard(member)
+        for member in members:
+            self.bundle_of[member] = bundle
+        self.bond_backups |= backups
+        self.config_generation += 1
+        self.mac_table.generation += 1
 
     def remove_port(self, ofport: int) -> None:
         self.mesh.discard(ofport)
@@ -109,6 +123,11 @@ class NormalBridge:
         self, in_port: int, hdr: L2Header, now: float, learn: bool = True
     ) -> tuple[int, Outputs]:
         """``learn=False`` (a trace) decides the same way without changing the table."""
+        if in_port in self.bundle_of:
+            if in_port in self.bond_backups:
+                self._drop("bond-backup-member")
+                return DROP, ()
+            in_port = self.bundle_of[in_port]
         vlan = self.input_vlan(in_port, hdr)
         if vlan == DROP:
             return DROP, ()

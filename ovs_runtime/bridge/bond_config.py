@@ -1,0 +1,104 @@
+"""Bond settings of a port with several interfaces, as OVS's Port columns define them.
+
+A port with two or more interfaces is a bond. ovs-runtime runs OVS's default mode,
+``active-backup``: one member carries all traffic, the others stand by, and when the
+active member's carrier goes down another takes over.
+
+- ``bond_mode``: ``active-backup`` (the default). ``balance-slb`` and ``balance-tcp`` are
+  refused with a message rather than stored and ignored.
+- ``bond_updelay`` / ``bond_downdelay``: milliseconds a member's carrier must stay up
+  (down) before it is enabled (disabled); 0 by default.
+- ``other_config:bond-primary``: the interface to make active whenever it is enabled.
+- ``other_config:bond-detect-mode``: ``carrier`` (the default) or ``miimon``, with
+  ``bond-miimon-interval`` (ms, default 200) as how often the carrier is read.
+- ``lacp``: only ``off`` (or empty); ``bond_fake_iface``: only ``false``.
+
+``check_bonds`` is the commit check; ``bond_from_row`` reads a stored port.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from ovs_runtime.db.datum import as_map, scalar
+
+DEFAULT_MODE = "active-backup"
+MODES = {"active-backup", "balance-slb", "balance-tcp"}
+DETECT_MODES = {"carrier", "miimon"}
+CARRIER_POLL_MS = 100  # how often carrier detection reads each member's link state
+DEFAULT_MIIMON_MS = 200
+
+
+class BondConfigError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class BondSpec:
+    mode: str = DEFAULT_MODE
+    updelay_ms: int = 0
+    downdelay_ms: int = 0
+    primary: str | None = None
+    poll_ms: int = CARRIER_POLL_MS
+
+
+def bond_from_row(row: Any, what: str) -> BondSpec:
+    """The bond settings of a Port row; ``BondConfigError`` names the column and what
+    would be accepted."""
+    mode = scalar(row["bond_mode"]) or DEFAULT_MODE
+    if mode != DEFAULT_MODE:
+        raise BondConfigError(
+            f"{what}: bond_mode={mode}: only active-backup bonds are implemented by "
+            "ovs-runtime (balance-slb and balance-tcp are not); use bond_mode=active-backup"
+        )
+    lacp = scalar(row["lacp"]) or "off"
+    if lacp != "off":
+        raise BondConfigError(
+            f"{what}: lacp={lacp}: LACP is not implemented by ovs-runtime; only lacp=off "
+            "(an active-backup bond needs no cooperation from the upstream switch)"
+        )
+    if scalar(row["bond_fake_iface"], False):
+        raise BondConfigError(
+            f"{what}: bond_fake_iface=true: fake bond interfaces are not implemented; only false"
+        )
+    delays = []
+    for column in ("bond_updelay", "bond_downdelay"):
+        value = scalar(row[column], 0)
+        if not 0 <= value <= 3_600_000:
+            raise BondConfigError(f"{what}: {column}={value}: must be 0 to 3600000 milliseconds")
+        delays.append(int(value))
+    config = as_map(row["other_config"])
+    detect = config.get("bond-detect-mode", "carrier")
+    if detect not in DETECT_MODES:
+        raise BondConfigError(
+            f"{what}: other_config:bond-detect-mode={detect}: must be carrier or miimon"
+        )
+    poll_ms = CARRIER_POLL_MS
+    if detect == "miimon":
+        text = config.get("bond-miimon-interval", str(DEFAULT_MIIMON_MS))
+        try:
+            poll_ms = int(text)
+            if not 1 <= poll_ms <= 60_000:
+                raise ValueError
+        except ValueError:
+            raise BondConfigError(
+                f"{what}: other_config:bond-miimon-interval={text}: must be 1 to 60000 milliseconds"
+            ) from None
+    return BondSpec(DEFAULT_MODE, delays[0], delays[1], config.get("bond-primary"), poll_ms)
+
+
+BOND_COLUMNS = ("bond_mode", "lacp", "bond_fake_iface", "bond_updelay", "bond_downdelay")
+
+
+def check_bonds(view: Any) -> None:
+    """Commit check: a change to a port's bond settings is refused whole, naming the
+    port and what would be accepted."""
+    from ovs_runtime.db.errors import OvsdbError
+
+    for row_uuid, row in view.changed_rows("Port", (*BOND_COLUMNS, "other_config")):
+        what = f"Port {scalar(row['name'])} ({row_uuid})"
+        try:
+            bond_from_row(row, what)
+        except BondConfigError as exc:
+            raise OvsdbError("constraint violation", str(exc)) from None

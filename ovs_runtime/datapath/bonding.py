@@ -1,0 +1,158 @@
+"""Active-backup bonds in the userspace datapath.
+
+A bond is one port (one VLAN config, one entry in NORMAL's MAC table) over several
+interfaces. Each member interface has its own netdev and OpenFlow port number, and a
+``PortHandle`` of its own that receives; the bond's handle is what NORMAL outputs to,
+and its ``netdev`` is always the active member's, so every output path sends there.
+
+As in OVS's ``active-backup`` mode:
+- a member is enabled once its carrier has been up for ``bond_updelay`` ms and disabled
+  once it has been down for ``bond_downdelay`` ms (a vanished device is down at once);
+- the active member stays active while it is enabled; ``bond-primary`` takes over
+  whenever it is enabled; otherwise the first enabled member (in interface order) is
+  chosen. With no member enabled, one whose carrier is up is enabled at once;
+- frames that arrive on a backup member are dropped (the upstream switch floods to
+  every link, and the bond must see each frame once);
+- after a change of active member, a RARP "learning packet" for every MAC the bridge
+  learned elsewhere goes out of the new active member, so upstream switches move those
+  MACs to the new link at once rather than when they next send.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from ovs_runtime.bridge.bond_config import BondSpec
+from ovs_runtime.datapath import vnet_header
+from ovs_runtime.packet.announce import rarp_announcement
+
+if TYPE_CHECKING:
+    from ovs_runtime.datapath.port_handle import PortHandle
+
+BUNDLE_BASE = 1 << 20  # NORMAL's number for a bond: above every OpenFlow port number
+
+
+@dataclass(eq=False)
+class BondMember:
+    handle: PortHandle  # the member's own: netdev, OpenFlow port number, receive side
+    enabled: bool = False
+    carrier_since: float | None = None  # when the carrier last differed from ``enabled``
+
+    @property
+    def name(self) -> str:
+        return self.handle.iface
+
+    def carrier(self) -> bool:
+        netdev = self.handle.netdev
+        return netdev is not None and netdev.status().link_state == "up"
+
+
+@dataclass(eq=False)
+class BondState:
+    port: PortHandle  # the bond's own handle
+    members: list[BondMember]
+    spec: BondSpec
+    active: BondMember | None = None
+    last_poll: float = float("-inf")
+    failovers: int = 0
+    learning_packets: int = 0
+    events: list[str] = field(default_factory=list)  # for the daemon's log
+
+    def due(self, now: float) -> bool:
+        return now - self.last_poll >= self.spec.poll_ms / 1000.0
+
+    def poll(self, now: float) -> bool:
+        """Read every member's carrier, apply the delays and choose the active member;
+        True when the active member changed."""
+        self.last_poll = now
+        for member in self.members:
+            up = member.carrier()
+            if up == member.enabled:
+                member.carrier_since = None
+                continue
+            if member.carrier_since is None:
+                member.carrier_since = now
+            delay = self.spec.updelay_ms if up else self.spec.downdelay_ms
+            if member.handle.netdev is None or (now - member.carrier_since) * 1000 >= delay:
+                member.enabled = up
+                member.carrier_since = None
+                self.events.append(
+                    f"bond {self.port.name}: member {member.name} {'enabled' if up else 'disabled'}"
+                )
+        if not any(m.enabled for m in self.members):
+            for member in self.members:  # nothing else would carry traffic: skip updelay
+                if member.carrier_since is not None and member.carrier():
+                    member.enabled, member.carrier_since = True, None
+                    self.events.append(
+                        f"bond {self.port.name}: member {member.name} enabled (no other "
+                        "member is, so without waiting for updelay)"
+                    )
+                    break
+        return self._choose()
+
+    def _choose(self) -> bool:
+        enabled = [m for m in self.members if m.enabled]
+        primary = next((m for m in enabled if m.name == self.spec.primary), None)
+        if primary is not None:
+            chosen: BondMember | None = primary
+        elif self.active is not None and self.active.enabled:
+            chosen = self.active
+        else:
+            chosen = enabled[0] if enabled else None
+        if chosen is self.active:
+            self.port.netdev = chosen.handle.netdev if chosen else None
+            return False
+        self.events.append(
+            f"bond {self.port.name}: active member "
+            f"{chosen.name if chosen else '(none)'}, was "
+            f"{self.active.name if self.active else '(none)'}"
+        )
+        self.active = chosen
+        self.port.netdev = chosen.handle.netdev if chosen else None
+        self.failovers += 1
+        return True
+
+    def backup_ofports(self) -> set[int]:
+        """Member port numbers whose frames NORMAL drops: all but the active one."""
+        return {m.handle.ofport for m in self.members if m is not self.active}
+
+    def learning_frames(self, entries: list[tuple[int, bytes, int]]) -> list[tuple[bytes, bytes]]:
+        """RARPs for (VLAN, MAC, port) entries learned elsewhere than on this bond, in
+        the bond's tagging."""
+        vlan = self.port.vlan
+        return [
+            (vnet_header.EMPTY, rarp_announcement(mac, vlan.output_tag(vid)))
+            for vid, mac, port in entries
+            if port != self.port.ofport and vlan.carries(vid)
+        ]
+
+    def describe(self) -> dict[str, Any]:
+        active = self.active
+        status = active.handle.netdev.status() if active and active.handle.netdev else None
+        return {
+            "bond_mode": self.spec.mode,
+            "updelay": self.spec.updelay_ms,
+            "downdelay": self.spec.downdelay_ms,
+            "primary": self.spec.primary,
+            "active_member": active.name if active else None,
+            "active_member_mac": status.mac if status else None,
+            "failovers": self.failovers,
+            "learning_packets": self.learning_packets,
+            "members": {
+                m.name: {
+                    "ofport": m.handle.ofport,
+                    "enabled": m.enabled,
+                    "carrier": m.carrier(),
+                    "active": m is active,
+                    "error": m.handle.error,
+                }
+                for m in self.members
+            },
+        }
+
+
+def active_member_text(bond: BondState) -> str | None:
+    """``Port.bond_active_slave``: the active member's MAC, as OVS writes it."""
+    mac: str | None = bond.describe()["active_member_mac"]
+    return mac

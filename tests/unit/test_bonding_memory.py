@@ -1,0 +1,262 @@
+"""Active-backup bonds in the userspace datapath, on in-memory netdevs (no root): which
+member carries traffic, what is dropped on the backup, failover with the delays and the
+primary, the learning packets after a failover, and the bond settings' commit check.
+The same behaviour on real veths is in tests/integration/test_bonding.py."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ovs_runtime.bridge.bond_config import BondSpec, check_bonds
+from ovs_runtime.bridge.desired_state import InterfaceSpec, PortSpec, read_bridges
+from ovs_runtime.datapath.userspace import UserspaceDatapath
+from ovs_runtime.netdev.memory import MemoryNetdev
+from ovs_runtime.packet.ethernet import mac_text
+from tests.unit.db_helpers import add_bridge_ops, errors, new_db
+
+HOST = bytes.fromhex("020000000001")
+FAR = bytes.fromhex("020000000099")
+BROADCAST = b"\xff" * 6
+
+
+def frame(dst: bytes, src: bytes, payload: bytes = b"x" * 46) -> bytes:
+    return dst + src + b"\x08\x00" + payload
+
+
+def tagged(raw: bytes, vid: int) -> bytes:
+    return raw[:12] + b"\x81\x00" + vid.to_bytes(2, "big") + raw[12:]
+
+
+class BondLab:
+    """Port ``a`` (a host) and bond ``bond0`` over ``m1`` and ``m2`` on br0."""
+
+    def __init__(self, bond: BondSpec, tag: int | None = None) -> None:
+        self.netdevs: dict[str, MemoryNetdev] = {}
+        self.now = 1000.0
+        self.dp = UserspaceDatapath(self._open, clock=lambda: self.now)
+        self.dp.add_bridge("br0", {})
+        self.dp.add_port("br0", port("a", ["a"], tag=tag), 1)
+        error = self.dp.add_port("br0", port("bond0", ["m1", "m2"], bond), 2, {"m1": 2, "m2": 3})
+        assert error is None
+
+    def _open(self, kind: str, name: str, options: dict[str, str]) -> MemoryNetdev:
+        self.netdevs[name] = MemoryNetdev(name)
+        return self.netdevs[name]
+
+    def send(self, port: str, raw: bytes) -> dict[str, list[bytes]]:
+        self.netdevs[port].inject(raw)
+        self.dp.run_once()
+        return self.taken()
+
+    def taken(self) -> dict[str, list[bytes]]:
+        out = {}
+        for name, netdev in self.netdevs.items():
+            out[name], netdev.sent = netdev.sent, []
+        return out
+
+    def advance(self, seconds: float) -> dict[str, list[bytes]]:
+        self.now += seconds
+        self.dp.run_once()
+        return self.taken()
+
+    def active(self) -> str | None:
+        active: str | None = self.dp.bond_show("bond0")["bond0"]["active_member"]
+        return active
+
+
+def port(name: str, ifaces: list[str], bond: BondSpec | None = None, **kw: Any) -> PortSpec:
+    interfaces = tuple(InterfaceSpec(uuid.uuid4(), i, "", {}, None) for i in ifaces)
+    return PortSpec(uuid.uuid4(), name, kw.get("tag"), (), None, interfaces, bond=bond)
+
+
+def test_only_the_active_member_carries_traffic_and_backup_frames_are_dropped() -> None:
+    lab = BondLab(BondSpec())
+    assert lab.active() == "m1"
+    lab.taken()  # learning packets of the start (none: nothing learned yet)
+    out = lab.send("a", frame(BROADCAST, HOST))
+    assert len(out["m1"]) == 1 and out["m2"] == [], "a flood leaves by the active member only"
+    out = lab.send("m2", frame(BROADCAST, FAR))
+    assert out["a"] == [], "the upstream switch's copy on the backup link is dropped"
+    assert lab.dp.bridges["br0"].normal.drops["bond-backup-member"] == 1
+    out = lab.send("m1", frame(HOST, FAR))
+    assert len(out["a"]) == 1
+    out = lab.send("a", frame(FAR, HOST))
+    assert len(out["m1"]) == 1 and out["m2"] == [], "learned on the bond: out the active member"
+    fdb = lab.dp.fdb("br0")
+    assert {"port": 2, "port_name": "bond0", "vlan": 0, "mac": mac_text(FAR)} == {
+        k: v for k, v in next(e for e in fdb if e["mac"] == mac_text(FAR)).items() if k != "age"
+    }, "MACs learned on a bond show the bond and its first member's number, as OVS"
+
+
+def test_failover_moves_traffic_and_sends_learning_packets() -> None:
+    lab = BondLab(BondSpec(), tag=10)
+    lab.send("a", frame(BROADCAST, HOST))  # the bridge learns HOST on port a, VLAN 10
+    lab.send("m1", tagged(frame(BROADCAST, FAR), 10))  # and FAR on the bond
+    lab.netdevs["m1"].link_state = "down"
+    out = lab.advance(0.2)
+    assert lab.active() == "m2"
+    rarps = [f for f in out["m2"] if f[12:18] == b"\x81\x00\x00\x0a\x80\x35"]
+    assert [f[6:12] for f in rarps] == [HOST], "one RARP per MAC learned elsewhere, not FAR"
+    assert len(out["m2"]) == 1, "in VLAN 10, tagged as the trunk carries it"
+    assert out["m1"] == []
+    out = lab.send("a", frame(FAR, HOST))
+    assert out["m2"] == [tagged(frame(FAR, HOST), 10)] and out["m1"] == []
+    to_host = tagged(frame(HOST, FAR), 10)
+    assert lab.send("m2", to_host)["a"] == [frame(HOST, FAR)], "the new active member receives"
+    assert lab.send("m1", to_host)["a"] == [], "the old one no longer does"
+    status = lab.dp.bond_show(None)["bond0"]
+    assert status["failovers"] == 2 and status["learning_packets"] == 1  # (the start counts)
+
+
+def test_downdelay_and_updelay_and_the_primary() -> None:
+    lab = BondLab(BondSpec(updelay_ms=300, downdelay_ms=500, primary="m1"))
+    assert lab.active() == "m1", "no member enabled yet: the first up is taken at once"
+    lab.netdevs["m1"].link_state = "down"
+    lab.advance(0.2)  # the carrier is seen down now
+    lab.advance(0.2)
+    lab.advance(0.2)
+    assert lab.active() == "m1", "down for 400 ms of a 500 ms downdelay"
+    lab.advance(0.2)
+    assert lab.active() == "m2", "down for 600 ms"
+    lab.netdevs["m1"].link_state = "up"
+    lab.advance(0.2)  # the carrier is seen up now
+    lab.advance(0.2)
+    assert lab.active() == "m2", "up for 200 ms of a 300 ms updelay"
+    lab.advance(0.2)
+    assert lab.active() == "m1", "the primary takes over once enabled"
+
+
+def test_without_a_primary_the_active_member_stays() -> None:
+    lab = BondLab(BondSpec())
+    lab.netdevs["m1"].link_state = "down"
+    lab.advance(0.2)
+    lab.netdevs["m1"].link_state = "up"
+    lab.advance(0.2)
+    assert lab.active() == "m2", "a recovered member does not take traffic back"
+
+
+def test_with_every_member_down_nothing_is_sent_and_the_first_back_is_used_at_once() -> None:
+    lab = BondLab(BondSpec(updelay_ms=60_000))
+    for name in ("m1", "m2"):
+        lab.netdevs[name].link_state = "down"
+    lab.advance(0.2)
+    assert lab.active() is None and lab.dp.bond_states() == {"bond0": None}
+    out = lab.send("a", frame(BROADCAST, HOST))
+    assert out["m1"] == out["m2"] == []
+    lab.netdevs["m2"].link_state = "up"
+    lab.advance(0.2)
+    assert lab.active() == "m2", "nothing else carries traffic: no 60 s updelay"
+    assert len(lab.send("a", frame(BROADCAST, HOST))["m2"]) == 1
+
+
+def test_flow_rules_name_the_members_and_each_has_its_own_number() -> None:
+    lab = BondLab(BondSpec())
+    bridge = lab.dp.bridges["br0"]
+    assert bridge.port_numbers() == {"a": 1, "m1": 2, "m2": 3}
+    states = lab.dp.interface_states()
+    assert (states["m1"].ofport, states["m2"].ofport) == (2, 3)
+    ports = lab.dp.describe()["bridges"]["br0"]["ports"]
+    assert ports["m2"]["bond"] == "bond0"
+
+
+def test_a_removed_bond_leaves_nothing_behind() -> None:
+    lab = BondLab(BondSpec())
+    lab.dp.remove_port("br0", "bond0")
+    bridge = lab.dp.bridges["br0"]
+    assert set(bridge.by_ofport) == {1} and not bridge.bundles and not lab.dp.bonds
+    assert not bridge.normal.bundle_of and not bridge.normal.bond_backups
+    out = lab.send("a", frame(BROADCAST, HOST))
+    assert out["m1"] == out["m2"] == []
+
+
+# -- the bond settings' commit check -------------------------------------------------
+
+
+def db_with_bond(tmp_path: Path) -> Any:
+    """br0 with bond0 over m1 and m2, as ``add-bond br0 bond0 m1 m2`` makes it."""
+    db = new_db(tmp_path / "db")
+    db.commit_checks.append(check_bonds)
+    assert not errors(db.transact(add_bridge_ops("br0")))
+    ops: list[dict[str, Any]] = [
+        {"op": "insert", "table": "Interface", "uuid-name": f"i{n}", "row": {"name": f"m{n}"}}
+        for n in (1, 2)
+    ]
+    ops += [
+        {
+            "op": "insert",
+            "table": "Port",
+            "uuid-name": "bond",
+            "row": {
+                "name": "bond0",
+                "interfaces": ["set", [["named-uuid", "i1"], ["named-uuid", "i2"]]],
+            },
+        },
+        {
+            "op": "mutate",
+            "table": "Bridge",
+            "where": [["name", "==", "br0"]],
+            "mutations": [["ports", "insert", ["named-uuid", "bond"]]],
+        },
+    ]
+    assert not errors(db.transact(ops))
+    return db
+
+
+def bond_update(db: Any, row: dict[str, Any]) -> list[dict[str, Any]]:
+    op = {"op": "update", "table": "Port", "where": [["name", "==", "bond0"]], "row": row}
+    return errors(db.transact([op]))
+
+
+def test_a_bond_is_read_from_the_database(tmp_path: Path) -> None:
+    db = db_with_bond(tmp_path)
+    assert not bond_update(
+        db,
+        {
+            "bond_mode": "active-backup",
+            "bond_updelay": 200,
+            "bond_downdelay": 100,
+            "other_config": ["map", [["bond-primary", "m2"]]],
+        },
+    )
+    (bond,) = [p for p in read_bridges(db.tables)["br0"].ports if p.name == "bond0"]
+    assert sorted(i.name for i in bond.interfaces) == ["m1", "m2"]
+    assert bond.bond == BondSpec("active-backup", 200, 100, "m2")
+
+
+@pytest.mark.parametrize(
+    ("row", "message"),
+    [
+        ({"bond_mode": "balance-slb"}, "bond_mode=balance-slb: only active-backup"),
+        ({"bond_mode": "balance-tcp"}, "bond_mode=balance-tcp: only active-backup"),
+        ({"lacp": "active"}, "lacp=active: LACP is not implemented"),
+        ({"bond_fake_iface": True}, "bond_fake_iface=true"),
+        ({"bond_updelay": -1}, "bond_updelay=-1: must be 0 to 3600000 milliseconds"),
+        (
+            {"other_config": ["map", [["bond-detect-mode", "arp"]]]},
+            "bond-detect-mode=arp: must be carrier or miimon",
+        ),
+        (
+            {
+                "other_config": [
+                    "map",
+                    [["bond-detect-mode", "miimon"], ["bond-miimon-interval", "fast"]],
+                ]
+            },
+            "bond-miimon-interval=fast: must be 1 to 60000 milliseconds",
+        ),
+    ],
+)
+def test_bad_bond_settings_are_refused_whole(
+    tmp_path: Path, row: dict[str, Any], message: str
+) -> None:
+    db = db_with_bond(tmp_path)
+    before = db.transact([{"op": "select", "table": "Port", "where": []}])[0]["rows"]
+    (failure,) = bond_update(db, {**row, "bond_downdelay": 50})
+    assert failure["error"] == "constraint violation"
+    assert "Port bond0" in failure["details"] and message in failure["details"]
+    after = db.transact([{"op": "select", "table": "Port", "where": []}])[0]["rows"]
+    assert after == before, "nothing changed, not even the valid bond_downdelay"
