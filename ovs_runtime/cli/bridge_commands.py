@@ -272,7 +272,7 @@ def cmd_add_port(ctx: CommandContext, args: list[str]) -> None:
 
 @command(
     "add-bond",
-    4,
+    3,
     1000,
     "add-bond BRIDGE PORT IFACE... [COLUMN[:KEY]=VALUE]...",
     ("may-exist", "fake-iface"),

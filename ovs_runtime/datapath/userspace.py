@@ -645,12 +645,15 @@ class UserspaceDatapath:
             return self._attach(handle)
 
     def _add_bond(self, state: BridgeState, port: PortSpec, numbers: dict[str, int]) -> str | None:
-        bond_port = PortHandle(
-            state, port, BUNDLE_BASE + numbers.get(port.interfaces[0].name, 0), "bond"
-        )
+        # Members in name order: the first one up is active, as a person reading the
+        # configuration would guess; the bond is numbered after it in NORMAL.
+        order = sorted(range(len(port.interfaces)), key=lambda i: port.interfaces[i].name)
+        first = port.interfaces[order[0]].name
+        bond_port = PortHandle(state, port, BUNDLE_BASE + numbers.get(first, 0), "bond")
         bond_port.vlan = PortVlan.from_config(port.vlan_mode, port.tag, port.trunks)
         members = []
-        for index, iface in enumerate(port.interfaces):
+        for index in order:
+            iface = port.interfaces[index]
             handle = PortHandle(
                 state, port, numbers.get(iface.name, -1), iface.type, member_index=index
             )
