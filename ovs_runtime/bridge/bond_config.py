@@ -46,29 +46,47 @@ class BondSpec:
 def bond_from_row(row: Any, what: str) -> BondSpec:
     """The bond settings of a Port row; ``BondConfigError`` names the column and what
     would be accepted."""
-    mode = scalar(row["bond_mode"]) or DEFAULT_MODE
+    return bond_spec(
+        what,
+        mode=scalar(row["bond_mode"]),
+        lacp=scalar(row["lacp"]),
+        fake_iface=bool(scalar(row["bond_fake_iface"], False)),
+        updelay=scalar(row["bond_updelay"], 0),
+        downdelay=scalar(row["bond_downdelay"], 0),
+        other_config=as_map(row["other_config"]),
+    )
+
+
+def bond_spec(
+    what: str,
+    mode: str | None = None,
+    lacp: str | None = None,
+    fake_iface: bool = False,
+    updelay: int = 0,
+    downdelay: int = 0,
+    other_config: dict[str, str] | None = None,
+) -> BondSpec:
+    """The same from plain values (``ovsr apply`` checks a file with it)."""
+    mode = mode or DEFAULT_MODE
     if mode != DEFAULT_MODE:
         raise BondConfigError(
             f"{what}: bond_mode={mode}: only active-backup bonds are implemented by "
             "ovs-runtime (balance-slb and balance-tcp are not); use bond_mode=active-backup"
         )
-    lacp = scalar(row["lacp"]) or "off"
+    lacp = lacp or "off"
     if lacp != "off":
         raise BondConfigError(
             f"{what}: lacp={lacp}: LACP is not implemented by ovs-runtime; only lacp=off "
             "(an active-backup bond needs no cooperation from the upstream switch)"
         )
-    if scalar(row["bond_fake_iface"], False):
+    if fake_iface:
         raise BondConfigError(
             f"{what}: bond_fake_iface=true: fake bond interfaces are not implemented; only false"
         )
-    delays = []
-    for column in ("bond_updelay", "bond_downdelay"):
-        value = scalar(row[column], 0)
+    for column, value in (("bond_updelay", updelay), ("bond_downdelay", downdelay)):
         if not 0 <= value <= 3_600_000:
             raise BondConfigError(f"{what}: {column}={value}: must be 0 to 3600000 milliseconds")
-        delays.append(int(value))
-    config = as_map(row["other_config"])
+    config = other_config or {}
     detect = config.get("bond-detect-mode", "carrier")
     if detect not in DETECT_MODES:
         raise BondConfigError(
@@ -85,7 +103,7 @@ def bond_from_row(row: Any, what: str) -> BondSpec:
             raise BondConfigError(
                 f"{what}: other_config:bond-miimon-interval={text}: must be 1 to 60000 milliseconds"
             ) from None
-    return BondSpec(DEFAULT_MODE, delays[0], delays[1], config.get("bond-primary"), poll_ms)
+    return BondSpec(DEFAULT_MODE, int(updelay), int(downdelay), config.get("bond-primary"), poll_ms)
 
 
 BOND_COLUMNS = ("bond_mode", "lacp", "bond_fake_iface", "bond_updelay", "bond_downdelay")

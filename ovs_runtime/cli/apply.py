@@ -37,6 +37,14 @@ import yaml
 from ovs_runtime.bridge import mirror_config
 from ovs_runtime.bridge.qos_config import QosConfigError, parse_qos
 from ovs_runtime.cli import value_syntax as vs
+from ovs_runtime.cli.apply_bonds import (
+    BOND_COLUMNS,
+    BondSettingError,
+    bond_state,
+    check_bond_columns,
+    parse_members,
+    set_members,
+)
 from ovs_runtime.cli.bridge_commands import (
     _add_ref,
     _remove_ref,
@@ -83,7 +91,7 @@ IFACE_COLUMNS = (
     "ingress_policing_rate",
     "ingress_policing_burst",
 )
-PORT_EXTRAS = ("qos", "interface")  # a port's settings that are not Port columns
+PORT_EXTRAS = ("qos", "interface", "interfaces")  # a port's settings that are not Port columns
 LOCAL_IFACE_COLUMNS = tuple(c for c in IFACE_COLUMNS if c != "type")
 MIRROR_KEYS = (*mirror_config.SETTINGS, "external_ids")
 MIRROR_PORT_KEYS = mirror_config.PORT_SETTINGS
@@ -262,6 +270,7 @@ def parse_desired(doc: Any, schema: DbSchema) -> dict[str, Any]:
     bridges: dict[str, Any] = {}
     declared = _named(doc.get("bridges"), "bridge")
     owners: dict[str, str] = {}  # port name -> the bridge it is listed under
+    interface_owners: dict[str, str] = {}  # a bond member -> the port it is listed under
     for bname, body in declared.items():
         _check_device_name(bname, f"bridge {bname!r}")
         ports_given = "ports" in body
@@ -286,6 +295,10 @@ def parse_desired(doc: Any, schema: DbSchema) -> dict[str, Any]:
             if pname != bname and pname in declared:
                 raise ApplyError(f"{what}: {pname} is a bridge (with its own port), not a port")
             owners[pname] = bname
+            try:
+                members = parse_members(pname, bname, pbody, what)
+            except BondSettingError as exc:
+                raise ApplyError(str(exc)) from None
             iface_body = pbody.pop("interface", None) or {}
             if not isinstance(iface_body, dict):
                 raise ApplyError(f"{what}.interface: expected a mapping")
@@ -297,14 +310,28 @@ def parse_desired(doc: Any, schema: DbSchema) -> dict[str, Any]:
             qos = _qos(schema, pbody.pop("qos", None), f"{what}.qos") if "qos" in pbody else None
             _check_port_security(pbody.get("port_security"), what)
             _check_interface(pname, bname, iface_body, what)
+            allowed = PORT_COLUMNS + IFACE_SHORTCUTS + (BOND_COLUMNS if members else ())
+            columns = _columns(schema, "Port", pbody, allowed, what, PORT_EXTRAS)
+            for member in members or ():
+                _check_device_name(member, f"{what}.interfaces: {member!r}")
+                if member in interface_owners:
+                    raise ApplyError(
+                        f"{what}.interfaces: {member} is also listed under "
+                        f"{interface_owners[member]}; an interface belongs to one port"
+                    )
+                interface_owners[member] = what
+            if members:
+                try:
+                    check_bond_columns(columns, what)
+                except BondSettingError as exc:
+                    raise ApplyError(str(exc)) from None
             bridge["ports"][pname] = {
                 "qos": qos,
-                "columns": _columns(
-                    schema, "Port", pbody, PORT_COLUMNS + IFACE_SHORTCUTS, what, PORT_EXTRAS
-                ),
+                "columns": columns,
                 "interface": _columns(
                     schema, "Interface", iface_body, IFACE_COLUMNS, f"{what}.interface"
                 ),
+                "members": members,
             }
         bridges[bname] = bridge
     return bridges
@@ -421,7 +448,9 @@ def current_state(m: Model, names: list[str] | None) -> dict[str, Any]:
                         if m.key_of(ref) in m.rows["Queue"]
                     },
                 }
-            if p["interfaces"]:
+            if len(p["interfaces"]) > 1:
+                port.update(bond_state(m, p))
+            elif p["interfaces"]:
                 i = m.rows["Interface"][m.key_of(p["interfaces"][0])]
                 port["interface"] = {c: vs.to_plain(i[c]) for c in IFACE_COLUMNS}
             ports[str(p["name"])] = port
@@ -509,16 +538,28 @@ def _apply_bridge(ctx: CommandContext, name: str, spec: dict[str, Any], replace:
                 )
             _delete_port(m, pkey)  # moving a port between bridges, as ovs-vsctl would refuse
             pkey = None
-        if pkey is None:
+        members = pspec.get("members")
+        if pkey is None and members:
+            pkey = m.insert("Port", {"name": pname, "interfaces": []})
+            _add_ref(m, "Bridge", bkey, "ports", "Port", pkey)
+        elif pkey is None:
             cmd_add_port(CommandContext(m), [name, pname])
             pkey = port_key(m, pname)
             assert pkey is not None
+        if pname != name:
+            try:
+                set_members(m, pkey, pname, members)
+            except BondSettingError as exc:
+                raise ApplyError(f"bridge {name} port {pname}: {exc}") from None
         port_cols = {k: v for k, v in pspec["columns"].items() if k in PORT_COLUMNS}
         _set_columns(m, "Port", pkey, port_cols, PORT_COLUMNS, replace)
-        ikey = m.key_of(m.rows["Port"][pkey]["interfaces"][0])
-        # The bridge's own port stays internal whatever "replaced" resets.
-        managed = IFACE_COLUMNS if pname != name else LOCAL_IFACE_COLUMNS
-        _set_columns(m, "Interface", ikey, pspec["interface"], managed, replace)
+        bond_cols = {k: v for k, v in pspec["columns"].items() if k in BOND_COLUMNS}
+        _set_columns(m, "Port", pkey, bond_cols, BOND_COLUMNS, replace or not members)
+        if not members:
+            ikey = m.key_of(m.rows["Port"][pkey]["interfaces"][0])
+            # The bridge's own port stays internal whatever "replaced" resets.
+            managed = IFACE_COLUMNS if pname != name else LOCAL_IFACE_COLUMNS
+            _set_columns(m, "Interface", ikey, pspec["interface"], managed, replace)
         if pspec.get("qos") is not None or replace:
             _apply_qos(m, pkey, pspec.get("qos"))
     _apply_mirrors(m, name, bkey, spec.get("mirrors", {}), replace)
@@ -717,7 +758,7 @@ def diff_lines(before: dict[str, Any], after: dict[str, Any]) -> list[str]:
             elif pa is None:
                 lines.append(f"- port {name}/{pname}")
                 continue
-            for column in PORT_COLUMNS:
+            for column in (*PORT_COLUMNS, "interfaces", *BOND_COLUMNS):
                 if pb and pb.get(column) != pa.get(column):
                     lines.append(
                         f"~ port {name}/{pname} {column}: {pb.get(column)!r} -> {pa.get(column)!r}"

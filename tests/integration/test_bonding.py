@@ -178,3 +178,84 @@ def test_the_real_ovs_vsctl_makes_a_bond(daemon: DaemonProcess) -> None:
     assert row["bond_updelay"] == 200 and len(row["interfaces"]) == 2  # type: ignore[arg-type]
     refused = vsctl("set", "Port", "bond0", "lacp=active")
     assert refused.returncode != 0 and "LACP is not implemented" in refused.stderr
+
+
+def apply_doc(
+    daemon: DaemonProcess, tmp_path: Path, doc: str, *opts: str
+) -> subprocess.CompletedProcess[str]:
+    path = tmp_path / "desired.yaml"
+    path.write_text(doc)
+    return daemon.ovsr("apply", *opts, str(path))
+
+
+def interface_names(daemon: DaemonProcess, port: str) -> list[str]:
+    uuids = json.loads(daemon.ovsr("--format", "json", "get", "Port", port, "interfaces").stdout)
+    rows = json.loads(
+        daemon.ovsr("--format", "json", "--columns=_uuid,name", "list", "Interface").stdout
+    )
+    by_uuid = {r["_uuid"]: r["name"] for r in rows}
+    members = uuids if isinstance(uuids, list) else [uuids]
+    return sorted(by_uuid[u] for u in members)
+
+
+BOND_DOC = """
+bridges:
+  br0:
+    ports:
+      vm1: {tag: 10}
+      bond0:
+        interfaces: [p2, p1]
+        bond_updelay: 200
+        other_config: {bond-primary: p1}
+"""
+
+
+def test_apply_declares_bonds_idempotently(daemon: DaemonProcess, tmp_path: Path) -> None:
+    first = apply_doc(daemon, tmp_path, BOND_DOC)
+    assert first.returncode == 2, first.stderr
+    assert apply_doc(daemon, tmp_path, BOND_DOC).returncode == 0, "a second run changes nothing"
+    assert interface_names(daemon, "bond0") == ["p1", "p2"]
+    assert port_row(daemon, "bond0")["bond_updelay"] == 200
+    shown = json.loads(
+        daemon.ovsr("--format", "json", "apply", "--check", str(tmp_path / "desired.yaml")).stdout
+    )
+    assert shown["before"]["br0"]["ports"]["bond0"]["interfaces"] == ["p1", "p2"]
+
+    swapped = apply_doc(daemon, tmp_path, BOND_DOC.replace("[p2, p1]", "[p1, p3]"))
+    assert swapped.returncode == 2, swapped.stderr
+    assert interface_names(daemon, "bond0") == ["p1", "p3"]
+    names = json.loads(
+        daemon.ovsr("--format", "json", "--columns=name", "list", "Interface").stdout
+    )
+    assert "p2" not in {r["name"] for r in names}, "the member taken out is gone"
+
+    plain = "bridges:\n  br0:\n    ports:\n      vm1: {tag: 10}\n      bond0: {}\n"
+    assert apply_doc(daemon, tmp_path, plain, "--state=replaced").returncode == 2
+    assert interface_names(daemon, "bond0") == ["bond0"], "an ordinary port again"
+    assert port_row(daemon, "bond0")["bond_updelay"] == 0
+
+
+def test_apply_refuses_bad_bonds_changing_nothing(daemon: DaemonProcess, tmp_path: Path) -> None:
+    assert apply_doc(daemon, tmp_path, BOND_DOC).returncode == 2
+    assert daemon.ovsr("add-port", "br0", "other").returncode == 0
+    before = daemon.ovsr("--format", "json", "show").stdout
+    port = "bridges:\n  br0:\n    ports:\n      bond0: {%s}\n"
+    cases = [
+        (port % "interfaces: [p1]", "a bond needs at least two interfaces (got 1)"),
+        (port % "interfaces: [p1, p1]", "an interface is listed twice"),
+        (port % "interfaces: [p1, p2], bond_mode: balance-slb", "only active-backup bonds"),
+        (port % "interfaces: [p1, p2], lacp: active", "LACP is not implemented"),
+        (port % "interfaces: [p1, p2], bond_downdelay: -5", "must be 0 to 3600000"),
+        (port % "interfaces: [p1, p2], type: internal", "type cannot be given with interfaces"),
+        (port % "bond_updelay: 100", "apply to bonds only"),
+        (port % "interfaces: [p1, 'a/b']", "not a valid name"),
+        (port % "interfaces: [p1, other]", "interface other already belongs to another port"),
+        (
+            port % "interfaces: [p1, p2]" + "      bond1: {interfaces: [p2, p4]}\n",
+            "p2 is also listed under bridge br0 port bond0",
+        ),
+    ]
+    for doc, message in cases:
+        proc = apply_doc(daemon, tmp_path, doc)
+        assert proc.returncode == 1 and message in proc.stderr, (doc, proc.stderr)
+    assert daemon.ovsr("--format", "json", "show").stdout == before, "nothing changed"
