@@ -8,7 +8,8 @@ Wiring (all addresses from 198.51.100.0/24 and 203.0.113.0/24):
   Hosts are reached from the control node only, as from a bastion.
 - Rack: hypervisor ``hvN``'s ``eth1`` is a veth into sw1's front-panel port ``swpN``,
   and holds the hypervisor's underlay address 203.0.113.1N/24 (what the host's own network
-  config would set; the role moves it onto the bridge with ``move-addresses``).
+  config would set; the role moves it onto the bridge with ``move-addresses``). A second
+  cable, ``eth2`` into ``swp2N``, makes the uplink an active-backup bond.
 - The switch's own tunnel endpoint: sw1's ``vtep0`` (203.0.113.10/24) is a veth into its
   port ``swp0``, as a Linux switch routes its VTEP address into the bridge.
 - Bare-metal servers: namespaces ``lab-bm1`` and ``lab-bm2`` on the control node; their
@@ -52,7 +53,7 @@ BARE_METAL = {
 }
 EXTRA_INVENTORY = REPO / "inventories" / "lab" / "hosts-extra.yml"
 DEFAULT_HYPERVISORS = 3
-MAX_HYPERVISORS = 9  # swp1..swp9; swp10 and up are for bare-metal servers
+MAX_HYPERVISORS = 9  # swp1..swp9 (and swp21..swp29); swp10 and swp11 are bare-metal servers
 
 
 @dataclass
@@ -263,6 +264,7 @@ def _wire_rack(hosts: list[LabHost]) -> None:
     switch = hosts[0]
     for n, host in enumerate(hosts[1:], start=1):
         _veth_between(host.netns_path, "eth1", switch.netns_path, f"swp{n}", f"r{n}")
+        _veth_between(host.netns_path, "eth2", switch.netns_path, f"swp{20 + n}", f"s{n}")
         _address(host.netns_path, "eth1", host.underlay_ip, 24)
     _veth_between(switch.netns_path, "vtep0", switch.netns_path, "swp0", "v0")
     _address(switch.netns_path, "vtep0", switch.underlay_ip, 24)

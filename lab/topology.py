@@ -125,8 +125,9 @@ def to_dot(state: dict[str, Any]) -> str:
     switch = "sw1"
     for host in state:
         if host.startswith("hv"):
-            cable = f"{_node(host, 'eth1')} -- {_node(switch, 'swp' + host[2:])}"
-            lines.append(f'  {cable} [penwidth=2, label="cable"];')
+            for member, front in (("eth1", host[2:]), ("eth2", str(20 + int(host[2:])))):
+                cable = f"{_node(host, member)} -- {_node(switch, 'swp' + front)}"
+                lines.append(f'  {cable} [penwidth=2, label="cable (bond0)"];')
     for name, (port, address, _prefix) in lab_fleet.BARE_METAL.items():
         label = _quote(f"bare metal {name}\\n{address}")
         lines.append(f"  {_quote(name)} [label={label}, {METAL_STYLE}];")

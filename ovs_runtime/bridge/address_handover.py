@@ -14,7 +14,8 @@ DHCP reservations stay valid; the uplink takes the bridge port's old MAC and sto
 answering ARP (``IFF_NOARP``). An AF_PACKET datapath cannot keep frames from the uplink's
 own IP stack, so this swap is what makes every frame reach the host once, through the
 bridge: frames for the host's MAC are "other host" frames on the uplink, and its stack
-drops them. Moving back restores both MACs and ARP.
+drops them. Moving back restores both MACs and ARP. For a bond, the addresses of its first
+interface (by name) move, and the other interfaces stop answering ARP too.
 
 A record of what moved is kept under the run directory, so a daemon restart (which may
 re-create the internal port) puts the addresses back where they were.
@@ -70,6 +71,7 @@ class Handover:
     routes: list[Route] = field(default_factory=list)
     uplink_mac: str | None = None
     bridge_mac: str | None = None
+    silent: bool = False  # another member of a bond: only stopped answering ARP
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=1)
@@ -84,6 +86,7 @@ class Handover:
             routes=[Route(**r) for r in data["routes"]],
             uplink_mac=data.get("uplink_mac"),
             bridge_mac=data.get("bridge_mac"),
+            silent=bool(data.get("silent", False)),
         )
 
 
@@ -225,11 +228,32 @@ class AddressHandover:
             return None
         return f"moved {_describe(addresses)} and {len(routes)} route(s) from {uplink} to {bridge}"
 
+    def silence(self, member: str, bridge: str) -> str | None:
+        """Another interface of a bond whose first interface's addresses moved: it stops
+        answering ARP for them (the host answers through the bridge port only)."""
+        with IPRoute() as ipr:
+            index = _index(ipr, member)
+            if index is None:
+                return None
+            ipr.link("set", index=index, flags=IFF_NOARP, change=IFF_NOARP)
+        known = self.active().get(member)
+        if known is not None and known.silent and known.bridge == bridge:
+            return None
+        self._save(Handover(member, bridge, silent=True))
+        return f"{member} (in a bond with the uplink moved to {bridge}) stops answering ARP"
+
     def move_back(self, uplink: str) -> str | None:
         """Return what was moved to the uplink; forget the record."""
         record = self.active().get(uplink)
         if record is None:
             return None
+        if record.silent:
+            with IPRoute() as ipr:
+                index = _index(ipr, uplink)
+                if index is not None:
+                    ipr.link("set", index=index, flags=0, change=IFF_NOARP)
+            self._path(uplink).unlink(missing_ok=True)
+            return f"{uplink} answers ARP again"
         with IPRoute() as ipr:
             src, dst = _index(ipr, record.bridge), _index(ipr, uplink)
             if src is not None and record.bridge_mac:

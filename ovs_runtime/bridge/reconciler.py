@@ -109,15 +109,15 @@ class Reconciler:
     def reconcile(self) -> None:
         self._scheduled = False
         desired = self.desired = read_bridges(self.db.tables)
-        moves = _wanted_moves(desired)
-        self._release_addresses(moves)  # before the bridge ports they sit on can vanish
+        moves, silenced = _wanted_moves(desired), _wanted_silenced(desired)
+        self._release_addresses(moves, silenced)  # before the bridge ports can vanish
         if self.provider is not None:
             with self.provider.batch():
                 self._apply(desired)
                 self._apply_flows(desired)
         else:
             self._apply(desired)
-        self._take_addresses(moves)
+        self._take_addresses(moves, silenced)
         self._apply_qos(desired)
         self._apply_device_settings(desired)
         self._write_status(ack=True)
@@ -186,18 +186,20 @@ class Reconciler:
 
     # -- uplink addresses ------------------------------------------------------------------
 
-    def _release_addresses(self, moves: dict[str, str]) -> None:
+    def _release_addresses(self, moves: dict[str, str], silenced: dict[str, str]) -> None:
         if self.handover is None:
             return
         for uplink, record in self.handover.active().items():
-            if moves.get(uplink) != record.bridge:
+            if (silenced if record.silent else moves).get(uplink) != record.bridge:
                 _log_move(self.handover.move_back, uplink)
 
-    def _take_addresses(self, moves: dict[str, str]) -> None:
+    def _take_addresses(self, moves: dict[str, str], silenced: dict[str, str]) -> None:
         if self.handover is None:
             return
         for uplink, bridge in sorted(moves.items()):
             _log_move(self.handover.move_to_bridge, uplink, bridge)
+        for member, bridge in sorted(silenced.items()):
+            _log_move(self.handover.silence, member, bridge)
 
     # -- applying -----------------------------------------------------------------------
 
@@ -482,16 +484,36 @@ def _log_move(action: Callable[..., str | None], *args: str) -> None:
         log.info("%s", line)
 
 
+def _wanted_silenced(desired: dict[str, BridgeSpec]) -> dict[str, str]:
+    """The other interfaces of bonds whose addresses move -> bridge: no ARP from them."""
+    moves = _wanted_moves(desired)
+    return {
+        iface.name: bridge.name
+        for bridge in desired.values()
+        for port in bridge.ports
+        if len(port.interfaces) > 1 and wants_move(port.other_config)
+        for iface in port.interfaces
+        if iface.type in ("", "system") and iface.name not in moves
+    }
+
+
 def _wanted_moves(desired: dict[str, BridgeSpec]) -> dict[str, str]:
-    """uplink device -> bridge, for system ports with ``other_config:move-addresses``."""
+    """uplink device -> bridge, for system ports with ``other_config:move-addresses``
+    (for a bond, its first system interface by name)."""
     moves = {}
     for bridge in desired.values():
         for port in bridge.ports:
             if not wants_move(port.other_config):
                 continue
-            for iface in port.interfaces:
-                if iface.type in ("", "system") and iface.name != bridge.name:
-                    moves[iface.name] = bridge.name
+            # A bond's addresses come from its first interface by name (the bridge port
+            # takes over one uplink's MAC; the bond's members keep theirs).
+            systems = sorted(
+                i.name
+                for i in port.interfaces
+                if i.type in ("", "system") and i.name != bridge.name
+            )
+            for name in systems[:1]:
+                moves[name] = bridge.name
     return moves
 
 

@@ -95,6 +95,12 @@ def _dpif_lines(data: dict[str, Any]) -> list[str]:
             drops = ", ".join(f"{k}:{v}" for k, v in sorted(bridge["drops"].items()))
             lines.append(f"    drops: {drops}")
         lines += _flow_export_lines(bridge)
+        for bond_name, bond in bridge.get("bonds", {}).items():
+            lines.append(
+                f"    bond {bond_name}: {bond['bond_mode']}, active member "
+                f"{bond['active_member'] or '(none)'}, failovers:{bond['failovers']} "
+                f"learning packets:{bond['learning_packets']}"
+            )
         for port, info in bridge["ports"].items():
             state = info["state"] + (f" ({info['error']})" if info.get("error") else "")
             kind = info["type"] + (f", bond {info['bond']}" if info.get("bond") else "")

@@ -115,8 +115,9 @@ class UserspaceDatapath:
         with self.lock:
             for bridge in self.bridges.values():
                 self._close_exporters(bridge)  # what they hold is sent, not lost
-                for handle in list(bridge.ports.values()):
+                for handle in bridge.interface_handles():
                     self._detach(handle, removed=False)
+            self.bonds.clear()
             self.bridges.clear()
             kernel_gso.close_shared()
         self.epoll.close()
@@ -606,7 +607,10 @@ class UserspaceDatapath:
                 return
             self._close_exporters(bridge)
             for handle in list(bridge.ports.values()):
-                self._detach(handle)
+                if handle.bond is not None:
+                    self._remove_bond(bridge, handle)
+                else:
+                    self._detach(handle)
 
     def _close_exporters(self, bridge: BridgeState) -> None:
         """Send what sFlow, NetFlow and IPFIX hold, and close their sockets."""
@@ -946,7 +950,9 @@ class UserspaceDatapath:
         sending it or learning from it."""
         with self.lock:
             state = self.bridges[bridge]
-            handle = state.ports.get(in_port)
+            handle = state.ports.get(in_port) or next(
+                (h for h in state.interface_handles() if h.iface == in_port), None
+            )
             if handle is None:
                 raise KeyError(f"bridge {bridge} has no port {in_port}")
             key = flow_key.extract(frame, handle.ofport, handle.tun_id)

@@ -13,9 +13,13 @@ import os
 import re
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
+from pyroute2 import NetNS
+
+from lab import fleet as lab_fleet
 from lab.control import REPO, LabControl, changed_count
 from tests.packaging.test_packages import build
 
@@ -54,7 +58,52 @@ def test_tenant_b_spans_the_rack_over_trunks_and_reaches_bare_metal(deployed: La
                 assert reaches(deployed, src, "vm2", address), f"{src} vm2 -> {dst} vm2"
         assert reaches(deployed, src, "vm2", BM2), f"{src} vm2 -> bare-metal bm2"
     fdb = json.loads(deployed.ssh("hv1", "ovsr --format json fdb-show br-int").stdout)
-    assert any(e["vlan"] == 20 and e["port_name"] == "eth1" for e in fdb)
+    assert any(e["vlan"] == 20 and e["port_name"] == "bond0" for e in fdb)
+
+
+def set_switch_port(name: str, state: str) -> None:
+    """Up or down on sw1's side of a cable (down: the hypervisor's end loses carrier)."""
+    (switch,) = [h for h in lab_fleet.load_state() if h.name == "sw1"]
+    with NetNS(switch.netns_path) as nsr:
+        nsr.link("set", index=nsr.link_lookup(ifname=name)[0], state=state)
+
+
+def test_pulling_the_active_uplink_cable_fails_over_the_bond(deployed: LabControl) -> None:
+    """hv1's bond0 is eth1 (into sw1's swp1) and eth2 (into swp21). Pull the active
+    cable while hv1's tenant-b VM pings bare metal every 10 ms: the bond moves to the
+    other cable, and its learning packets move the VM's MAC on sw1 at once."""
+    bond = json.loads(deployed.ssh("hv1", "ovsr --format json bond-show bond0").stdout)["bond0"]
+    active = bond["active_member"]
+    assert active in ("eth1", "eth2") and all(m["enabled"] for m in bond["members"].values())
+    front = {"eth1": "swp1", "eth2": "swp21"}
+    other = "eth2" if active == "eth1" else "eth1"
+    vm_mac = deployed.in_guest("hv1", "vm2", "cat /sys/class/net/eth0/address").stdout.strip()
+    out: dict[str, str] = {}
+
+    def ping() -> None:
+        proc = deployed.in_guest("hv1", "vm2", f"ping -q -i 0.01 -c 500 -W 1 {BM2}", check=False)
+        out["ping"] = proc.stdout
+
+    pinger = threading.Thread(target=ping)
+    pinger.start()
+    time.sleep(1.5)
+    set_switch_port(front[active], "down")
+    try:
+        pinger.join(60)
+        counts = re.search(r"(\d+) packets transmitted, (\d+) received", out.get("ping", ""))
+        assert counts is not None, out
+        lost = int(counts[1]) - int(counts[2])
+        print(f"bond failover on hv1: lost {lost} of {counts[1]} pings at 10 ms")
+        after = json.loads(deployed.ssh("hv1", "ovsr --format json bond-show bond0").stdout)
+        assert after["bond0"]["active_member"] == other, after
+        assert after["bond0"]["learning_packets"] > bond["learning_packets"]
+        fdb = json.loads(deployed.ssh("sw1", "ovsr --format json fdb-show br-int").stdout)
+        where = {e["port_name"] for e in fdb if e["mac"] == vm_mac and e["vlan"] == 20}
+        assert where == {front[other]}, f"sw1 has hv1's VM behind {where}"
+        assert lost <= 50, f"{lost} pings lost (over 0.5 s of traffic)"
+        assert reaches(deployed, "hv1", "vm2", BM2)
+    finally:
+        set_switch_port(front[active], "up")
 
 
 def test_the_tenants_are_isolated(deployed: LabControl) -> None:

@@ -77,7 +77,12 @@ def test_bridges_ports_and_vlans_exactly_as_declared(host: Any, inventory: list[
         assert sorted(running) == sorted(wanted), f"bridge {name}: ports differ"
         for pname, spec in wanted.items():
             port = running[pname]
-            iface = ifaces[as_list(port["interfaces"])[0]]
+            members = [ifaces[ref] for ref in as_list(port["interfaces"])]
+            if "interfaces" in spec:  # a bond: its members, one of them active
+                names = sorted(i["name"] for i in members)
+                assert names == sorted(spec["interfaces"]), f"{pname}: bond members {names}"
+                assert scalar(port["bond_active_slave"]), f"{pname}: no active bond member"
+            iface = members[0]
             assert scalar(port["tag"]) == spec.get("tag"), f"{pname}: tag"
             assert as_list(port["trunks"]) == sorted(spec.get("trunks", [])), f"{pname}: trunks"
             if "vlan_mode" in spec:
@@ -86,7 +91,8 @@ def test_bridges_ports_and_vlans_exactly_as_declared(host: Any, inventory: list[
             options = as_map(iface["options"])
             for key, value in (spec.get("options") or {}).items():
                 assert options.get(key) == str(value), f"{pname}: options:{key}"
-            assert not scalar(iface["error"]), f"{pname}: {scalar(iface['error'])}"
+            for member in members:
+                assert not scalar(member["error"]), f"{pname}: {scalar(member['error'])}"
 
 
 def test_tunnels_up(host: Any) -> None:

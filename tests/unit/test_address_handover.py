@@ -13,7 +13,7 @@ from ovs_runtime.bridge.address_handover import (
     wants_move,
 )
 from ovs_runtime.bridge.desired_state import BridgeSpec, InterfaceSpec, PortSpec
-from ovs_runtime.bridge.reconciler import _wanted_moves
+from ovs_runtime.bridge.reconciler import _wanted_moves, _wanted_silenced
 
 
 def port(name: str, kind: str = "", move: bool = True) -> PortSpec:
@@ -30,6 +30,19 @@ def test_only_system_ports_that_ask_move_their_addresses() -> None:
         (port("eth0"), port("eth1", move=False), port("vm1", "tap"), port("br0", "internal")),
     )
     assert _wanted_moves({"br0": bridge}) == {"eth0": "br0"}
+
+
+def test_a_bond_moves_its_first_interface_and_silences_the_others() -> None:
+    members = tuple(InterfaceSpec(uuid.uuid4(), n, "", {}, None) for n in ("eth2", "eth1", "eth3"))
+    bond = PortSpec(uuid.uuid4(), "bond0", None, (), None, members, {"move-addresses": "true"})
+    quiet = PortSpec(uuid.uuid4(), "bond1", None, (), None, members[:2], {})
+    desired = {"br0": BridgeSpec(uuid.uuid4(), "br0", "standalone", (bond,))}
+    assert _wanted_moves(desired) == {"eth1": "br0"}, "one uplink's MAC and addresses"
+    assert _wanted_silenced(desired) == {"eth2": "br0", "eth3": "br0"}
+    desired = {"br0": BridgeSpec(uuid.uuid4(), "br0", "standalone", (quiet,))}
+    assert _wanted_moves(desired) == {} and _wanted_silenced(desired) == {}
+    record = Handover("eth2", "br0", silent=True)
+    assert Handover.from_json(record.to_json()) == record
 
 
 def test_the_flag_is_a_boolean_string() -> None:

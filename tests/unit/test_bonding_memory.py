@@ -163,6 +163,28 @@ def test_flow_rules_name_the_members_and_each_has_its_own_number() -> None:
     assert ports["m2"]["bond"] == "bond0"
 
 
+def test_a_removed_bridge_or_a_stop_closes_every_member() -> None:
+    lab = BondLab(BondSpec())
+    closed: list[str] = []
+    for name in ("m1", "m2"):
+        netdev = lab.netdevs[name]
+        netdev.close = lambda n=name: closed.append(n)  # type: ignore[method-assign]
+    lab.dp.remove_bridge("br0")
+    assert sorted(closed) == ["m1", "m2"] and not lab.dp.bonds
+    lab2 = BondLab(BondSpec())
+    (bond,) = lab2.dp.bonds
+    lab2.dp.stop()
+    assert not lab2.dp.bonds and all(m.handle.netdev is None for m in bond.members)
+
+
+def test_a_frame_traced_from_a_member_shows_the_bond_at_work() -> None:
+    lab = BondLab(BondSpec())
+    trace = lab.dp.trace("br0", frame(BROADCAST, FAR), "m2")
+    assert trace["drop_reason"] == "bond-backup-member" and trace["outputs"] == []
+    trace = lab.dp.trace("br0", frame(BROADCAST, FAR), "m1")
+    assert [o["port"] for o in trace["outputs"]] == ["a"]
+
+
 def test_a_removed_bond_leaves_nothing_behind() -> None:
     lab = BondLab(BondSpec())
     lab.dp.remove_port("br0", "bond0")
