@@ -122,6 +122,10 @@ def main() -> int:
             failures += testinfra(lab) != 0
         with Stage("ovsr-fleet -i inventories/lab status (Fabric)"):
             print(lab.fleet_cli("status").stdout.rstrip())
+        with Stage("hv1's uplink: an active-backup bond of two cables (ovsr bond-show)"):
+            bond = lab.ssh("hv1", "ovsr bond-show bond0", check=False)
+            print("\n".join("  " + line for line in bond.stdout.rstrip().splitlines()))
+            failures += bond.returncode != 0 or "active member\n" not in bond.stdout
         with Stage("a live cross-host ping: hv1/vm1 -> hv3/vm1 over the VXLAN mesh"):
             ping = lab.in_guest("hv1", "vm1", "ping -c 3 -i 0.2 198.51.100.133")
             print("\n".join("  " + line for line in ping.stdout.strip().splitlines()[-3:]))

@@ -77,7 +77,8 @@ def test_pulling_the_active_uplink_cable_fails_over_the_bond(deployed: LabContro
     assert active in ("eth1", "eth2") and all(m["enabled"] for m in bond["members"].values())
     front = {"eth1": "swp1", "eth2": "swp21"}
     other = "eth2" if active == "eth1" else "eth1"
-    vm_mac = deployed.in_guest("hv1", "vm2", "cat /sys/class/net/eth0/address").stdout.strip()
+    hv1_fdb = json.loads(deployed.ssh("hv1", "ovsr --format json fdb-show br-int").stdout)
+    (vm_mac,) = {e["mac"] for e in hv1_fdb if e["port_name"] == "vm2" and e["vlan"] == 20}
     out: dict[str, str] = {}
 
     def ping() -> None:

@@ -56,6 +56,18 @@ EXAMPLES = r"""
           vm1: {tag: 10}
           vm2: {tag: 10}
           uplink: {trunks: [10, 20], vlan_mode: trunk}
+
+- name: An active-backup bond of two uplinks, carrying the host's address
+  ovs_runtime_config:
+    bridges:
+      br0:
+        ports:
+          bond0:
+            interfaces: [eth1, eth2]
+            trunks: [10, 20]
+            bond_updelay: 200
+            other_config: {move-addresses: "true", bond-primary: eth1}
+    confirm_timeout: 60
 """
 
 RETURN = r"""

@@ -107,14 +107,15 @@ def check_argv(ovsr: str, bridge: str, ports: list[str]) -> list[str]:
 
 
 def current_ports(module: AnsibleModule, ovsr: str) -> list[str] | None:
-    """The bridge's ports now, as PORT=OFPORT where they have a number (rules may name
-    ports by number), or None if there is no such bridge (yet)."""
+    """The bridge's interfaces now (a bond's members, not the bond: rules name those), as
+    NAME=OFPORT where they have a number (rules may name ports by number), or None if
+    there is no such bridge (yet)."""
     params = module.params
     argv = [ovsr, "--db", params["db"], "--timeout", str(params["timeout"])]
     rc, stdout, _stderr = module.run_command([*argv, "br-exists", params["bridge"]])
     if rc == 2:
         return None
-    rc, stdout, stderr = module.run_command([*argv, "list-ports", params["bridge"]])
+    rc, stdout, stderr = module.run_command([*argv, "list-ifaces", params["bridge"]])
     if rc != 0:
         module.fail_json(msg=(stderr or stdout).strip())
     names = [*stdout.split(), params["bridge"]]
