@@ -1,5 +1,6 @@
 """Commands that ask the running datapath rather than the database (like ovs-appctl):
-``fdb-show``, ``fdb-flush``, ``dpif-show``, ``qos-show`` and ``bond-show``."""
+``fdb-show``, ``fdb-flush``, ``dpif-show``, ``qos-show``, ``bond-show`` and
+``bond-set-active``."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ INSPECT_COMMANDS = {
     "confirm": (1, 1, "confirm TOKEN"),
     "qos-show": (1, 1, "qos-show PORT"),
     "bond-show": (0, 1, "bond-show [PORT]"),
+    "bond-set-active": (2, 2, "bond-set-active PORT MEMBER"),
 }
 
 
@@ -41,7 +43,7 @@ def run_inspect(client: OvsdbClient, name: str, args: list[str]) -> tuple[Any, l
                 f"{c['bytes']} bytes, dropped {c['drops']}"
             )
         return result, lines
-    if name == "bond-show":
+    if name in ("bond-show", "bond-set-active"):
         return result, _bond_lines(result)
     if name == "confirm":
         return result, [f"confirmed {result['confirmed']}: the change stays"]

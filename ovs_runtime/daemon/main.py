@@ -299,6 +299,17 @@ class Daemon:
             except KeyError as exc:
                 raise RpcError("unknown port", str(exc.args[0])) from None
 
+        def bond_set_active(params: list[Any]) -> Any:
+            if len(params) != 2 or not all(isinstance(p, str) for p in params):
+                raise RpcError("syntax error", "expected [bond port name, member name]")
+            try:
+                need_datapath().bond_set_active(params[0], params[1])
+            except KeyError as exc:
+                raise RpcError("unknown port", str(exc.args[0])) from None
+            except ValueError as exc:
+                raise RpcError("member disabled", str(exc)) from None
+            return need_datapath().bond_show(params[0])
+
         def flow_stats(params: list[Any]) -> Any:
             bridge = bridge_arg(params, required=True)
             assert bridge is not None
@@ -338,6 +349,7 @@ class Daemon:
         server.extra_methods["ovsr/announce"] = announce
         server.extra_methods["ovsr/qos-show"] = qos_show
         server.extra_methods["ovsr/bond-show"] = bond_show
+        server.extra_methods["ovsr/bond-set-active"] = bond_set_active
         server.extra_methods["ovsr/flow-stats"] = flow_stats
         server.extra_methods["ovsr/trace"] = trace
         server.extra_methods["ovsr/dpif-show"] = lambda params: need_datapath().describe()

@@ -66,6 +66,7 @@ class BondState:
         """Read every member's carrier, apply the delays and choose the active member;
         True when the active member changed."""
         self.last_poll = now
+        changed = False
         for member in self.members:
             up = member.carrier()
             if up == member.enabled:
@@ -75,26 +76,27 @@ class BondState:
                 member.carrier_since = now
             delay = self.spec.updelay_ms if up else self.spec.downdelay_ms
             if member.handle.netdev is None or (now - member.carrier_since) * 1000 >= delay:
-                member.enabled = up
-                member.carrier_since = None
+                member.enabled, member.carrier_since, changed = up, None, True
                 self.events.append(
                     f"bond {self.port.name}: member {member.name} {'enabled' if up else 'disabled'}"
                 )
         if not any(m.enabled for m in self.members):
             for member in self.members:  # nothing else would carry traffic: skip updelay
                 if member.carrier_since is not None and member.carrier():
-                    member.enabled, member.carrier_since = True, None
+                    member.enabled, member.carrier_since, changed = True, None, True
                     self.events.append(
                         f"bond {self.port.name}: member {member.name} enabled (no other "
                         "member is, so without waiting for updelay)"
                     )
                     break
-        return self._choose()
+        return self._choose(changed)
 
-    def _choose(self) -> bool:
+    def _choose(self, members_changed: bool = True) -> bool:
+        """As OVS: the primary is taken when members change (a manual choice stands
+        until then); else the active member stays while enabled."""
         enabled = [m for m in self.members if m.enabled]
         primary = next((m for m in enabled if m.name == self.spec.primary), None)
-        if primary is not None:
+        if primary is not None and (members_changed or self.active not in enabled):
             chosen: BondMember | None = primary
         elif self.active is not None and self.active.enabled:
             chosen = self.active
@@ -112,6 +114,31 @@ class BondState:
         self.port.netdev = chosen.handle.netdev if chosen else None
         self.failovers += 1
         return True
+
+    def reconfigure(self, spec: BondSpec) -> bool:
+        """New settings; a new primary takes over at once if enabled. True when the
+        active member changed."""
+        primary_changed = spec.primary != self.spec.primary
+        self.spec = spec
+        return self._choose(members_changed=primary_changed)
+
+    def set_active(self, name: str) -> None:
+        """Make member ``name`` active now (``ovs-appctl bond/set-active-member``); it
+        must be enabled. It stays active until it fails (or the primary takes over)."""
+        member = next((m for m in self.members if m.name == name), None)
+        if member is None:
+            names = ", ".join(m.name for m in self.members)
+            raise KeyError(f"bond {self.port.name} has no member {name} (members: {names})")
+        if not member.enabled:
+            raise ValueError(f"bond {self.port.name}: member {name} is disabled (no carrier)")
+        if member is not self.active:
+            self.events.append(
+                f"bond {self.port.name}: active member {name} (set by hand), was "
+                f"{self.active.name if self.active else '(none)'}"
+            )
+            self.active = member
+            self.port.netdev = member.handle.netdev
+            self.failovers += 1
 
     def backup_ofports(self) -> set[int]:
         """Member port numbers whose frames NORMAL drops: all but the active one."""

@@ -745,10 +745,9 @@ class UserspaceDatapath:
         for member in bond.members:
             member.handle.spec, member.handle.vlan = port, bond_port.vlan
             member.handle.policer = policer_for(*port.policing, member.handle.policer)
-        bond.spec = port.bond or BondSpec()
         state.normal.set_port(bond_port.ofport, bond_port.vlan, protected=port.protected)
         self._ports_changed(state, bond_port)
-        if bond.poll(self.clock()):
+        if bond.reconfigure(port.bond or BondSpec()):
             self._failed_over(bond, self.clock())
         return next((m.handle.error for m in bond.members if m.handle.error), None)
 
@@ -836,6 +835,18 @@ class UserspaceDatapath:
                 raise KeyError(f"no bond named {port}")
             return {port: bonds[port]}
         return bonds
+
+    def bond_set_active(self, port: str, member: str) -> None:
+        """Switch a bond to ``member`` now, with learning packets, as a failover."""
+        with self.lock:
+            bond = next((b for b in self.bonds if b.port.name == port), None)
+            if bond is None:
+                raise KeyError(f"no bond named {port}")
+            before = bond.active
+            bond.set_active(member)
+            if bond.active is not before:
+                self._failed_over(bond, self.clock())
+                self.flush()
 
     def fdb(self, bridge: str) -> list[dict[str, Any]]:
         with self.lock:

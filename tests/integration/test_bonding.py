@@ -127,6 +127,10 @@ def test_active_backup_bond_fails_over_with_learning_packets(
         assert f"member {m2}: enabled\n  active member" in shown, shown
         assert f"member {m1}: disabled" in shown, shown
 
+        # Switching by hand to a member without carrier is refused, naming it.
+        refused = switch.ovsr("bond-set-active", "bond0", m1)
+        assert refused.returncode != 0 and f"member {m1} is disabled" in refused.stderr
+
         # The primary takes traffic back once its link is up again.
         ok = switch.ovsr("set", "Port", "bond0", f"other_config:bond-primary={m1}")
         assert ok.returncode == 0, ok.stderr
@@ -137,6 +141,14 @@ def test_active_backup_bond_fails_over_with_learning_packets(
         host_raw.send(marked_broadcast(host_mac(lab), b"after-recovery"))
         back = [f[14:30] for f in u1.drain(0.3) if f[12:14] == b"\x88\xb5"]
         assert back == [b"after-recovery.."], back
+
+        # And by hand: traffic moves to the member named, learning packets included.
+        u2.drain(0)
+        moved = switch.ovsr("bond-set-active", "bond0", m2)
+        assert moved.returncode == 0 and f"member {m2}: enabled\n  active member" in moved.stdout
+        wait_for_active(switch, mac_of(m2))
+        rarps = [f for f in u2.drain(0.3) if f[12:14] == b"\x80\x35"]
+        assert any(f[6:12] == bytes.fromhex(host_mac(lab).replace(":", "")) for f in rarps)
     finally:
         for sock in (host_raw, u1, u2):
             sock.close()

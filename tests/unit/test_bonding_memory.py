@@ -5,6 +5,7 @@ The same behaviour on real veths is in tests/integration/test_bonding.py."""
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from pathlib import Path
 from typing import Any
@@ -128,6 +129,38 @@ def test_downdelay_and_updelay_and_the_primary() -> None:
     assert lab.active() == "m2", "up for 200 ms of a 300 ms updelay"
     lab.advance(0.2)
     assert lab.active() == "m1", "the primary takes over once enabled"
+
+
+def test_the_active_member_set_by_hand_takes_over_with_learning_packets() -> None:
+    lab = BondLab(BondSpec())
+    lab.send("a", frame(BROADCAST, HOST))
+    lab.dp.bond_set_active("bond0", "m2")
+    out = lab.taken()
+    assert lab.active() == "m2" and [f[6:12] for f in out["m2"]] == [HOST]
+    with pytest.raises(KeyError, match="no member m9 \\(members: m1, m2\\)"):
+        lab.dp.bond_set_active("bond0", "m9")
+    with pytest.raises(KeyError, match="no bond named a"):
+        lab.dp.bond_set_active("a", "m1")
+    lab.netdevs["m1"].link_state = "down"
+    lab.advance(0.2)
+    with pytest.raises(ValueError, match="member m1 is disabled"):
+        lab.dp.bond_set_active("bond0", "m1")
+    assert lab.active() == "m2"
+
+
+def test_a_new_primary_takes_over_at_once_and_a_choice_by_hand_stands_until_a_change() -> None:
+    lab = BondLab(BondSpec())
+    (bond,) = lab.dp.bonds
+    spec = dataclasses.replace(bond.port.spec, bond=BondSpec(primary="m2"))
+    lab.dp.update_port("br0", spec, 2, {"m1": 2, "m2": 3})
+    assert lab.dp.bonds == [bond], "changed in place: the same members, not re-created"
+    assert lab.active() == "m2", "the new primary, enabled: at once"
+    lab.dp.bond_set_active("bond0", "m1")
+    lab.advance(0.2)
+    assert lab.active() == "m1", "chosen by hand: the primary does not undo it"
+    lab.netdevs["m1"].link_state = "down"
+    lab.advance(0.2)
+    assert lab.active() == "m2"
 
 
 def test_without_a_primary_the_active_member_stays() -> None:
