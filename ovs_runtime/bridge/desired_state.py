@@ -41,6 +41,7 @@ class InterfaceSpec:
     # MTU and MAC for the device (``device_settings``): applied by the reconciler, not
     # part of the port's identity (changing them must not re-create the port).
     settings: DeviceSettings = field(default=DeviceSettings(), compare=False)
+    policing: tuple[int, int] = (0, 0)  # ingress (rate, burst), kbit: a bond member's own
 
 
 @dataclass(frozen=True)
@@ -58,6 +59,8 @@ class PortSpec:
     port_security: PortSecurity | None = None  # None: any source may send
     protected: bool = False  # NORMAL never forwards between two protected ports
     bond: BondSpec | None = None  # set when the port has several interfaces
+    # ``Port.bond_active_slave`` as stored: the member to keep active across a restart.
+    bond_active_mac: str | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)
@@ -114,6 +117,10 @@ def _interface(row: Row) -> InterfaceSpec:
         options=as_map(row["options"]),
         ofport_request=scalar(row["ofport_request"]),
         settings=_settings(interface_settings, row, DeviceSettings()),
+        policing=(
+            int(scalar(row["ingress_policing_rate"], 0)),
+            int(scalar(row["ingress_policing_burst"], 0)),
+        ),
     )
 
 
@@ -216,6 +223,7 @@ def read_bridges(tables: dict[str, dict[uuid.UUID, Row]]) -> dict[str, BridgeSpe
                         port_security=_port_security(port_row),
                         protected=bool(scalar(port_row["protected"], False)),
                         bond=_bond(port_row) if len(interfaces) > 1 else None,
+                        bond_active_mac=scalar(port_row["bond_active_slave"]),
                     )
                 )
             name = scalar(bridge_row["name"])

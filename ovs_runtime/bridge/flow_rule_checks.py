@@ -30,11 +30,21 @@ from ovs_runtime.ofproto.flow_syntax import FlowRule
 
 
 def _port_names(view: Any, bridge: Row) -> set[str]:
+    """Names rules may use: ports, and for a bond its interfaces instead (rules name
+    OpenFlow ports, which are a bond's members, as in OVS)."""
     names = {scalar(bridge["name"])}
     for port_uuid in as_list(bridge["ports"]):
         port = view.get("Port", port_uuid)
-        if port is not None:
+        if port is None:
+            continue
+        interfaces = as_list(port["interfaces"])
+        if len(interfaces) < 2:
             names.add(scalar(port["name"]))
+            continue
+        for iface_uuid in interfaces:
+            iface = view.get("Interface", iface_uuid)
+            if iface is not None:
+                names.add(scalar(iface["name"]))
     return names
 
 

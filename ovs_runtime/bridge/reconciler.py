@@ -109,7 +109,10 @@ class Reconciler:
     def reconcile(self) -> None:
         self._scheduled = False
         desired = self.desired = read_bridges(self.db.tables)
-        moves, silenced = _wanted_moves(desired), _wanted_silenced(desired)
+        sources: set[str] = set()
+        if self.handover is not None:
+            sources = {u for u, r in self.handover.active().items() if not r.silent}
+        moves, silenced = _wanted_moves(desired, sources), _wanted_silenced(desired, sources)
         self._release_addresses(moves, silenced)  # before the bridge ports can vanish
         if self.provider is not None:
             with self.provider.batch():
@@ -244,7 +247,11 @@ class Reconciler:
                 log.info("bridge %s: port %s removed", name, port)
                 if provider:
                     provider.remove_port(name, port)
-            for port, pspec in sorted(new_ports.items()):
+            # Ports that exist already first: one that gives up an interface (a bond
+            # losing a member) does so before a new port takes it.
+            for port, pspec in sorted(
+                new_ports.items(), key=lambda p: (p[0] not in old_ports, p[0])
+            ):
                 ofport = numbers.get(pspec.interfaces[0].name if pspec.interfaces else port, -1)
                 members = {i.name: numbers.get(i.name, -1) for i in pspec.interfaces}
                 if port not in old_ports:
@@ -484,9 +491,11 @@ def _log_move(action: Callable[..., str | None], *args: str) -> None:
         log.info("%s", line)
 
 
-def _wanted_silenced(desired: dict[str, BridgeSpec]) -> dict[str, str]:
+def _wanted_silenced(
+    desired: dict[str, BridgeSpec], sources: set[str] | frozenset[str] = frozenset()
+) -> dict[str, str]:
     """The other interfaces of bonds whose addresses move -> bridge: no ARP from them."""
-    moves = _wanted_moves(desired)
+    moves = _wanted_moves(desired, sources)
     return {
         iface.name: bridge.name
         for bridge in desired.values()
@@ -497,7 +506,9 @@ def _wanted_silenced(desired: dict[str, BridgeSpec]) -> dict[str, str]:
     }
 
 
-def _wanted_moves(desired: dict[str, BridgeSpec]) -> dict[str, str]:
+def _wanted_moves(
+    desired: dict[str, BridgeSpec], sources: set[str] | frozenset[str] = frozenset()
+) -> dict[str, str]:
     """uplink device -> bridge, for system ports with ``other_config:move-addresses``
     (for a bond, its first system interface by name)."""
     moves = {}
@@ -512,7 +523,10 @@ def _wanted_moves(desired: dict[str, BridgeSpec]) -> dict[str, str]:
                 for i in port.interfaces
                 if i.type in ("", "system") and i.name != bridge.name
             )
-            for name in systems[:1]:
+            # A member whose addresses already moved stays the source (another member
+            # sorting first later must not pull them back onto a bridged device).
+            kept = [n for n in systems if n in sources]
+            for name in (kept or systems)[:1]:
                 moves[name] = bridge.name
     return moves
 

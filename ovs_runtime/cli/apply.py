@@ -548,14 +548,14 @@ def _apply_bridge(ctx: CommandContext, name: str, spec: dict[str, Any], replace:
             assert pkey is not None
         if pname != name:
             try:
-                set_members(m, pkey, pname, members)
+                set_members(m, pkey, pname, members, replace)
             except BondSettingError as exc:
                 raise ApplyError(f"bridge {name} port {pname}: {exc}") from None
         port_cols = {k: v for k, v in pspec["columns"].items() if k in PORT_COLUMNS}
         _set_columns(m, "Port", pkey, port_cols, PORT_COLUMNS, replace)
         bond_cols = {k: v for k, v in pspec["columns"].items() if k in BOND_COLUMNS}
-        _set_columns(m, "Port", pkey, bond_cols, BOND_COLUMNS, replace or not members)
-        if not members:
+        _set_columns(m, "Port", pkey, bond_cols, BOND_COLUMNS, replace)
+        if len(m.rows["Port"][pkey]["interfaces"]) == 1:
             ikey = m.key_of(m.rows["Port"][pkey]["interfaces"][0])
             # The bridge's own port stays internal whatever "replaced" resets.
             managed = IFACE_COLUMNS if pname != name else LOCAL_IFACE_COLUMNS

@@ -10,9 +10,9 @@
 
 The bond's own settings are Port columns (``BOND_COLUMNS``); its members are plain
 system interfaces, so the per-interface shortcuts (``type``, ``options``...) do not
-apply. Giving a port different ``interfaces`` replaces its members; a port listed
-without them has one interface named like the port, so a bond turns back into an
-ordinary port.
+apply. Giving a port different ``interfaces`` replaces its members. With ``--state
+replaced`` (or ``overridden``), a port listed without them has one interface named like
+the port, so a bond turns back into an ordinary port; ``merged`` leaves them alone.
 """
 
 from __future__ import annotations
@@ -84,9 +84,12 @@ def _one(value: Any) -> Any:
     return value
 
 
-def set_members(m: Model, pkey: str, pname: str, members: list[str] | None) -> None:
-    """Make the port's interfaces exactly ``members`` (or one named like the port),
-    keeping the rows of interfaces that stay."""
+def set_members(m: Model, pkey: str, pname: str, members: list[str] | None, replace: bool) -> None:
+    """Make the port's interfaces exactly ``members``, keeping the rows of interfaces
+    that stay. Without ``members``, ``replace`` makes the port an ordinary one (one
+    interface named like it); ``merged`` leaves its interfaces alone."""
+    if members is None and not replace:
+        return
     wanted = members or [pname]
     current = {
         str(m.rows["Interface"][m.key_of(ref)]["name"]): m.key_of(ref)

@@ -302,6 +302,15 @@ def cmd_add_bond(ctx: CommandContext, args: list[str]) -> None:
     existing = port_key(m, name, must_exist=False)
     if existing is not None:
         if ctx.opts.get("may-exist") and bridge_of_port(m, existing) == bridge:
+            have = sorted(
+                str(m.rows["Interface"][m.key_of(r)]["name"])
+                for r in m.rows["Port"][existing]["interfaces"]
+            )
+            if have != sorted(ifaces):
+                raise ModelError(
+                    f"--may-exist add-bond {bridge_name} {name}: port {name} already exists "
+                    f"but has interfaces {', '.join(have)}, not {', '.join(sorted(ifaces))}"
+                )
             return
         raise ModelError(
             f"cannot create a port named {name} because a port named {name} already exists"

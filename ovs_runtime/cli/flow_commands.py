@@ -117,7 +117,12 @@ def load(client: OvsdbClient, bridge: str, rule_where: list[Any] | None = None) 
                 "where": [],
                 "columns": ["_uuid", "name", "interfaces"],
             },
-            {"op": "select", "table": "Interface", "where": [], "columns": ["_uuid", "ofport"]},
+            {
+                "op": "select",
+                "table": "Interface",
+                "where": [],
+                "columns": ["_uuid", "name", "ofport"],
+            },
             rule_select,
         ],
     )
@@ -130,14 +135,20 @@ def load(client: OvsdbClient, bridge: str, rule_where: list[Any] | None = None) 
     row = bridges[0]
     view = BridgeRules(bridge, row["_uuid"][1], roots[0]["_uuid"][1])
     members = {u for _, u in _set(row["ports"])}
-    ofports = {i["_uuid"][1]: i["ofport"] for i in interfaces}
+    by_uuid = {i["_uuid"][1]: i for i in interfaces}
     for port in ports:
         if port["_uuid"][1] in members:
-            view.ports.add(port["name"])
-            for _, iface in _set(port["interfaces"]):
-                number = ofports.get(iface)
+            ifaces = [by_uuid[u] for _, u in _set(port["interfaces"]) if u in by_uuid]
+            bond = len(ifaces) > 1  # rules name a bond's interfaces, not the bond
+            if not bond:
+                view.ports.add(port["name"])
+            for iface in ifaces:
+                name = iface["name"] if bond else port["name"]
+                if bond:
+                    view.ports.add(name)
+                number = iface["ofport"]
                 if isinstance(number, int) and number > 0:
-                    view.numbers[number] = port["name"]
+                    view.numbers[number] = name
     if rule_where is None:
         wanted = {u for _, u in _set(row["flow_rules"])}
     else:

@@ -38,10 +38,15 @@ class BondMember:
     handle: PortHandle  # the member's own: netdev, OpenFlow port number, receive side
     enabled: bool = False
     carrier_since: float | None = None  # when the carrier last differed from ``enabled``
+    vanished: bool = False  # its device is gone (not merely down): disabled at once
 
     @property
     def name(self) -> str:
         return self.handle.iface
+
+    def mac(self) -> str | None:
+        netdev = self.handle.netdev
+        return netdev.status().mac if netdev is not None else None
 
     def carrier(self) -> bool:
         netdev = self.handle.netdev
@@ -58,6 +63,7 @@ class BondState:
     failovers: int = 0
     learning_packets: int = 0
     events: list[str] = field(default_factory=list)  # for the daemon's log
+    preferred_mac: str | None = None  # the stored active member's MAC, kept at start
 
     def due(self, now: float) -> bool:
         return now - self.last_poll >= self.spec.poll_ms / 1000.0
@@ -66,7 +72,6 @@ class BondState:
         """Read every member's carrier, apply the delays and choose the active member;
         True when the active member changed."""
         self.last_poll = now
-        changed = False
         for member in self.members:
             up = member.carrier()
             if up == member.enabled:
@@ -75,33 +80,40 @@ class BondState:
             if member.carrier_since is None:
                 member.carrier_since = now
             delay = self.spec.updelay_ms if up else self.spec.downdelay_ms
-            if member.handle.netdev is None or (now - member.carrier_since) * 1000 >= delay:
-                member.enabled, member.carrier_since, changed = up, None, True
+            if member.vanished or (now - member.carrier_since) * 1000 >= delay:
+                member.enabled, member.carrier_since = up, None
                 self.events.append(
                     f"bond {self.port.name}: member {member.name} {'enabled' if up else 'disabled'}"
                 )
         if not any(m.enabled for m in self.members):
-            for member in self.members:  # nothing else would carry traffic: skip updelay
+            # Nothing else would carry traffic: skip updelay (the stored active first).
+            stored = [
+                m for m in self.members if self.preferred_mac and m.mac() == self.preferred_mac
+            ]
+            for member in stored + [m for m in self.members if m not in stored]:
                 if member.carrier_since is not None and member.carrier():
-                    member.enabled, member.carrier_since, changed = True, None, True
+                    member.enabled, member.carrier_since = True, None
                     self.events.append(
                         f"bond {self.port.name}: member {member.name} enabled (no other "
                         "member is, so without waiting for updelay)"
                     )
                     break
-        return self._choose(changed)
+        return self._choose()
 
-    def _choose(self, members_changed: bool = True) -> bool:
-        """As OVS: the primary is taken when members change (a manual choice stands
-        until then); else the active member stays while enabled."""
+    def _choose(self) -> bool:
+        """As OVS: an enabled primary; else the active member while it is enabled; else
+        the member stored as active (a restart keeps it); else the first enabled."""
         enabled = [m for m in self.members if m.enabled]
         primary = next((m for m in enabled if m.name == self.spec.primary), None)
-        if primary is not None and (members_changed or self.active not in enabled):
+        stored = [m for m in enabled if self.preferred_mac and m.mac() == self.preferred_mac]
+        if primary is not None:
             chosen: BondMember | None = primary
         elif self.active is not None and self.active.enabled:
             chosen = self.active
         else:
-            chosen = enabled[0] if enabled else None
+            chosen = stored[0] if stored else (enabled[0] if enabled else None)
+        if chosen is not None:
+            self.preferred_mac = None  # (only the first choice follows the stored one)
         if chosen is self.active:
             self.port.netdev = chosen.handle.netdev if chosen else None
             return False
@@ -118,9 +130,8 @@ class BondState:
     def reconfigure(self, spec: BondSpec) -> bool:
         """New settings; a new primary takes over at once if enabled. True when the
         active member changed."""
-        primary_changed = spec.primary != self.spec.primary
         self.spec = spec
-        return self._choose(members_changed=primary_changed)
+        return self._choose()
 
     def set_active(self, name: str) -> None:
         """Make member ``name`` active now (``ovs-appctl bond/set-active-member``); it
@@ -131,6 +142,14 @@ class BondState:
             raise KeyError(f"bond {self.port.name} has no member {name} (members: {names})")
         if not member.enabled:
             raise ValueError(f"bond {self.port.name}: member {name} is disabled (no carrier)")
+        primary = self.spec.primary
+        if primary not in (None, name) and any(
+            m.enabled and m.name == primary for m in self.members
+        ):
+            raise ValueError(
+                f"bond {self.port.name}: primary {primary} is enabled and takes traffic back "
+                f"at once; clear other_config:bond-primary first to make {name} active"
+            )
         if member is not self.active:
             self.events.append(
                 f"bond {self.port.name}: active member {name} (set by hand), was "

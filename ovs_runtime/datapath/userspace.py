@@ -165,8 +165,8 @@ class UserspaceDatapath:
             if not busy:
                 break
         for bond in self.bonds:
-            if bond.due(now) and bond.poll(now):
-                self._failed_over(bond, now)
+            if bond.due(now):
+                self._poll_bond(bond, now)
         self.flush()
         if now - self.last_flow_maintenance >= FLOW_MAINTENANCE_INTERVAL:
             self.last_flow_maintenance = now
@@ -528,8 +528,24 @@ class UserspaceDatapath:
         bond_port = handle.member_of
         if bond_port is None:
             handle.bridge.normal.mac_table.forget_port(handle.ofport)
-        elif bond_port.bond is not None and bond_port.bond.poll(self.clock()):
-            self._failed_over(bond_port.bond, self.clock())
+        elif bond_port.bond is not None:
+            # A device that is gone leaves the bond at once; one set down (its socket
+            # reports ENETDOWN) is a carrier loss, which waits for bond_downdelay.
+            for member in bond_port.bond.members:
+                if member.handle is handle:
+                    member.vanished = not link.exists(handle.iface)
+            self._poll_bond(bond_port.bond, self.clock())
+
+    def _poll_bond(self, bond: BondState, now: float) -> None:
+        if bond.poll(now):
+            self._failed_over(bond, now)
+        self._log_bond_events(bond)
+
+    @staticmethod
+    def _log_bond_events(bond: BondState) -> None:
+        for event in bond.events:
+            log.info("bridge %s: %s", bond.port.bridge.name, event)
+        bond.events.clear()
 
     def _failed_over(self, bond: BondState, now: float) -> None:
         """A new active member (or none): NORMAL drops frames from the others, cached
@@ -538,9 +554,7 @@ class UserspaceDatapath:
         state = bond.port.bridge
         members = {m.handle.ofport for m in bond.members}
         state.normal.set_bond(bond.port.ofport, members, bond.backup_ofports())
-        for event in bond.events:
-            log.info("bridge %s: %s", state.name, event)
-        bond.events.clear()
+        self._log_bond_events(bond)
         netdev = bond.port.netdev
         if netdev is None:
             return
@@ -662,10 +676,11 @@ class UserspaceDatapath:
                 state, port, numbers.get(iface.name, -1), iface.type, member_index=index
             )
             handle.member_of, handle.vlan = bond_port, bond_port.vlan
-            handle.policer = policer_for(*port.policing, None)
+            handle.policer = policer_for(*iface.policing, None)
             state.by_ofport[handle.ofport] = handle
             members.append(BondMember(handle))
         bond = bond_port.bond = BondState(bond_port, members, port.bond or BondSpec())
+        bond.preferred_mac = port.bond_active_mac
         state.ports[port.name] = bond_port
         state.bundles[bond_port.ofport] = bond_port
         state.normal.set_port(bond_port.ofport, bond_port.vlan, protected=port.protected)
@@ -683,7 +698,7 @@ class UserspaceDatapath:
                 errors.append(member.handle.error)
         self.bonds.append(bond)
         bond.poll(self.clock())
-        self._failed_over(bond, self.clock())
+        self._failed_over(bond, self.clock())  # (NORMAL learns the members either way)
         return errors[0] if errors else None
 
     def _remove_bond(self, state: BridgeState, bond_port: PortHandle) -> None:
@@ -691,8 +706,7 @@ class UserspaceDatapath:
         assert bond is not None
         for member in bond.members:
             self._detach(member.handle)
-            state.by_ofport.pop(member.handle.ofport, None)
-            state.security.pop(member.handle.ofport, None)
+            _forget_number(state, member.handle)
         bond_port.netdev = None
         self.bonds.remove(bond)
         state.bundles.pop(bond_port.ofport, None)
@@ -744,11 +758,13 @@ class UserspaceDatapath:
         bond_port.vlan = PortVlan.from_config(port.vlan_mode, port.tag, port.trunks)
         for member in bond.members:
             member.handle.spec, member.handle.vlan = port, bond_port.vlan
-            member.handle.policer = policer_for(*port.policing, member.handle.policer)
+            iface = port.interfaces[member.handle.member_index]
+            member.handle.policer = policer_for(*iface.policing, member.handle.policer)
         state.normal.set_port(bond_port.ofport, bond_port.vlan, protected=port.protected)
         self._ports_changed(state, bond_port)
         if bond.reconfigure(port.bond or BondSpec()):
             self._failed_over(bond, self.clock())
+        self._log_bond_events(bond)
         return next((m.handle.error for m in bond.members if m.handle.error), None)
 
     def remove_port(self, bridge: str, port: str) -> None:
@@ -764,9 +780,10 @@ class UserspaceDatapath:
                 self._ports_changed(state, None)
                 return
             self._detach(handle)
-            state.by_ofport.pop(handle.ofport, None)
-            state.normal.remove_port(handle.ofport)
-            state.security.pop(handle.ofport, None)
+            owned = state.by_ofport.get(handle.ofport) is handle
+            _forget_number(state, handle)
+            if owned:  # (an interface moved to another port keeps its number there)
+                state.normal.remove_port(handle.ofport)
             self._ports_changed(state, None)
 
     def _ports_changed(self, state: BridgeState, handle: PortHandle | None) -> None:
@@ -1082,6 +1099,15 @@ def _agent_address(spec: SflowSpec) -> str:
     return Exporter(spec.targets).local_address()
 
 
+def _forget_number(state: BridgeState, handle: PortHandle) -> None:
+    """Drop what is filed under the handle's number, unless another handle owns it now
+    (an interface moved to another port in the same change keeps its number)."""
+    if state.by_ofport.get(handle.ofport) is handle:
+        del state.by_ofport[handle.ofport]
+        if state.security.get(handle.ofport) is handle.spec.port_security:
+            state.security.pop(handle.ofport, None)
+
+
 def _shown_number(port: int) -> int:
     """A MAC table entry's port number as OVS shows it: for a bond, its first member's."""
     return port - BUNDLE_BASE if port >= BUNDLE_BASE else port
@@ -1143,6 +1169,11 @@ def compile_outputs(
     compiled: list[tuple[Any, int, Any]] = []
     for out in outputs:
         handle = bridge.by_ofport.get(out.port) or bridge.bundles.get(out.port)
+        if handle is not None and handle.bond is not None:
+            # The active member sends (and is what sFlow, IPFIX and NetFlow report);
+            # a change of member re-makes every decision.
+            active = handle.bond.active
+            handle = active.handle if active is not None else None
         if handle is None:
             continue
         out_key = out.key

@@ -18,6 +18,7 @@ class MemoryNetdev:
         self.inbox: list[Packet] = []
         self.sent: list[bytes] = []
         self.link_state = "up"  # a test pulls the cable by setting "down"
+        self.mac: str | None = None
 
     def inject(self, frame: bytes) -> None:
         self.inbox.append((EMPTY, frame))
@@ -36,7 +37,7 @@ class MemoryNetdev:
         self.stats.tx_bytes += len(frame)
 
     def status(self) -> NetdevStatus:
-        return NetdevStatus(link_state=self.link_state, admin_state="up")
+        return NetdevStatus(link_state=self.link_state, admin_state="up", mac=self.mac)
 
     def close(self) -> None:
         pass

@@ -41,6 +41,10 @@ def test_a_bond_moves_its_first_interface_and_silences_the_others() -> None:
     assert _wanted_silenced(desired) == {"eth2": "br0", "eth3": "br0"}
     desired = {"br0": BridgeSpec(uuid.uuid4(), "br0", "standalone", (quiet,))}
     assert _wanted_moves(desired) == {} and _wanted_silenced(desired) == {}
+    moved_already = {"eth2"}  # (another member sorting first was added later)
+    desired = {"br0": BridgeSpec(uuid.uuid4(), "br0", "standalone", (bond,))}
+    assert _wanted_moves(desired, moved_already) == {"eth2": "br0"}
+    assert _wanted_silenced(desired, moved_already) == {"eth1": "br0", "eth3": "br0"}
     record = Handover("eth2", "br0", silent=True)
     assert Handover.from_json(record.to_json()) == record
 

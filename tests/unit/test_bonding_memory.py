@@ -35,17 +35,18 @@ def tagged(raw: bytes, vid: int) -> bytes:
 class BondLab:
     """Port ``a`` (a host) and bond ``bond0`` over ``m1`` and ``m2`` on br0."""
 
-    def __init__(self, bond: BondSpec, tag: int | None = None) -> None:
+    def __init__(self, bond: BondSpec, tag: int | None = None, stored: str | None = None) -> None:
         self.netdevs: dict[str, MemoryNetdev] = {}
         self.now = 1000.0
         self.dp = UserspaceDatapath(self._open, clock=lambda: self.now)
         self.dp.add_bridge("br0", {})
         self.dp.add_port("br0", port("a", ["a"], tag=tag), 1)
-        error = self.dp.add_port("br0", port("bond0", ["m1", "m2"], bond), 2, {"m1": 2, "m2": 3})
-        assert error is None
+        spec = dataclasses.replace(port("bond0", ["m1", "m2"], bond), bond_active_mac=stored)
+        assert self.dp.add_port("br0", spec, 2, {"m1": 2, "m2": 3}) is None
 
     def _open(self, kind: str, name: str, options: dict[str, str]) -> MemoryNetdev:
         self.netdevs[name] = MemoryNetdev(name)
+        self.netdevs[name].mac = f"02:00:5e:00:00:{len(self.netdevs):02x}"
         return self.netdevs[name]
 
     def send(self, port: str, raw: bytes) -> dict[str, list[bytes]]:
@@ -148,19 +149,73 @@ def test_the_active_member_set_by_hand_takes_over_with_learning_packets() -> Non
     assert lab.active() == "m2"
 
 
-def test_a_new_primary_takes_over_at_once_and_a_choice_by_hand_stands_until_a_change() -> None:
+def test_a_new_primary_takes_over_at_once_and_is_not_overruled_by_hand() -> None:
     lab = BondLab(BondSpec())
     (bond,) = lab.dp.bonds
     spec = dataclasses.replace(bond.port.spec, bond=BondSpec(primary="m2"))
     lab.dp.update_port("br0", spec, 2, {"m1": 2, "m2": 3})
     assert lab.dp.bonds == [bond], "changed in place: the same members, not re-created"
     assert lab.active() == "m2", "the new primary, enabled: at once"
+    with pytest.raises(ValueError, match="primary m2 is enabled and takes traffic back"):
+        lab.dp.bond_set_active("bond0", "m1")
+    lab.dp.update_port("br0", dataclasses.replace(spec, bond=BondSpec()), 2, {"m1": 2, "m2": 3})
     lab.dp.bond_set_active("bond0", "m1")
     lab.advance(0.2)
-    assert lab.active() == "m1", "chosen by hand: the primary does not undo it"
-    lab.netdevs["m1"].link_state = "down"
-    lab.advance(0.2)
+    assert lab.active() == "m1", "without a primary, the choice by hand stands"
+
+
+def test_a_restart_keeps_the_stored_active_member() -> None:
+    lab = BondLab(BondSpec(), stored="02:00:5e:00:00:03")  # m2's (a is 01, m1 02)
     assert lab.active() == "m2"
+    lab = BondLab(BondSpec(updelay_ms=60_000), stored="02:00:5e:00:00:03")
+    assert lab.active() == "m2", "also when it is enabled without waiting for updelay"
+
+
+def test_members_coming_and_going_are_logged_at_once_not_hoarded() -> None:
+    lab = BondLab(BondSpec())
+    (bond,) = lab.dp.bonds
+    for _ in range(5):
+        lab.netdevs["m2"].link_state = "down"
+        lab.advance(0.2)
+        lab.netdevs["m2"].link_state = "up"
+        lab.advance(0.2)
+    assert bond.events == [] and lab.active() == "m1"
+
+
+def test_a_device_set_down_waits_for_downdelay_a_vanished_one_does_not(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from ovs_runtime.netdev import link
+
+    lab = BondLab(BondSpec(downdelay_ms=1000))
+    (bond,) = lab.dp.bonds
+    monkeypatch.setattr(link, "exists", lambda name: True)
+    lab.dp._port_failed(bond.members[0].handle, "Network is down")
+    lab.advance(0.2)
+    assert lab.active() == "m1", "set down: a carrier loss, within its downdelay"
+    monkeypatch.setattr(link, "exists", lambda name: False)
+    lab.dp._port_failed(bond.members[0].handle, "No such device")
+    assert lab.active() == "m2", "the device is gone: at once"
+
+
+@pytest.mark.parametrize("new_port_first", [False, True])
+def test_an_interface_moved_from_a_bond_to_a_new_port_keeps_its_number(
+    new_port_first: bool,
+) -> None:
+    lab = BondLab(BondSpec())
+    (bond,) = lab.dp.bonds
+    m1 = bond.members[0].handle.spec.interfaces[0]
+    smaller = port("bond0", ["m2", "m3"], BondSpec())
+    plain = PortSpec(uuid.uuid4(), "m1", None, (), None, (m1,))
+    if new_port_first:
+        lab.dp.add_port("br0", plain, 2)
+    lab.dp.update_port("br0", smaller, 3, {"m2": 3, "m3": 4})
+    if not new_port_first:
+        lab.dp.add_port("br0", plain, 2)
+    bridge = lab.dp.bridges["br0"]
+    assert bridge.by_ofport[2].name == "m1" and bridge.by_ofport[2].member_of is None
+    lab.send("m1", frame(BROADCAST, FAR))
+    assert len(lab.send("a", frame(FAR, HOST))["m1"]) == 1, "unicast reaches the moved port"
 
 
 def test_without_a_primary_the_active_member_stays() -> None:
