@@ -142,7 +142,12 @@ def test_active_backup_bond_fails_over_with_learning_packets(
         back = [f[14:30] for f in u1.drain(0.3) if f[12:14] == b"\x88\xb5"]
         assert back == [b"after-recovery.."], back
 
-        # And by hand: traffic moves to the member named, learning packets included.
+        # And by hand: refused while an enabled primary would take traffic back at once;
+        # without one, traffic moves to the member named, learning packets included.
+        held = switch.ovsr("bond-set-active", "bond0", m2)
+        assert held.returncode != 0 and f"primary {m1} is enabled" in held.stderr, held.stderr
+        cleared = switch.ovsr("remove", "Port", "bond0", "other_config", "bond-primary")
+        assert cleared.returncode == 0, cleared.stderr
         u2.drain(0)
         moved = switch.ovsr("bond-set-active", "bond0", m2)
         assert moved.returncode == 0 and f"member {m2}: enabled\n  active member" in moved.stdout
@@ -173,6 +178,22 @@ def test_bad_bond_settings_are_refused_and_change_nothing(daemon: DaemonProcess)
     assert port_row(switch, "bond0")["bond_updelay"] == 0, "all or nothing"
     one = switch.ovsr("add-bond", "br0", "bond1", "p3")
     assert one.returncode != 0 and "at least two interfaces" in one.stderr, one.stderr
+    again = switch.ovsr("--may-exist", "add-bond", "br0", "bond0", "p1", "p2")
+    assert again.returncode == 0, again.stderr
+    other = switch.ovsr("--may-exist", "add-bond", "br0", "bond0", "p1", "p3")
+    assert other.returncode != 0 and "but has interfaces p1, p2, not p1, p3" in other.stderr
+
+
+def test_flow_rules_name_a_bonds_interfaces(daemon: DaemonProcess) -> None:
+    """As in OVS, rules name OpenFlow ports: a bond's members, not the bond."""
+    ok = daemon.ovsr("add-br", "br0", "--", "add-bond", "br0", "bond0", "p1", "p2")
+    assert ok.returncode == 0, ok.stderr
+    for rule in ("in_port=p1,actions=drop", "priority=5,in_port=p2,actions=output:p1"):
+        added = daemon.ovsr("add-flow", "br0", rule)
+        assert added.returncode == 0, (rule, added.stderr)
+    bad = daemon.ovsr("add-flow", "br0", "in_port=bond0,actions=drop")
+    assert bad.returncode != 0 and "no port 'bond0'" in bad.stderr, bad.stderr
+    assert "p1" in bad.stderr and "p2" in bad.stderr, "the message lists what would do"
 
 
 @pytest.mark.skipif(shutil.which("ovs-vsctl") is None, reason="needs ovs-vsctl")
@@ -241,6 +262,10 @@ def test_apply_declares_bonds_idempotently(daemon: DaemonProcess, tmp_path: Path
     )
     assert "p2" not in {r["name"] for r in names}, "the member taken out is gone"
 
+    merged = "bridges:\n  br0:\n    ports:\n      bond0: {tag: 20}\n"
+    assert apply_doc(daemon, tmp_path, merged).returncode == 2
+    assert interface_names(daemon, "bond0") == ["p1", "p3"], "merged leaves the members alone"
+    assert port_row(daemon, "bond0")["bond_updelay"] == 200
     plain = "bridges:\n  br0:\n    ports:\n      vm1: {tag: 10}\n      bond0: {}\n"
     assert apply_doc(daemon, tmp_path, plain, "--state=replaced").returncode == 2
     assert interface_names(daemon, "bond0") == ["bond0"], "an ordinary port again"
