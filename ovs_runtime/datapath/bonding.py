@@ -2,15 +2,18 @@
 
 A bond is one port (one VLAN config, one entry in NORMAL's MAC table) over several
 interfaces. Each member interface has its own netdev and OpenFlow port number, and a
-``PortHandle`` of its own that receives; the bond's handle is what NORMAL outputs to,
-and its ``netdev`` is always the active member's, so every output path sends there.
+``PortHandle`` of its own that receives. NORMAL outputs to the bond's handle; compiled
+outputs become the active member's handle (so a failover re-makes every cached
+decision), and the bond handle's ``netdev`` is the active member's for what sends to the
+port directly (mirrors, announcements, learning packets).
 
 As in OVS's ``active-backup`` mode:
 - a member is enabled once its carrier has been up for ``bond_updelay`` ms and disabled
   once it has been down for ``bond_downdelay`` ms (a vanished device is down at once);
-- the active member stays active while it is enabled; ``bond-primary`` takes over
-  whenever it is enabled; otherwise the first enabled member (in interface order) is
-  chosen. With no member enabled, one whose carrier is up is enabled at once;
+- an enabled ``bond-primary`` is active; otherwise the active member stays while it is
+  enabled; otherwise the member recorded in ``bond_active_slave`` (a restart keeps it),
+  or the first enabled member by name. With no member enabled, one whose carrier is up
+  is enabled at once;
 - frames that arrive on a backup member are dropped (the upstream switch floods to
   every link, and the bond must see each frame once);
 - after a change of active member, a RARP "learning packet" for every MAC the bridge
@@ -80,7 +83,8 @@ class BondState:
             if member.carrier_since is None:
                 member.carrier_since = now
             delay = self.spec.updelay_ms if up else self.spec.downdelay_ms
-            if member.vanished or (now - member.carrier_since) * 1000 >= delay:
+            gone = member.vanished and member.handle.netdev is None
+            if gone or (now - member.carrier_since) * 1000 >= delay:
                 member.enabled, member.carrier_since = up, None
                 self.events.append(
                     f"bond {self.port.name}: member {member.name} {'enabled' if up else 'disabled'}"
