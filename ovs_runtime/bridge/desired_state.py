@@ -41,7 +41,10 @@ class InterfaceSpec:
     # MTU and MAC for the device (``device_settings``): applied by the reconciler, not
     # part of the port's identity (changing them must not re-create the port).
     settings: DeviceSettings = field(default=DeviceSettings(), compare=False)
-    policing: tuple[int, int] = (0, 0)  # ingress (rate, burst), kbit: a bond member's own
+    # Ingress (rate, burst), kbit: a bond member's own. Not part of the interface's
+    # identity (a change must not re-create the device); ``PortSpec.member_policing``
+    # makes the port's change visible.
+    policing: tuple[int, int] = field(default=(0, 0), compare=False)
 
 
 @dataclass(frozen=True)
@@ -59,6 +62,7 @@ class PortSpec:
     port_security: PortSecurity | None = None  # None: any source may send
     protected: bool = False  # NORMAL never forwards between two protected ports
     bond: BondSpec | None = None  # set when the port has several interfaces
+    member_policing: tuple[tuple[int, int], ...] = ()  # each interface's, in order
     # ``Port.bond_active_slave`` as stored: the member to keep active across a restart.
     bond_active_mac: str | None = field(default=None, compare=False)
 
@@ -223,6 +227,7 @@ def read_bridges(tables: dict[str, dict[uuid.UUID, Row]]) -> dict[str, BridgeSpe
                         port_security=_port_security(port_row),
                         protected=bool(scalar(port_row["protected"], False)),
                         bond=_bond(port_row) if len(interfaces) > 1 else None,
+                        member_policing=tuple(i.policing for i in interfaces),
                         bond_active_mac=scalar(port_row["bond_active_slave"]),
                     )
                 )

@@ -241,20 +241,35 @@ class Reconciler:
                 bridge_config = (spec.other_config, spec.flood_vlans)
                 if provider and (current.other_config, current.flood_vlans) != bridge_config:
                     provider.configure_bridge(name, *bridge_config)
+            previous = {k[1]: v for k, v in self.ofports.items() if k[0] == name}
             numbers = self._numbers(spec)
             new_ports = {p.name: p for p in spec.ports}
+            # Two passes: first every port that goes away or must be made anew (other
+            # interfaces, or other numbers), then the rest. So an interface or a number
+            # that moves from one port to another is given up before it is taken.
+            rebuilt = {
+                port
+                for port, pspec in new_ports.items()
+                if port in old_ports
+                and (
+                    old_ports[port].interfaces != pspec.interfaces
+                    or _renumbered(pspec, previous, numbers)
+                )
+            }
             for port in sorted(set(old_ports) - set(new_ports)):
                 log.info("bridge %s: port %s removed", name, port)
                 if provider:
                     provider.remove_port(name, port)
-            # Ports that exist already first: one that gives up an interface (a bond
-            # losing a member) does so before a new port takes it.
-            for port, pspec in sorted(
-                new_ports.items(), key=lambda p: (p[0] not in old_ports, p[0])
-            ):
+            for port in sorted(rebuilt):
+                if provider:
+                    provider.remove_port(name, port)
+            for port, pspec in sorted(new_ports.items()):
                 ofport = numbers.get(pspec.interfaces[0].name if pspec.interfaces else port, -1)
                 members = {i.name: numbers.get(i.name, -1) for i in pspec.interfaces}
-                if port not in old_ports:
+                if port in rebuilt:
+                    log.info("bridge %s: port %s changed%s", name, port, _vlan_text(pspec))
+                    error = provider.add_port(name, pspec, ofport, members) if provider else None
+                elif port not in old_ports:
                     log.info("bridge %s: port %s added%s", name, port, _vlan_text(pspec))
                     error = provider.add_port(name, pspec, ofport, members) if provider else None
                 elif old_ports[port] != pspec:
@@ -489,6 +504,14 @@ def _log_move(action: Callable[..., str | None], *args: str) -> None:
         return
     if line:
         log.info("%s", line)
+
+
+def _renumbered(port: PortSpec, previous: dict[str, int], numbers: dict[str, int]) -> bool:
+    """Whether an interface of the port got another OpenFlow number than it had."""
+    return any(
+        previous.get(i.name, numbers.get(i.name, -1)) != numbers.get(i.name, -1)
+        for i in port.interfaces
+    )
 
 
 def _wanted_silenced(

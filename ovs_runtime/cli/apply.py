@@ -310,7 +310,7 @@ def parse_desired(doc: Any, schema: DbSchema) -> dict[str, Any]:
             qos = _qos(schema, pbody.pop("qos", None), f"{what}.qos") if "qos" in pbody else None
             _check_port_security(pbody.get("port_security"), what)
             _check_interface(pname, bname, iface_body, what)
-            allowed = PORT_COLUMNS + IFACE_SHORTCUTS + (BOND_COLUMNS if members else ())
+            allowed = PORT_COLUMNS + IFACE_SHORTCUTS + BOND_COLUMNS
             columns = _columns(schema, "Port", pbody, allowed, what, PORT_EXTRAS)
             for member in members or ():
                 _check_device_name(member, f"{what}.interfaces: {member!r}")
@@ -320,7 +320,7 @@ def parse_desired(doc: Any, schema: DbSchema) -> dict[str, Any]:
                         f"{interface_owners[member]}; an interface belongs to one port"
                     )
                 interface_owners[member] = what
-            if members:
+            if members or any(c in columns for c in BOND_COLUMNS):
                 try:
                     check_bond_columns(columns, what)
                 except BondSettingError as exc:
@@ -554,8 +554,21 @@ def _apply_bridge(ctx: CommandContext, name: str, spec: dict[str, Any], replace:
         port_cols = {k: v for k, v in pspec["columns"].items() if k in PORT_COLUMNS}
         _set_columns(m, "Port", pkey, port_cols, PORT_COLUMNS, replace)
         bond_cols = {k: v for k, v in pspec["columns"].items() if k in BOND_COLUMNS}
+        is_bond = len(m.rows["Port"][pkey]["interfaces"]) > 1
+        what = f"bridge {name} port {pname}"
+        if bond_cols and not is_bond:
+            raise ApplyError(
+                f"{what}: {', '.join(sorted(bond_cols))} apply to bonds only; list the "
+                "bond's interfaces (interfaces: [eth1, eth2])"
+            )
+        if is_bond and pspec["interface"]:
+            raise ApplyError(
+                f"{what}: {', '.join(sorted(pspec['interface']))} cannot be set on a bond "
+                "here (its members are system devices; set their Interface columns with "
+                "ovsr set)"
+            )
         _set_columns(m, "Port", pkey, bond_cols, BOND_COLUMNS, replace)
-        if len(m.rows["Port"][pkey]["interfaces"]) == 1:
+        if not is_bond:
             ikey = m.key_of(m.rows["Port"][pkey]["interfaces"][0])
             # The bridge's own port stays internal whatever "replaced" resets.
             managed = IFACE_COLUMNS if pname != name else LOCAL_IFACE_COLUMNS

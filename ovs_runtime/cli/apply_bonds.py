@@ -33,13 +33,7 @@ class BondSettingError(ValueError):
 def parse_members(pname: str, bname: str, body: dict[str, Any], what: str) -> list[str] | None:
     """Pop and check ``interfaces``; None for an ordinary port."""
     if "interfaces" not in body:
-        extra = [c for c in BOND_COLUMNS if c in body]
-        if extra:
-            raise BondSettingError(
-                f"{what}: {', '.join(extra)} apply to bonds only; list the bond's "
-                "interfaces (interfaces: [eth1, eth2])"
-            )
-        return None
+        return None  # (bond settings for an existing bond are checked when applied)
     members = body.pop("interfaces")
     if not isinstance(members, list) or not all(isinstance(n, str) and n for n in members):
         raise BondSettingError(f"{what}.interfaces: expected a list of interface names")

@@ -307,7 +307,7 @@ class Daemon:
             except KeyError as exc:
                 raise RpcError("unknown port", str(exc.args[0])) from None
             except ValueError as exc:
-                raise RpcError("member disabled", str(exc)) from None
+                raise RpcError("refused", str(exc)) from None
             return need_datapath().bond_show(params[0])
 
         def flow_stats(params: list[Any]) -> Any:

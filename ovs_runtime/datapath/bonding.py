@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from ovs_runtime.bridge.bond_config import BondSpec
 from ovs_runtime.datapath import vnet_header
+from ovs_runtime.netdev import link
 from ovs_runtime.packet.announce import rarp_announcement
 
 if TYPE_CHECKING:
@@ -83,7 +84,9 @@ class BondState:
             if member.carrier_since is None:
                 member.carrier_since = now
             delay = self.spec.updelay_ms if up else self.spec.downdelay_ms
-            gone = member.vanished and member.handle.netdev is None
+            gone = member.handle.netdev is None and (
+                member.vanished or not link.exists(member.name)
+            )
             if gone or (now - member.carrier_since) * 1000 >= delay:
                 member.enabled, member.carrier_since = up, None
                 self.events.append(

@@ -709,9 +709,10 @@ class UserspaceDatapath:
             _forget_number(state, member.handle)
         bond_port.netdev = None
         self.bonds.remove(bond)
-        state.bundles.pop(bond_port.ofport, None)
-        state.normal.set_bond(bond_port.ofport, set(), set())
-        state.normal.remove_port(bond_port.ofport)
+        if state.bundles.get(bond_port.ofport) is bond_port:  # (not a new bond's number)
+            del state.bundles[bond_port.ofport]
+            state.normal.set_bond(bond_port.ofport, set(), set())
+            state.normal.remove_port(bond_port.ofport)
 
     def update_port(
         self,
@@ -784,6 +785,8 @@ class UserspaceDatapath:
             _forget_number(state, handle)
             if owned:  # (an interface moved to another port keeps its number there)
                 state.normal.remove_port(handle.ofport)
+            else:  # but what was learned on it is not the new owner's
+                state.normal.mac_table.forget_port(handle.ofport)
             self._ports_changed(state, None)
 
     def _ports_changed(self, state: BridgeState, handle: PortHandle | None) -> None:

@@ -266,6 +266,10 @@ def test_apply_declares_bonds_idempotently(daemon: DaemonProcess, tmp_path: Path
     assert apply_doc(daemon, tmp_path, merged).returncode == 2
     assert interface_names(daemon, "bond0") == ["p1", "p3"], "merged leaves the members alone"
     assert port_row(daemon, "bond0")["bond_updelay"] == 200
+    tuned = "bridges:\n  br0:\n    ports:\n      bond0: {bond_updelay: 300}\n"
+    assert apply_doc(daemon, tmp_path, tuned).returncode == 2
+    assert port_row(daemon, "bond0")["bond_updelay"] == 300, "a bond setting alone, merged"
+    assert interface_names(daemon, "bond0") == ["p1", "p3"]
     plain = "bridges:\n  br0:\n    ports:\n      vm1: {tag: 10}\n      bond0: {}\n"
     assert apply_doc(daemon, tmp_path, plain, "--state=replaced").returncode == 2
     assert interface_names(daemon, "bond0") == ["bond0"], "an ordinary port again"
@@ -284,7 +288,12 @@ def test_apply_refuses_bad_bonds_changing_nothing(daemon: DaemonProcess, tmp_pat
         (port % "interfaces: [p1, p2], lacp: active", "LACP is not implemented"),
         (port % "interfaces: [p1, p2], bond_downdelay: -5", "must be 0 to 3600000"),
         (port % "interfaces: [p1, p2], type: internal", "type cannot be given with interfaces"),
-        (port % "bond_updelay: 100", "apply to bonds only"),
+        (
+            "bridges:\n  br0:\n    ports:\n      other: {bond_updelay: 100}\n",
+            "other: bond_updelay apply to bonds only",
+        ),
+        (port % "mtu_request: 9000", "mtu_request cannot be set on a bond here"),
+        (port % "bond_updelay: -1", "bond_updelay=-1: must be 0 to 3600000"),
         (port % "interfaces: [p1, 'a/b']", "not a valid name"),
         (port % "interfaces: [p1, other]", "interface other already belongs to another port"),
         (

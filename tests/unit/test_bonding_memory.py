@@ -370,3 +370,47 @@ def test_bad_bond_settings_are_refused_whole(
     assert "Port bond0" in failure["details"] and message in failure["details"]
     after = db.transact([{"op": "select", "table": "Port", "where": []}])[0]["rows"]
     assert after == before, "nothing changed, not even the valid bond_downdelay"
+
+
+def test_a_device_deleted_after_it_went_down_leaves_without_downdelay(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from ovs_runtime.netdev import link
+
+    lab = BondLab(BondSpec(downdelay_ms=60_000))
+    (bond,) = lab.dp.bonds
+    monkeypatch.setattr(link, "exists", lambda name: True)  # the kernel takes it down first
+    lab.dp._port_failed(bond.members[0].handle, "Network is down")
+    lab.advance(0.2)
+    assert lab.active() == "m1"
+    monkeypatch.setattr(link, "exists", lambda name: False)  # then it is gone
+    lab.advance(0.2)
+    assert lab.active() == "m2"
+
+
+def test_a_new_bond_taking_an_old_bonds_number_keeps_it() -> None:
+    """up1 {m1, m2} gives m1 to up0, which is made anew first: up0's NORMAL number is
+    m1's, the one up1 had; removing up1 afterwards must not take it from up0."""
+    lab = BondLab(BondSpec())
+    bridge = lab.dp.bridges["br0"]
+    (old,) = lab.dp.bonds
+    m1 = old.members[0].handle.spec.interfaces[0]
+    m3 = InterfaceSpec(uuid.uuid4(), "m3", "", {}, None)
+    new = PortSpec(uuid.uuid4(), "bnew", None, (), None, (m1, m3), bond=BondSpec())
+    lab.dp.add_port("br0", new, 2, {"m1": 2, "m3": 4})
+    lab.dp.remove_port("br0", "bond0")
+    (bond,) = lab.dp.bonds
+    assert bridge.bundles == {bond.port.ofport: bond.port}
+    assert bridge.normal.bundle_of == {2: bond.port.ofport, 4: bond.port.ofport}
+    lab.send("m1", frame(BROADCAST, FAR))
+    assert len(lab.send("a", frame(FAR, HOST))["m1"]) == 1
+
+
+def test_policing_is_not_part_of_an_interfaces_identity() -> None:
+    """A new rate changes the port (so it is updated) but not its interface (so the
+    device is not made anew)."""
+    a = InterfaceSpec(uuid.uuid4(), "m1", "", {}, None)
+    b = dataclasses.replace(a, policing=(1000, 100))
+    assert a == b
+    p = port("bond0", ["m1", "m2"], BondSpec())
+    assert dataclasses.replace(p, member_policing=((1000, 100), (0, 0))) != p
