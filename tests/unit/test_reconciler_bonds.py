@@ -1,0 +1,90 @@
+"""Bonds through the reconciler (no root): an interface moved from a bond to a new port
+in one transaction keeps its OpenFlow number on the new port, and the bond keeps
+working with its other members. The userspace datapath runs on in-memory ports."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+from ovs_runtime.bridge.reconciler import Reconciler
+from ovs_runtime.datapath.userspace import UserspaceDatapath
+from ovs_runtime.netdev.memory import MemoryNetdev
+from tests.unit.db_helpers import add_bridge_ops, errors, new_db
+
+
+def uuid_of(db: Any, table: str, name: str) -> str:
+    rows = db.transact([{"op": "select", "table": table, "where": [["name", "==", name]]}])
+    return str(rows[0]["rows"][0]["_uuid"][1])
+
+
+def test_an_interface_moved_out_of_a_bond_keeps_its_number(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        db = new_db(tmp_path / "db")
+        netdevs: dict[str, MemoryNetdev] = {}
+
+        def open_netdev(kind: str, name: str, options: dict[str, str]) -> MemoryNetdev:
+            netdevs[name] = MemoryNetdev(name)
+            return netdevs[name]
+
+        dp = UserspaceDatapath(open_netdev)
+        Reconciler(db, dp)
+        assert not errors(db.transact(add_bridge_ops("br0")))
+        make: list[dict[str, Any]] = [
+            {"op": "insert", "table": "Interface", "uuid-name": n, "row": {"name": n}}
+            for n in ("m1", "m2")
+        ]
+        make += [
+            {
+                "op": "insert",
+                "table": "Port",
+                "uuid-name": "bond",
+                "row": {
+                    "name": "bond0",
+                    "interfaces": ["set", [["named-uuid", "m1"], ["named-uuid", "m2"]]],
+                },
+            },
+            {
+                "op": "mutate",
+                "table": "Bridge",
+                "where": [["name", "==", "br0"]],
+                "mutations": [["ports", "insert", ["named-uuid", "bond"]]],
+            },
+        ]
+        assert not errors(db.transact(make))
+        await asyncio.sleep(0)
+        bridge = dp.bridges["br0"]
+        number = next(n for n, h in bridge.by_ofport.items() if h.iface == "m1")
+        m1, m2 = uuid_of(db, "Interface", "m1"), uuid_of(db, "Interface", "m2")
+        move = [
+            {"op": "insert", "table": "Interface", "uuid-name": "m3", "row": {"name": "m3"}},
+            {
+                "op": "update",
+                "table": "Port",
+                "where": [["name", "==", "bond0"]],
+                "row": {"interfaces": ["set", [["uuid", m2], ["named-uuid", "m3"]]]},
+            },
+            {
+                "op": "insert",
+                "table": "Port",
+                "uuid-name": "plain",
+                "row": {"name": "m1", "interfaces": ["uuid", m1]},
+            },
+            {
+                "op": "mutate",
+                "table": "Bridge",
+                "where": [["name", "==", "br0"]],
+                "mutations": [["ports", "insert", ["named-uuid", "plain"]]],
+            },
+        ]
+        assert not errors(db.transact(move))
+        await asyncio.sleep(0)
+        owner = bridge.by_ofport[number]
+        assert owner.name == "m1" and owner.member_of is None and owner.netdev is not None
+        (bond,) = dp.bonds
+        assert sorted(m.name for m in bond.members) == ["m2", "m3"]
+        assert bridge.normal.bundle_of.get(number) is None, "m1 is no bond member now"
+        dp.stop()
+
+    asyncio.run(scenario())
