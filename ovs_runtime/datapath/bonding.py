@@ -129,9 +129,10 @@ class BondState:
             f"{chosen.name if chosen else '(none)'}, was "
             f"{self.active.name if self.active else '(none)'}"
         )
+        if self.active is not None:
+            self.failovers += 1  # (the first choice, at start, is not a failover)
         self.active = chosen
         self.port.netdev = chosen.handle.netdev if chosen else None
-        self.failovers += 1
         return True
 
     def reconfigure(self, spec: BondSpec) -> bool:
