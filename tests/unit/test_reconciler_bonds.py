@@ -88,3 +88,33 @@ def test_an_interface_moved_out_of_a_bond_keeps_its_number(tmp_path: Path) -> No
         dp.stop()
 
     asyncio.run(scenario())
+
+
+def test_a_port_whose_number_is_requested_by_another_is_renumbered(tmp_path: Path) -> None:
+    """``ofport_request`` takes a number another port holds: the datapath follows the
+    new numbering for both ports (the one that lost its number is made anew)."""
+
+    async def scenario() -> None:
+        db = new_db(tmp_path / "db")
+        dp = UserspaceDatapath(lambda kind, name, options: MemoryNetdev(name))
+        Reconciler(db, dp)
+        assert not errors(db.transact(add_bridge_ops("br0", ("vma", "vmb"))))
+        await asyncio.sleep(0)
+        bridge = dp.bridges["br0"]
+        taken = bridge.ports["vmb"].ofport
+        request = {
+            "op": "update",
+            "table": "Interface",
+            "where": [["name", "==", "vma"]],
+            "row": {"ofport_request": taken},
+        }
+        assert not errors(db.transact([request]))
+        await asyncio.sleep(0)
+        vma, vmb = bridge.ports["vma"], bridge.ports["vmb"]
+        assert vma.ofport == taken and vmb.ofport != taken
+        assert bridge.by_ofport[vma.ofport] is vma and bridge.by_ofport[vmb.ofport] is vmb
+        states = dp.interface_states()
+        assert (states["vma"].ofport, states["vmb"].ofport) == (vma.ofport, vmb.ofport)
+        dp.stop()
+
+    asyncio.run(scenario())
