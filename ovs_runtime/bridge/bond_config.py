@@ -24,7 +24,6 @@ from typing import Any
 from ovs_runtime.db.datum import as_map, scalar
 
 DEFAULT_MODE = "active-backup"
-MODES = {"active-backup", "balance-slb", "balance-tcp"}
 DETECT_MODES = {"carrier", "miimon"}
 CARRIER_POLL_MS = 100  # how often carrier detection reads each member's link state
 DEFAULT_MIIMON_MS = 200
