@@ -358,14 +358,7 @@ class Reconciler:
             mac = active.get(name)
             wanted = ["set", []] if mac is None else mac
             if _json_differs(row["bond_active_slave"].to_json(), wanted):
-                ops.append(
-                    {
-                        "op": "update",
-                        "table": "Port",
-                        "where": [["_uuid", "==", ["uuid", str(port_uuid)]]],
-                        "row": {"bond_active_slave": wanted},
-                    }
-                )
+                ops.append(_update_op("Port", port_uuid, {"bond_active_slave": wanted}))
         return ops
 
     def _mirror_status_ops(self) -> list[dict[str, Any]]:
@@ -379,14 +372,7 @@ class Reconciler:
                 continue
             wanted = ["map", sorted([k, v] for k, v in stats.items())]
             if _json_differs(row["statistics"].to_json(), wanted):
-                ops.append(
-                    {
-                        "op": "update",
-                        "table": "Mirror",
-                        "where": [["_uuid", "==", ["uuid", str(mirror_uuid)]]],
-                        "row": {"statistics": wanted},
-                    }
-                )
+                ops.append(_update_op("Mirror", mirror_uuid, {"statistics": wanted}))
         return ops
 
     def refresh_status(self) -> None:
@@ -412,14 +398,7 @@ class Reconciler:
             current = {col: row[col].to_json() for col in wanted}
             changed = {col: val for col, val in wanted.items() if _json_differs(current[col], val)}
             if changed:
-                ops.append(
-                    {
-                        "op": "update",
-                        "table": "Interface",
-                        "where": [["_uuid", "==", ["uuid", str(iface_uuid)]]],
-                        "row": changed,
-                    }
-                )
+                ops.append(_update_op("Interface", iface_uuid, changed))
         ops += self._mirror_status_ops()
         ops += self._bond_status_ops()
         acked = None
@@ -428,14 +407,7 @@ class Reconciler:
                 next_cfg = scalar(root["next_cfg"], 0)
                 if scalar(root["cur_cfg"], 0) != next_cfg:
                     acked = next_cfg
-                    ops.append(
-                        {
-                            "op": "update",
-                            "table": "Open_vSwitch",
-                            "where": [["_uuid", "==", ["uuid", str(root_uuid)]]],
-                            "row": {"cur_cfg": next_cfg},
-                        }
-                    )
+                    ops.append(_update_op("Open_vSwitch", root_uuid, {"cur_cfg": next_cfg}))
         if not ops:
             return
         results = self.db.transact(ops)
@@ -552,6 +524,16 @@ def _wanted_moves(
             for name in (kept or systems)[:1]:
                 moves[name] = bridge.name
     return moves
+
+
+def _update_op(table: str, row_uuid: uuid.UUID, row: dict[str, Any]) -> dict[str, Any]:
+    """An OVSDB ``update`` of one row, by UUID (the daemon's status writes)."""
+    return {
+        "op": "update",
+        "table": table,
+        "where": [["_uuid", "==", ["uuid", str(row_uuid)]]],
+        "row": row,
+    }
 
 
 def _status_row(state: InterfaceState) -> dict[str, Any]:

@@ -181,16 +181,19 @@ class BondState:
             if port != self.port.ofport and vlan.carries(vid)
         ]
 
+    def active_mac(self) -> str | None:
+        """``Port.bond_active_slave``: the active member's MAC, as OVS writes it."""
+        return self.active.mac() if self.active is not None else None
+
     def describe(self) -> dict[str, Any]:
         active = self.active
-        status = active.handle.netdev.status() if active and active.handle.netdev else None
         return {
             "bond_mode": self.spec.mode,
             "updelay": self.spec.updelay_ms,
             "downdelay": self.spec.downdelay_ms,
             "primary": self.spec.primary,
             "active_member": active.name if active else None,
-            "active_member_mac": status.mac if status else None,
+            "active_member_mac": self.active_mac(),
             "failovers": self.failovers,
             "learning_packets": self.learning_packets,
             "members": {
@@ -204,9 +207,3 @@ class BondState:
                 for m in self.members
             },
         }
-
-
-def active_member_text(bond: BondState) -> str | None:
-    """``Port.bond_active_slave``: the active member's MAC, as OVS writes it."""
-    mac: str | None = bond.describe()["active_member_mac"]
-    return mac

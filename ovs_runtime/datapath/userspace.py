@@ -29,12 +29,7 @@ from ovs_runtime.bridge.flow_export_config import IpfixSpec, NetflowSpec, SflowS
 from ovs_runtime.bridge.flow_rules import FlowRuleSpec
 from ovs_runtime.bridge.tunnel_config import TUNNEL_TYPES
 from ovs_runtime.datapath import mirroring, vnet_header
-from ovs_runtime.datapath.bonding import (
-    BUNDLE_BASE,
-    BondMember,
-    BondState,
-    active_member_text,
-)
+from ovs_runtime.datapath.bonding import BUNDLE_BASE, BondMember, BondState
 from ovs_runtime.datapath.bridge_flows import BridgeFlows
 from ovs_runtime.datapath.bridge_state import BridgeState
 from ovs_runtime.datapath.flow_cache import (
@@ -844,7 +839,7 @@ class UserspaceDatapath:
 
     def bond_states(self) -> dict[str, str | None]:
         with self.lock:
-            return {bond.port.name: active_member_text(bond) for bond in self.bonds}
+            return {bond.port.name: bond.active_mac() for bond in self.bonds}
 
     def bond_show(self, port: str | None) -> dict[str, Any]:
         """Every bond's state (or one bond's), as ``ovs-appctl bond/show``."""

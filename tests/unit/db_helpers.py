@@ -60,6 +60,32 @@ def add_bridge_ops(name: str, ports: tuple[str, ...] = ()) -> list[dict[str, Any
     return ops
 
 
+def add_bond_ops(bridge: str, port: str, members: tuple[str, ...]) -> list[dict[str, Any]]:
+    """Ops that add a bond to a bridge the way ``ovs-vsctl add-bond`` does."""
+    ops: list[dict[str, Any]] = [
+        {"op": "insert", "table": "Interface", "uuid-name": f"i_{m}", "row": {"name": m}}
+        for m in members
+    ]
+    refs = [["named-uuid", f"i_{m}"] for m in members]
+    ops.append(
+        {
+            "op": "insert",
+            "table": "Port",
+            "uuid-name": "bond",
+            "row": {"name": port, "interfaces": ["set", refs]},
+        }
+    )
+    ops.append(
+        {
+            "op": "mutate",
+            "table": "Bridge",
+            "where": [["name", "==", bridge]],
+            "mutations": [["ports", "insert", ["named-uuid", "bond"]]],
+        }
+    )
+    return ops
+
+
 def select(
     db: Database, table: str, where: list[Any] | None = None, columns: list[str] | None = None
 ) -> list[dict[str, Any]]:

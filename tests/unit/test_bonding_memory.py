@@ -17,7 +17,7 @@ from ovs_runtime.bridge.desired_state import InterfaceSpec, PortSpec, read_bridg
 from ovs_runtime.datapath.userspace import UserspaceDatapath
 from ovs_runtime.netdev.memory import MemoryNetdev
 from ovs_runtime.packet.ethernet import mac_text
-from tests.unit.db_helpers import add_bridge_ops, errors, new_db
+from tests.unit.db_helpers import add_bond_ops, add_bridge_ops, errors, new_db
 
 HOST = bytes.fromhex("020000000001")
 FAR = bytes.fromhex("020000000099")
@@ -291,28 +291,7 @@ def db_with_bond(tmp_path: Path) -> Any:
     db = new_db(tmp_path / "db")
     db.commit_checks.append(check_bonds)
     assert not errors(db.transact(add_bridge_ops("br0")))
-    ops: list[dict[str, Any]] = [
-        {"op": "insert", "table": "Interface", "uuid-name": f"i{n}", "row": {"name": f"m{n}"}}
-        for n in (1, 2)
-    ]
-    ops += [
-        {
-            "op": "insert",
-            "table": "Port",
-            "uuid-name": "bond",
-            "row": {
-                "name": "bond0",
-                "interfaces": ["set", [["named-uuid", "i1"], ["named-uuid", "i2"]]],
-            },
-        },
-        {
-            "op": "mutate",
-            "table": "Bridge",
-            "where": [["name", "==", "br0"]],
-            "mutations": [["ports", "insert", ["named-uuid", "bond"]]],
-        },
-    ]
-    assert not errors(db.transact(ops))
+    assert not errors(db.transact(add_bond_ops("br0", "bond0", ("m1", "m2"))))
     return db
 
 

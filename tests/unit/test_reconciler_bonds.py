@@ -11,7 +11,7 @@ from typing import Any
 from ovs_runtime.bridge.reconciler import Reconciler
 from ovs_runtime.datapath.userspace import UserspaceDatapath
 from ovs_runtime.netdev.memory import MemoryNetdev
-from tests.unit.db_helpers import add_bridge_ops, errors, new_db
+from tests.unit.db_helpers import add_bond_ops, add_bridge_ops, errors, new_db
 
 
 def uuid_of(db: Any, table: str, name: str) -> str:
@@ -31,28 +31,7 @@ def test_an_interface_moved_out_of_a_bond_keeps_its_number(tmp_path: Path) -> No
         dp = UserspaceDatapath(open_netdev)
         Reconciler(db, dp)
         assert not errors(db.transact(add_bridge_ops("br0")))
-        make: list[dict[str, Any]] = [
-            {"op": "insert", "table": "Interface", "uuid-name": n, "row": {"name": n}}
-            for n in ("m1", "m2")
-        ]
-        make += [
-            {
-                "op": "insert",
-                "table": "Port",
-                "uuid-name": "bond",
-                "row": {
-                    "name": "bond0",
-                    "interfaces": ["set", [["named-uuid", "m1"], ["named-uuid", "m2"]]],
-                },
-            },
-            {
-                "op": "mutate",
-                "table": "Bridge",
-                "where": [["name", "==", "br0"]],
-                "mutations": [["ports", "insert", ["named-uuid", "bond"]]],
-            },
-        ]
-        assert not errors(db.transact(make))
+        assert not errors(db.transact(add_bond_ops("br0", "bond0", ("m1", "m2"))))
         await asyncio.sleep(0)
         bridge = dp.bridges["br0"]
         number = next(n for n, h in bridge.by_ofport.items() if h.iface == "m1")
