@@ -105,6 +105,20 @@ def test_pulling_the_active_uplink_cable_fails_over_the_bond(deployed: LabContro
         assert reaches(deployed, "hv1", "vm2", BM2)
     finally:
         set_switch_port(front[active], "up")
+    # The cable is back: both members enabled again, and the rack reachable over both
+    # tenants before the next test looks at it.
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        bond = json.loads(deployed.ssh("hv1", "ovsr --format json bond-show bond0").stdout)
+        settled = all(m["enabled"] for m in bond["bond0"]["members"].values())
+        if (
+            settled
+            and reaches(deployed, "hv1", "vm2", BM2)
+            and reaches(deployed, "hv1", "vm1", BM1)
+        ):
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"the rack did not settle after the cable came back: {bond}")
 
 
 def test_the_tenants_are_isolated(deployed: LabControl) -> None:
