@@ -26,6 +26,7 @@ from ovs_runtime.bridge.address_handover import AddressHandover, wants_move
 from ovs_runtime.bridge.desired_state import BridgeSpec, PortSpec, read_bridges
 from ovs_runtime.bridge.device_settings import DeviceSettings
 from ovs_runtime.bridge.flow_rules import FlowRuleReader
+from ovs_runtime.bridge.kernel_arp_guard import KernelArpGuard
 from ovs_runtime.bridge.qos_config import QosSpec
 from ovs_runtime.datapath.provider import DatapathProvider, InterfaceState
 from ovs_runtime.db.database import Database, RowChange
@@ -77,10 +78,13 @@ class Reconciler:
         db: Database,
         provider: DatapathProvider | None = None,
         handover: AddressHandover | None = None,
+        arp_guard: KernelArpGuard | None = None,
     ) -> None:
         self.db = db
         self.provider = provider
         self.handover = handover if provider is not None else None
+        self.arp_guard = arp_guard if provider is not None else None
+        self.arp_guarded: dict[str, int] = {}  # device -> its ifindex when guarded
         # device -> what was set on it, and the ifindex it had then (a re-created device
         # has a new one, and needs it all again)
         self.qos_applied: dict[str, tuple[QosSpec, int]] = {}
@@ -114,6 +118,7 @@ class Reconciler:
             sources = {u for u, r in self.handover.active().items() if not r.silent}
         moves, silenced = _wanted_moves(desired, sources), _wanted_silenced(desired, sources)
         self._release_addresses(moves, silenced)  # before the bridge ports can vanish
+        self._apply_arp_guard(desired)  # before a new port's device sees a frame
         if self.provider is not None:
             with self.provider.batch():
                 self._apply(desired)
@@ -161,6 +166,37 @@ class Reconciler:
                 spec.max_rate,
                 len(spec.queues),
             )
+
+    # -- ARP on bridged devices (kernel_arp_guard) -------------------------------------------
+
+    def _apply_arp_guard(self, desired: dict[str, BridgeSpec]) -> None:
+        if self.arp_guard is None:
+            return
+        wanted = {
+            iface.name
+            for bridge in desired.values()
+            for port in bridge.ports
+            for iface in port.interfaces
+            if iface.type in ("", "system")
+        }
+        for device in sorted(self.arp_guard.guarded() - wanted):
+            self.arp_guarded.pop(device, None)
+            if self.arp_guard.release(device):
+                log.info("port %s: left its bridge, its arp_ignore is put back", device)
+        for device in sorted(wanted):
+            index = link.ifindex(device)
+            if index is None or self.arp_guarded.get(device) == index:
+                continue  # absent (guarded once it appears), or done for this device
+            self.arp_guarded[device] = index
+            try:
+                if self.arp_guard.guard(device):
+                    log.info(
+                        "port %s: the kernel answers ARP on it only for its own "
+                        "addresses (arp_ignore=1)",
+                        device,
+                    )
+            except OSError as exc:
+                log.warning("port %s: cannot set arp_ignore: %s", device, exc)
 
     # -- MTU and MAC of devices ---------------------------------------------------------------
 
@@ -381,6 +417,7 @@ class Reconciler:
                 log.info("%s", event)
             self._delete_expired_flows()
             self._apply_qos(self.desired)  # devices that came back, re-created
+            self._apply_arp_guard(self.desired)
             self._apply_device_settings(self.desired)
         self._write_status(ack=False)
 

@@ -27,6 +27,7 @@ from ovs_runtime.bridge.confirm_rollback import PendingRollbacks, SnapshotError
 from ovs_runtime.bridge.device_settings import check_device_settings
 from ovs_runtime.bridge.flow_export_config import check_flow_export
 from ovs_runtime.bridge.flow_rule_checks import check_flow_rules
+from ovs_runtime.bridge.kernel_arp_guard import KernelArpGuard
 from ovs_runtime.bridge.mirror_config import check_mirrors
 from ovs_runtime.bridge.port_security_config import check_port_security
 from ovs_runtime.bridge.qos_config import check_qos
@@ -156,7 +157,8 @@ class Daemon:
             self.datapath = UserspaceDatapath(KernelNetdevs(fd_store))
             self.datapath.start()
         handover = AddressHandover(Path(self.args.run_dir) / "moved-addresses")
-        self.reconciler = Reconciler(self.db, self.datapath, handover)
+        arp_guard = KernelArpGuard(Path(self.args.run_dir) / "arp-guard.json")
+        self.reconciler = Reconciler(self.db, self.datapath, handover, arp_guard)
         self.reconciler.reconcile()
         db = self.db
         heap = self.heap = HeapKeeper(lambda: sum(len(rows) for rows in db.tables.values()))
