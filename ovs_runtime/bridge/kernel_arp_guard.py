@@ -68,12 +68,14 @@ class KernelArpGuard:
     def guard(self, device: str) -> bool:
         """Stop the kernel answering ARP on ``device`` for other devices' addresses.
         True if the setting was changed now; False if it was already in place or the
-        device has no IPv4 settings (absent, or not an IP device)."""
+        device has no IPv4 settings (absent, or not an IP device). OSError if the
+        setting cannot be read or written."""
         path = self._setting(device)
-        try:
-            current = int(path.read_text())
-        except (OSError, ValueError):
+        if not path.parent.is_dir():
+            if not self.conf_root.is_dir():  # (a sandbox that hides /proc/sys)
+                raise OSError(f"{self.conf_root} is not visible to the daemon")
             return False
+        current = int(path.read_text())
         if current >= ANSWER_ONLY_OWN_ADDRESSES:
             return False
         record = self._read_record()

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from ovs_runtime.bridge.kernel_arp_guard import KernelArpGuard
 
 
@@ -78,3 +80,9 @@ def test_absent_devices_and_a_damaged_record(tmp_path: Path) -> None:
     assert guard.guarded() == set()
     record.write_text("not json")
     assert guard.guarded() == set()  # unreadable: ignored, not fatal
+
+
+def test_a_hidden_proc_sys_is_an_error_not_a_silent_skip(tmp_path: Path) -> None:
+    guard = KernelArpGuard(tmp_path / "arp-guard.json", tmp_path / "no-such-conf")
+    with pytest.raises(OSError, match="not visible"):
+        guard.guard("swp1")
