@@ -95,6 +95,16 @@ def test_bridges_ports_and_vlans_exactly_as_declared(host: Any, inventory: list[
                 assert not scalar(member["error"]), f"{pname}: {scalar(member['error'])}"
 
 
+def test_bridged_devices_do_not_answer_arp_for_the_host(host: Any) -> None:
+    """A system device in a bridge answers ARP only for its own addresses (none), so
+    the host's addresses are reached through the bridge port (kernel_arp_guard)."""
+    devices = [i["name"] for i in ovsr_json(host, "list", "Interface") if not i["type"]]
+    assert devices, "no system devices in any bridge"
+    for device in devices:
+        setting = host.file(f"/proc/sys/net/ipv4/conf/{device}/arp_ignore").content_string
+        assert int(setting) >= 1, f"{device}: arp_ignore={setting.strip()}"
+
+
 def test_tunnels_up(host: Any) -> None:
     tunnels = [i for i in ovsr_json(host, "list", "Interface") if i["type"] in ("vxlan", "geneve")]
     down = [i["name"] for i in tunnels if scalar(i["link_state"]) != "up"]
