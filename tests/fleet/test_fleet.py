@@ -162,9 +162,9 @@ def test_the_testinfra_suite_passes_against_the_lab(deployed: LabControl) -> Non
         env=dict(os.environ, PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}"),
     )
     assert proc.returncode == 0, proc.stdout[-5000:]
-    # 7 checks on 4 hosts; sw1 skips VM reachability (it hosts no VMs) and flow rules
+    # 8 checks on 4 hosts; sw1 skips VM reachability (it hosts no VMs) and flow rules
     # (the lab declares none for it).
-    assert re.search(r"\b26 passed, 2 skipped", proc.stdout), proc.stdout[-1000:]
+    assert re.search(r"\b30 passed, 2 skipped", proc.stdout), proc.stdout[-1000:]
 
 
 def test_fleet_status_shows_every_host_and_its_tunnels(deployed: LabControl) -> None:
