@@ -9,8 +9,10 @@ active member's carrier goes down another takes over.
 - ``bond_updelay`` / ``bond_downdelay``: milliseconds a member's carrier must stay up
   (down) before it is enabled (disabled); 0 by default.
 - ``other_config:bond-primary``: the interface to make active whenever it is enabled.
-- ``other_config:bond-detect-mode``: ``carrier`` (the default) or ``miimon``, with
-  ``bond-miimon-interval`` (ms, default 200) as how often the carrier is read.
+- ``other_config:bond-detect-mode``: ``carrier`` (the default: a kernel link notification
+  for a member makes the bond read its carrier at once, and it is read every 100 ms
+  besides) or ``miimon``, with ``bond-miimon-interval`` (ms, default 200) as how often
+  the carrier is read, and no notifications.
 - ``lacp``: only ``off`` (or empty); ``bond_fake_iface``: only ``false``.
 
 ``check_bonds`` is the commit check; ``bond_from_row`` reads a stored port.
@@ -40,6 +42,7 @@ class BondSpec:
     downdelay_ms: int = 0
     primary: str | None = None
     poll_ms: int = CARRIER_POLL_MS
+    notified: bool = True  # carrier mode: link notifications wake it (miimon: polls only)
 
 
 def bond_from_row(row: Any, what: str) -> BondSpec:
@@ -102,7 +105,14 @@ def bond_spec(
             raise BondConfigError(
                 f"{what}: other_config:bond-miimon-interval={text}: must be 1 to 60000 milliseconds"
             ) from None
-    return BondSpec(DEFAULT_MODE, int(updelay), int(downdelay), config.get("bond-primary"), poll_ms)
+    return BondSpec(
+        DEFAULT_MODE,
+        int(updelay),
+        int(downdelay),
+        config.get("bond-primary"),
+        poll_ms,
+        notified=detect == "carrier",
+    )
 
 
 BOND_COLUMNS = ("bond_mode", "lacp", "bond_fake_iface", "bond_updelay", "bond_downdelay")

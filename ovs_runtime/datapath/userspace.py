@@ -45,6 +45,7 @@ from ovs_runtime.datapath.flow_cache import (
 )
 from ovs_runtime.datapath.flow_export import Exporter, NetflowCache, SflowAgent
 from ovs_runtime.datapath.ipfix_export import IpfixAgent
+from ovs_runtime.datapath.link_events import LinkEvents
 from ovs_runtime.datapath.mirroring import mirror_actions
 from ovs_runtime.datapath.netdev_factory import KernelNetdevs, NetdevFactory
 from ovs_runtime.datapath.policing import policer_for
@@ -96,6 +97,7 @@ class UserspaceDatapath:
         self.dirty: set[Netdev] = set()
         self.last_flow_maintenance = 0.0
         self.bonds: list[BondState] = []
+        self.link_events: LinkEvents | None = None  # while there are bonds
 
     # -- the loop ---------------------------------------------------------------------
 
@@ -113,6 +115,7 @@ class UserspaceDatapath:
                 for handle in bridge.interface_handles():
                     self._detach(handle, removed=False)
             self.bonds.clear()
+            self._watch_links()
             self.bridges.clear()
             kernel_gso.close_shared()
         self.epoll.close()
@@ -140,6 +143,9 @@ class UserspaceDatapath:
         handled = 0
         for fd, mask in events or ():
             handle = self.by_fd.get(fd)
+            if handle is None and self.link_events and fd == self.link_events.fileno():
+                self._links_changed(self.link_events.changed())
+                continue
             if handle is None:
                 endpoint = self.endpoints.get(fd)
                 if endpoint is not None:
@@ -531,6 +537,27 @@ class UserspaceDatapath:
                     member.vanished = not link.exists(handle.iface)
             self._poll_bond(bond_port.bond, self.clock())
 
+    def _watch_links(self) -> None:
+        """Link notifications on while there are bonds (``link_events``)."""
+        if self.bonds and self.link_events is None:
+            try:
+                self.link_events = LinkEvents()
+            except OSError as exc:
+                log.warning("no link notifications, bonds poll their carrier only: %s", exc)
+                return
+            self.epoll.register(self.link_events.fileno(), select.EPOLLIN)
+        elif not self.bonds and self.link_events is not None:
+            self.epoll.unregister(self.link_events.fileno())
+            self.link_events.close()
+            self.link_events = None
+
+    def _links_changed(self, names: set[str] | None) -> None:
+        """Bonds with a member among ``names`` (all bonds: None) read their carrier in
+        this iteration, if they use carrier detection."""
+        for bond in self.bonds:
+            if bond.spec.notified and (names is None or any(m.name in names for m in bond.members)):
+                bond.last_poll = float("-inf")
+
     def _poll_bond(self, bond: BondState, now: float) -> None:
         if bond.poll(now):
             self._failed_over(bond, now)
@@ -692,6 +719,7 @@ class UserspaceDatapath:
             if member.handle.error:
                 errors.append(member.handle.error)
         self.bonds.append(bond)
+        self._watch_links()
         bond.poll(self.clock())
         self._failed_over(bond, self.clock())  # (NORMAL learns the members either way)
         return errors[0] if errors else None
@@ -704,6 +732,7 @@ class UserspaceDatapath:
             _forget_number(state, member.handle)
         bond_port.netdev = None
         self.bonds.remove(bond)
+        self._watch_links()
         if state.bundles.get(bond_port.ofport) is bond_port:  # (not a new bond's number)
             del state.bundles[bond_port.ofport]
             state.normal.set_bond(bond_port.ofport, set(), set())

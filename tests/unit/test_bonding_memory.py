@@ -393,3 +393,36 @@ def test_policing_is_not_part_of_an_interfaces_identity() -> None:
     assert a == b
     p = port("bond0", ["m1", "m2"], BondSpec())
     assert dataclasses.replace(p, member_policing=((1000, 100), (0, 0))) != p
+
+
+def test_a_link_notification_for_a_member_fails_over_without_waiting_for_the_poll() -> None:
+    """Carrier mode: the kernel's notification (here, the names it carried) makes the
+    bond read its members at once, not at its next 100 ms poll; miimon mode polls only."""
+    lab = BondLab(BondSpec())
+    assert lab.dp.link_events is not None  # a real rtnetlink socket while bonds exist
+    lab.advance(0.001)
+    lab.netdevs["m1"].link_state = "down"
+    lab.advance(0.001)
+    assert lab.active() == "m1"  # 1 ms later: not polled yet
+    lab.dp._links_changed({"unrelated0"})
+    lab.advance(0.001)
+    assert lab.active() == "m1"
+    lab.dp._links_changed({"m1"})
+    lab.advance(0.001)
+    assert lab.active() == "m2"
+    lab.netdevs["m1"].link_state = "up"
+    lab.netdevs["m2"].link_state = "down"
+    lab.dp._links_changed(None)  # notifications were lost: every bond looks
+    lab.advance(0.001)
+    assert lab.active() == "m1"
+
+    miimon = BondLab(BondSpec(poll_ms=200, notified=False))
+    miimon.advance(0.001)
+    miimon.netdevs["m1"].link_state = "down"
+    miimon.dp._links_changed({"m1"})
+    miimon.advance(0.001)
+    assert miimon.active() == "m1"  # until its next MII poll
+    miimon.advance(0.2)
+    assert miimon.active() == "m2"
+    miimon.dp.remove_bridge("br0")
+    assert miimon.dp.link_events is None  # no bonds left: the socket is closed
