@@ -85,6 +85,7 @@ class Reconciler:
         self.handover = handover if provider is not None else None
         self.arp_guard = arp_guard if provider is not None else None
         self.arp_guarded: dict[str, int] = {}  # device -> its ifindex when guarded
+        self.arp_release_failed: set[str] = set()  # warned about once
         # device -> what was set on it, and the ifindex it had then (a re-created device
         # has a new one, and needs it all again)
         self.qos_applied: dict[str, tuple[QosSpec, int]] = {}
@@ -179,23 +180,31 @@ class Reconciler:
             for iface in port.interfaces
             if iface.type in ("", "system")
         }
+        for device in set(self.arp_guarded) - wanted:
+            del self.arp_guarded[device]
         for device in sorted(self.arp_guard.guarded() - wanted):
-            self.arp_guarded.pop(device, None)
-            if self.arp_guard.release(device):
-                log.info("port %s: left its bridge, its arp_ignore is put back", device)
+            try:
+                if self.arp_guard.release(device, link.ifindex(device)):
+                    log.info("port %s: left its bridge, its arp_ignore is put back", device)
+            except OSError as exc:
+                if device not in self.arp_release_failed:  # (tried again every second)
+                    log.warning("port %s: cannot put its arp_ignore back: %s", device, exc)
+                self.arp_release_failed.add(device)
+            else:
+                self.arp_release_failed.discard(device)
         for device in sorted(wanted):
             index = link.ifindex(device)
             if index is None or self.arp_guarded.get(device) == index:
                 continue  # absent (guarded once it appears), or done for this device
-            self.arp_guarded[device] = index
+            self.arp_guarded[device] = index  # a failure is logged once, not every second
             try:
-                if self.arp_guard.guard(device):
+                if self.arp_guard.guard(device, index):
                     log.info(
                         "port %s: the kernel answers ARP on it only for its own "
                         "addresses (arp_ignore=1)",
                         device,
                     )
-            except OSError as exc:
+            except (OSError, ValueError) as exc:
                 log.warning("port %s: cannot set arp_ignore: %s", device, exc)
 
     # -- MTU and MAC of devices ---------------------------------------------------------------
