@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import select
 import shutil
 import subprocess
 import time
@@ -18,9 +19,10 @@ from pathlib import Path
 import pytest
 from pyroute2 import IPRoute, NetNS
 
+from ovs_runtime.datapath.link_events import LinkEvents
 from tests.daemon_process import DaemonProcess
 from tests.integration.switch_fixtures import wait_attached
-from tests.netns_lab import NetnsLab, RawPort
+from tests.netns_lab import NetnsLab, RawPort, in_namespace
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root for namespaces")
 NET = "198.51.100."
@@ -305,3 +307,30 @@ def test_apply_refuses_bad_bonds_changing_nothing(daemon: DaemonProcess, tmp_pat
         proc = apply_doc(daemon, tmp_path, doc)
         assert proc.returncode == 1 and message in proc.stderr, (doc, proc.stderr)
     assert daemon.ovsr("--format", "json", "show").stdout == before, "nothing changed"
+
+
+def test_link_notifications_name_the_device_whose_carrier_changed(lab: NetnsLab) -> None:
+    """The socket behind carrier detection (``link_events``): pulling the far end of a
+    veth is reported, by name, within a second, and nothing is reported before."""
+    ns = lab.add_namespace("le")
+    lab.wire(ns, "near0", ns, "far0")
+    with in_namespace(ns):
+        events = LinkEvents()
+    poller = select.epoll()
+    try:
+        poller.register(events.fileno(), select.EPOLLIN)
+        time.sleep(0.2)
+        while poller.poll(0.1):  # what the wiring itself announced
+            events.changed()
+        assert poller.poll(0.2) == []
+        with NetNS(ns) as nsr:
+            nsr.link("set", index=nsr.link_lookup(ifname="far0")[0], state="down")
+        named: set[str] = set()
+        deadline = time.monotonic() + 1.0
+        while "near0" not in named and time.monotonic() < deadline:
+            if poller.poll(0.1):
+                named |= events.changed() or set()
+        assert "near0" in named, f"no notification for near0's lost carrier: {named}"
+    finally:
+        poller.close()
+        events.close()
