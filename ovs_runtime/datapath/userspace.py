@@ -45,7 +45,7 @@ from ovs_runtime.datapath.flow_cache import (
 )
 from ovs_runtime.datapath.flow_export import Exporter, NetflowCache, SflowAgent
 from ovs_runtime.datapath.ipfix_export import IpfixAgent
-from ovs_runtime.datapath.link_events import LinkEvents
+from ovs_runtime.datapath.link_events import LinkEvents, LinkEventSource
 from ovs_runtime.datapath.mirroring import mirror_actions
 from ovs_runtime.datapath.netdev_factory import KernelNetdevs, NetdevFactory
 from ovs_runtime.datapath.policing import policer_for
@@ -82,9 +82,11 @@ class UserspaceDatapath:
         self,
         netdev_factory: NetdevFactory | None = None,
         clock: Callable[[], float] = time.monotonic,
+        link_events: Callable[[], LinkEventSource] = LinkEvents,
     ) -> None:
         self.open_netdev: NetdevFactory = netdev_factory or KernelNetdevs()
         self.clock = clock
+        self.open_link_events = link_events
         self.lock = threading.RLock()
         self.bridges: dict[str, BridgeState] = {}
         self.epoll = select.epoll()
@@ -97,7 +99,8 @@ class UserspaceDatapath:
         self.dirty: set[Netdev] = set()
         self.last_flow_maintenance = 0.0
         self.bonds: list[BondState] = []
-        self.link_events: LinkEvents | None = None  # while there are bonds
+        self.link_events: LinkEventSource | None = None  # while there are bonds
+        self.link_fd = -1  # its fd, compared with every non-port event's
 
     # -- the loop ---------------------------------------------------------------------
 
@@ -143,8 +146,8 @@ class UserspaceDatapath:
         handled = 0
         for fd, mask in events or ():
             handle = self.by_fd.get(fd)
-            if handle is None and self.link_events and fd == self.link_events.fileno():
-                self._links_changed(self.link_events.changed())
+            if handle is None and fd == self.link_fd:
+                self._links_changed(self._read_link_events())
                 continue
             if handle is None:
                 endpoint = self.endpoints.get(fd)
@@ -541,15 +544,24 @@ class UserspaceDatapath:
         """Link notifications on while there are bonds (``link_events``)."""
         if self.bonds and self.link_events is None:
             try:
-                self.link_events = LinkEvents()
-            except OSError as exc:
+                self.link_events = self.open_link_events()
+            except Exception as exc:  # (pyroute2 raises more than OSError)
                 log.warning("no link notifications, bonds poll their carrier only: %s", exc)
                 return
-            self.epoll.register(self.link_events.fileno(), select.EPOLLIN)
+            self.link_fd = self.link_events.fileno()
+            self.epoll.register(self.link_fd, select.EPOLLIN)
         elif not self.bonds and self.link_events is not None:
-            self.epoll.unregister(self.link_events.fileno())
+            self.epoll.unregister(self.link_fd)
             self.link_events.close()
-            self.link_events = None
+            self.link_events, self.link_fd = None, -1
+
+    def _read_link_events(self) -> set[str] | None:
+        assert self.link_events is not None
+        try:
+            return self.link_events.changed()
+        except Exception:  # never the datapath thread's end: every bond looks instead
+            log.exception("cannot read link notifications")
+            return None
 
     def _links_changed(self, names: set[str] | None) -> None:
         """Bonds with a member among ``names`` (all bonds: None) read their carrier in

@@ -6,6 +6,8 @@ The same behaviour on real veths is in tests/integration/test_bonding.py."""
 from __future__ import annotations
 
 import dataclasses
+import os
+import select
 import uuid
 from pathlib import Path
 from typing import Any
@@ -32,17 +34,53 @@ def tagged(raw: bytes, vid: int) -> bytes:
     return raw[:12] + b"\x81\x00" + vid.to_bytes(2, "big") + raw[12:]
 
 
+class FakeLinkEvents:
+    """Link notifications the test makes up: a pipe's read end as the fd, and the names
+    (or None: some were lost; an exception: a broken read) ``changed`` will return."""
+
+    def __init__(self) -> None:
+        self.read_fd, self.write_fd = os.pipe()
+        self.pending: list[set[str] | None | Exception] = []
+        self.closed = False
+
+    def fileno(self) -> int:
+        return self.read_fd
+
+    def announce(self, names: set[str] | None | Exception) -> None:
+        self.pending.append(names)
+        os.write(self.write_fd, b"x")
+
+    def changed(self) -> set[str] | None:
+        if not self.pending:
+            return set()  # a stale event: nothing waiting, and no waiting for it
+        os.read(self.read_fd, 1)
+        names = self.pending.pop(0)
+        if isinstance(names, Exception):
+            raise names
+        return names
+
+    def close(self) -> None:
+        os.close(self.read_fd)
+        os.close(self.write_fd)
+        self.closed = True
+
+
 class BondLab:
     """Port ``a`` (a host) and bond ``bond0`` over ``m1`` and ``m2`` on br0."""
 
     def __init__(self, bond: BondSpec, tag: int | None = None, stored: str | None = None) -> None:
         self.netdevs: dict[str, MemoryNetdev] = {}
         self.now = 1000.0
-        self.dp = UserspaceDatapath(self._open, clock=lambda: self.now)
+        self.links = FakeLinkEvents()  # the one the datapath has open, when it has one
+        self.dp = UserspaceDatapath(self._open, clock=lambda: self.now, link_events=self._links)
         self.dp.add_bridge("br0", {})
         self.dp.add_port("br0", port("a", ["a"], tag=tag), 1)
         spec = dataclasses.replace(port("bond0", ["m1", "m2"], bond), bond_active_mac=stored)
         assert self.dp.add_port("br0", spec, 2, {"m1": 2, "m2": 3}) is None
+
+    def _links(self) -> FakeLinkEvents:
+        self.links = FakeLinkEvents()
+        return self.links
 
     def _open(self, kind: str, name: str, options: dict[str, str]) -> MemoryNetdev:
         self.netdevs[name] = MemoryNetdev(name)
@@ -395,34 +433,66 @@ def test_policing_is_not_part_of_an_interfaces_identity() -> None:
     assert dataclasses.replace(p, member_policing=((1000, 100), (0, 0))) != p
 
 
+def notify(lab: BondLab, names: set[str] | None | Exception) -> None:
+    """A link notification arrives: the datapath loop's next iteration reads it."""
+    lab.links.announce(names)
+    lab.dp.run_once([(lab.links.fileno(), select.EPOLLIN)])
+    lab.taken()
+
+
 def test_a_link_notification_for_a_member_fails_over_without_waiting_for_the_poll() -> None:
-    """Carrier mode: the kernel's notification (here, the names it carried) makes the
-    bond read its members at once, not at its next 100 ms poll; miimon mode polls only."""
+    """Carrier mode: a notification naming a member makes the bond read its members at
+    once, not at its next 100 ms poll; miimon mode polls only."""
     lab = BondLab(BondSpec())
-    assert lab.dp.link_events is not None  # a real rtnetlink socket while bonds exist
+    assert lab.dp.link_fd == lab.links.fileno()
     lab.advance(0.001)
     lab.netdevs["m1"].link_state = "down"
     lab.advance(0.001)
     assert lab.active() == "m1"  # 1 ms later: not polled yet
-    lab.dp._links_changed({"unrelated0"})
-    lab.advance(0.001)
+    notify(lab, {"unrelated0"})
     assert lab.active() == "m1"
-    lab.dp._links_changed({"m1"})
-    lab.advance(0.001)
+    lab.dp.run_once([(lab.links.fileno(), select.EPOLLIN)])  # a stale event: no wait
+    assert lab.active() == "m1"
+    notify(lab, {"m1"})
     assert lab.active() == "m2"
     lab.netdevs["m1"].link_state = "up"
     lab.netdevs["m2"].link_state = "down"
-    lab.dp._links_changed(None)  # notifications were lost: every bond looks
-    lab.advance(0.001)
+    notify(lab, None)  # notifications were lost: every bond looks
     assert lab.active() == "m1"
+    lab.netdevs["m2"].link_state = "up"
+    lab.netdevs["m1"].link_state = "down"
+    notify(lab, ValueError("a message pyroute2 did not expect"))  # the loop goes on
+    assert lab.active() == "m2"
 
     miimon = BondLab(BondSpec(poll_ms=200, notified=False))
     miimon.advance(0.001)
     miimon.netdevs["m1"].link_state = "down"
-    miimon.dp._links_changed({"m1"})
-    miimon.advance(0.001)
+    notify(miimon, {"m1"})
     assert miimon.active() == "m1"  # until its next MII poll
     miimon.advance(0.2)
     assert miimon.active() == "m2"
     miimon.dp.remove_bridge("br0")
-    assert miimon.dp.link_events is None  # no bonds left: the socket is closed
+    assert miimon.links.closed and miimon.dp.link_fd == -1  # no bonds: no socket
+
+
+def test_a_datapath_that_cannot_open_link_notifications_still_runs_its_bonds() -> None:
+    def refuse() -> FakeLinkEvents:
+        raise KeyError("no free address available")  # what pyroute2's bind() can raise
+
+    netdevs: dict[str, MemoryNetdev] = {}
+
+    def open_netdev(kind: str, name: str, options: dict[str, str]) -> MemoryNetdev:
+        netdevs[name] = MemoryNetdev(name)
+        return netdevs[name]
+
+    now = [1000.0]
+    dp = UserspaceDatapath(open_netdev, clock=lambda: now[0], link_events=refuse)
+    dp.add_bridge("br0", {})
+    assert (
+        dp.add_port("br0", port("bond0", ["m1", "m2"], BondSpec()), 2, {"m1": 2, "m2": 3}) is None
+    )
+    assert dp.link_events is None
+    netdevs["m1"].link_state = "down"
+    now[0] += 0.2
+    dp.run_once()
+    assert dp.bond_show("bond0")["bond0"]["active_member"] == "m2"  # the poll still works
