@@ -205,6 +205,15 @@ class NetflowCache:
         """One packet of the flow ``key`` (the exact-match cache key); ``actions`` are
         the decision's compiled outputs (port handle first)."""
         counters = self.flows.get(key)
+        if counters is not None:
+            output = actions[0][0].ofport if len(actions) == 1 else 0
+            if output != counters.fields.output_port:
+                # The flow goes out elsewhere now (a bond failed over, a MAC moved): as
+                # OVS does, its record so far is exported at once and a new one begins.
+                if counters.packets:
+                    self._send([self._record(counters)], now, None)
+                del self.flows[key]
+                counters = None
         if counters is None:
             counters = self._new(frame, in_port, [a[0].ofport for a in actions], now)
             if counters is None:

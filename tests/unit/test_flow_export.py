@@ -131,3 +131,40 @@ def test_netflow_reports_flows_on_active_and_idle_timeouts(collector: socket.soc
     assert all(r.src == "198.51.100.1" and r.input == 1 and r.output == 2 for r in to_53)
     assert sum(r.dOctets for r in to_53) == 80 * 60
     assert any(r.dstport == 9 and r.dpkts == 1 for r in records)
+
+
+def test_netflow_exports_a_flow_whose_output_port_changes_at_once(
+    collector: socket.socket,
+) -> None:
+    """The destination moves to another port (as after a bond failover): the record so
+    far, naming the old output port, goes out right away, and the flow starts again
+    with the new one, as in OVS."""
+    h = MemoryHarness()
+    h.configure({"a": {}, "b": {}, "c": {}})
+    port = collector.getsockname()[1]
+    h.dp.configure_flow_export("br0", None, NetflowSpec((("127.0.0.1", port),), active_timeout=60))
+    h.send("b", udp(2, 1, 9))  # host 2 learned behind b
+    for _ in range(7):
+        h.netdevs["a"].inject(udp(1, 2, 53))
+    h.dp.run_once()
+    assert received(collector) == []  # nothing due yet
+    h.send("c", udp(2, 1, 9))  # host 2 moved behind c
+    for _ in range(4):
+        h.netdevs["a"].inject(udp(1, 2, 53))
+    h.dp.run_once()
+    moved = [
+        (r.output, r.dpkts)
+        for d in received(collector)
+        for r in NetflowHeader(d).iterpayloads()
+        if isinstance(r, NetflowRecordV5) and r.dstport == 53
+    ]
+    assert moved == [(2, 7)], moved
+    h.now += 20
+    h.dp.maintain_flows(h.now)
+    rest = [
+        (r.output, r.dpkts)
+        for d in received(collector)
+        for r in NetflowHeader(d).iterpayloads()
+        if isinstance(r, NetflowRecordV5) and r.dstport == 53
+    ]
+    assert rest == [(3, 4)], rest
