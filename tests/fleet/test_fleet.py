@@ -51,6 +51,25 @@ def test_tenant_a_spans_the_hypervisors_over_vxlan_and_reaches_bare_metal(
     assert {"vx5010-hv2", "vx5010-hv3", "vx5010-sw1"} <= behind, behind
 
 
+def test_hypervisors_reach_the_switchs_vtep_through_its_bridge(deployed: LabControl) -> None:
+    """Each hypervisor resolves sw1's tunnel address to the MAC of the device that holds
+    it (vtep0, behind swp0), not to the sw1 port its own cable enters: the kernel does
+    not answer ARP from bridged devices (kernel_arp_guard). It used to, and traffic to
+    the VTEP then depended on that one cable."""
+    (switch,) = [h for h in lab_fleet.load_state() if h.name == "sw1"]
+    vtep_mac = deployed.ssh("sw1", "cat /sys/class/net/vtep0/address").stdout.strip()
+    for hv in ("hv1", "hv2", "hv3"):
+        table = deployed.ssh(
+            hv, f"ping -c 1 -W 1 {switch.underlay_ip} >/dev/null; cat /proc/net/arp"
+        )
+        macs = {
+            fields[3]
+            for fields in (line.split() for line in table.stdout.splitlines()[1:])
+            if fields and fields[0] == switch.underlay_ip
+        }
+        assert macs == {vtep_mac}, f"{hv} resolves {switch.underlay_ip} to {macs}, not {vtep_mac}"
+
+
 def test_tenant_b_spans_the_rack_over_trunks_and_reaches_bare_metal(deployed: LabControl) -> None:
     for src in ("hv1", "hv2", "hv3"):
         for dst, address in TENANT_B.items():
