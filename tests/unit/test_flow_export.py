@@ -107,6 +107,16 @@ def test_sflow_samples_about_one_in_n_and_polls_counters(collector: socket.socke
     assert counters[1]["ifInUcastPkts"] == 5000 and counters[2]["ifOutUcastPkts"] == 5000
 
 
+def netflow_records(collector: socket.socket) -> list[NetflowRecordV5]:
+    """The NetFlow v5 records in every datagram the collector has received."""
+    return [
+        r
+        for d in received(collector)
+        for r in NetflowHeader(d).iterpayloads()
+        if isinstance(r, NetflowRecordV5)
+    ]
+
+
 def test_netflow_reports_flows_on_active_and_idle_timeouts(collector: socket.socket) -> None:
     h = flow_harness()
     port = collector.getsockname()[1]
@@ -120,12 +130,7 @@ def test_netflow_reports_flows_on_active_and_idle_timeouts(collector: socket.soc
         h.dp.maintain_flows(h.now)
     h.now += 20  # idle past the idle timeout
     h.dp.maintain_flows(h.now)
-    records = [
-        r
-        for d in received(collector)
-        for r in NetflowHeader(d).iterpayloads()
-        if isinstance(r, NetflowRecordV5)
-    ]
+    records = netflow_records(collector)
     to_53 = [r for r in records if r.dstport == 53]
     assert [r.dpkts for r in to_53] == [50, 30], "active timeout at 5 s, the rest when idle"
     assert all(r.src == "198.51.100.1" and r.input == 1 and r.output == 2 for r in to_53)
@@ -152,19 +157,9 @@ def test_netflow_exports_a_flow_whose_output_port_changes_at_once(
     for _ in range(4):
         h.netdevs["a"].inject(udp(1, 2, 53))
     h.dp.run_once()
-    moved = [
-        (r.output, r.dpkts)
-        for d in received(collector)
-        for r in NetflowHeader(d).iterpayloads()
-        if isinstance(r, NetflowRecordV5) and r.dstport == 53
-    ]
+    moved = [(r.output, r.dpkts) for r in netflow_records(collector) if r.dstport == 53]
     assert moved == [(2, 7)], moved
     h.now += 20
     h.dp.maintain_flows(h.now)
-    rest = [
-        (r.output, r.dpkts)
-        for d in received(collector)
-        for r in NetflowHeader(d).iterpayloads()
-        if isinstance(r, NetflowRecordV5) and r.dstport == 53
-    ]
+    rest = [(r.output, r.dpkts) for r in netflow_records(collector) if r.dstport == 53]
     assert rest == [(3, 4)], rest
