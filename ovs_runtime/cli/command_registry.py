@@ -2,7 +2,8 @@
 
 Every command is a function ``(ctx, args)`` registered with ``@command``; ``ctx.opts``
 holds its own options (``--may-exist``, ``--if-exists``, ``--columns=``, ``--id=@name``).
-Output goes to ``ctx.out`` (text lines) and ``ctx.data`` (the same for ``--format json``).
+Output goes to ``ctx.out`` (text lines) and ``ctx.data`` (the same for ``--format json``);
+``list`` and ``find`` leave ``ctx.table``, which ``table_output`` prints.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ovs_runtime.cli.model import Model
+from ovs_runtime.cli.table_output import Table
 
 
 @dataclass
@@ -20,6 +22,7 @@ class CommandContext:
     opts: dict[str, Any] = field(default_factory=dict)
     out: list[str] = field(default_factory=list)
     data: list[Any] = field(default_factory=list)
+    table: Table | None = None  # list and find: rows, printed in the chosen table style
 
     def emit(self, text: str, data: Any) -> None:
         self.out.append(text)

@@ -1,12 +1,18 @@
 """``ovsr``: the command line.
 
-    ovsr [--db unix:PATH] [--timeout SECS] [--no-wait] [--format table|json] [--bare]
-         [--dry-run] COMMAND [ARG...] [-- [OPTION...] COMMAND [ARG...]]...
+    ovsr [--db unix:PATH] [--timeout SECS] [--no-wait] [--format list|table|csv|html|json]
+         [--data string|bare|json] [--no-headings] [--bare] [--oneline] [--dry-run]
+         COMMAND [ARG...] [-- [OPTION...] COMMAND [ARG...]]...
 
 Commands chained with ``--`` run as one atomic transaction, as with ovs-vsctl. Unless
 ``--no-wait`` is given, ``ovsr`` waits until the daemon reports the change live
 (``Open_vSwitch.cur_cfg``). Every wait is bounded by ``--timeout``; a daemon that is down
 or wedged gives a one-line error and a non-zero exit, never a hang.
+
+``list`` and ``find`` print in ovs-vsctl's table styles (``--format``, ``--data``,
+``--no-headings``, ``--bare``); ``--oneline`` puts each other command's output on one
+line, as ovs-vsctl does. ``--format json`` is ovsr's own: the commands' results as JSON
+(``list`` and ``find``: one object per row, keyed by column), for scripts.
 
 Exit status: 0 success; 1 error; for ``apply``, 0 means no change and 2 means changed;
 ``br-exists`` exits 2 when the bridge does not exist.
@@ -27,6 +33,7 @@ from ovs_runtime.cli import (  # noqa: F401  (register)
     manager_commands,
     port_mobility,
     table_commands,
+    table_output,
 )
 from ovs_runtime.cli import show as show_cmd
 from ovs_runtime.cli import value_syntax as vs
@@ -48,6 +55,7 @@ from ovs_runtime.cli.flow_commands import (
 )
 from ovs_runtime.cli.inspect_commands import INSPECT_COMMANDS, run_inspect
 from ovs_runtime.cli.model import Model, ModelError, table_name
+from ovs_runtime.cli.table_output import DATA_FORMATS, FORMATS, TableStyle
 from ovs_runtime.db.errors import OvsdbError
 from ovs_runtime.db.schema import DbSchema, parse_schema
 from ovs_runtime.ofproto.flow_match import FlowSyntaxError
@@ -80,8 +88,9 @@ class GlobalOptions:
     db: str = field(default_factory=default_target)
     timeout: float = DEFAULT_TIMEOUT
     wait: bool = True
-    format: str = "table"
-    bare: bool = False  # list and find print values only, as ovs-vsctl --bare
+    format: str = "list"  # list/find's table style, or "json"; other commands print text
+    style: TableStyle = field(default_factory=TableStyle)
+    oneline: bool = False  # each non-table command's output on one line, as ovs-vsctl
     dry_run: bool = False  # check everything, commit nothing, as ovs-vsctl --dry-run
 
 
@@ -91,7 +100,8 @@ def cmd_show(ctx: CommandContext, args: list[str]) -> None:
     ctx.data.append(show_cmd.show_data(ctx.model))
 
 
-GLOBAL_WITH_VALUE = {"--db", "--timeout", "-t", "--format", "-f"}
+GLOBAL_WITH_VALUE = {"--db", "--timeout", "-t", "--format", "-f", "--data", "-d"}
+GLOBAL_FLAGS = ("--no-wait", "--bare", "--dry-run", "--no-headings", "--oneline", "--pretty")
 COMMAND_OPTIONS = {
     "--may-exist",
     "--if-exists",
@@ -125,15 +135,13 @@ def parse_argv(argv: list[str]) -> tuple[GlobalOptions, list[Invocation]]:
         i = 0
         while i < len(segment) and segment[i].startswith("-") and segment[i] != "-":
             name, value = _split_option(segment[i])
-            if name in GLOBAL_WITH_VALUE or name in ("--no-wait", "--bare", "--dry-run"):
+            if name in GLOBAL_WITH_VALUE or name in GLOBAL_FLAGS:
                 if index != 0:
                     raise UsageError(f"{name} is a global option; put it before the first command")
-                if name == "--no-wait":
-                    opts.wait = False
-                elif name == "--bare":
-                    opts.bare = True
-                elif name == "--dry-run":
-                    opts.dry_run = True
+                if name in GLOBAL_FLAGS:
+                    if value is not None:
+                        raise UsageError(f"{name} takes no value")
+                    _set_flag(opts, name)
                 else:
                     if value is None:
                         i += 1
@@ -202,10 +210,23 @@ def parse_argv(argv: list[str]) -> tuple[GlobalOptions, list[Invocation]]:
             if key not in cmd.options:
                 raise UsageError(f"'{name}' does not accept --{key}")
         invocations.append(Invocation(name, args, inv_opts))
-    if opts.bare:
-        for inv in invocations:
-            inv.opts["bare"] = True
     return opts, invocations
+
+
+def _set_flag(opts: GlobalOptions, name: str) -> None:
+    if name == "--no-wait":
+        opts.wait = False
+    elif name == "--dry-run":
+        opts.dry_run = True
+    elif name == "--bare":  # as ovs-vsctl: --format=list --data=bare --no-headings
+        opts.format = opts.style.format = "list"
+        opts.style.data = "bare"
+        opts.style.headings = False
+    elif name == "--no-headings":
+        opts.style.headings = False
+    elif name == "--oneline":
+        opts.oneline = True
+    # --pretty: ovsr's JSON is always indented
 
 
 def _set_command_option(inv_opts: dict[str, Any], name: str, value: str | None) -> None:
@@ -249,10 +270,16 @@ def _set_global(opts: GlobalOptions, name: str, value: str) -> None:
                 f"--timeout {value!r}: expected a number of seconds greater than 0 and at "
                 f"most {MAX_TIMEOUT:.0f} (ovsr never waits forever)"
             )
+    elif name in ("--data", "-d"):
+        if value not in DATA_FORMATS:
+            raise UsageError(f"--data {value!r}: expected one of {', '.join(DATA_FORMATS)}")
+        opts.style.data = value
     else:
-        if value not in ("table", "json"):
-            raise UsageError(f"--format {value!r}: expected table or json")
+        if value not in (*FORMATS, "json"):
+            raise UsageError(f"--format {value!r}: expected one of {', '.join(FORMATS)} or json")
         opts.format = value
+        if value != "json":
+            opts.style.format = value
 
 
 # -- running ----------------------------------------------------------------------------
@@ -500,9 +527,19 @@ def render(opts: GlobalOptions, result: RunResult) -> None:
         if data:
             print(json.dumps(data[0] if len(data) == 1 else data, indent=2, sort_keys=True))
         return
+    tables = 0
     for ctx in result.contexts:
-        for line in ctx.out:
-            print(line)
+        if ctx.table is not None:
+            if tables and opts.style.format != "html":
+                print()  # as ovs-vsctl: a blank line before every table but the first
+            tables += 1
+            for line in table_output.render(ctx.table, opts.style):
+                print(line)
+        elif opts.oneline:
+            print(table_output.one_line(ctx.out))
+        else:
+            for line in ctx.out:
+                print(line)
 
 
 def usage() -> str:

@@ -13,6 +13,7 @@ from ovs_runtime.cli import value_syntax as vs
 from ovs_runtime.cli.bridge_commands import assign, find_record
 from ovs_runtime.cli.command_registry import CommandContext, NotYet, command
 from ovs_runtime.cli.model import Model, ModelError
+from ovs_runtime.cli.table_output import Table
 
 # -- generic database commands ------------------------------------------------------------
 
@@ -79,25 +80,19 @@ def _row_columns(ctx: CommandContext, table: str) -> list[str]:
 
 
 def _print_rows(ctx: CommandContext, table: str, keys: list[str]) -> None:
+    """The rows as a table (printed in ovs-vsctl's style by ``table_output``) and as
+    records for ``--format json``."""
     m = ctx.model
     columns = _row_columns(ctx, table)
+    types = [None if col == "_uuid" else m.column_type(table, col) for col in columns]
+    out = Table(columns)
     records: list[dict[str, Any]] = []
-    bare = ctx.opts.get("bare")
-    for i, key in enumerate(keys):
-        if i:
-            ctx.out.append("")
-        record: dict[str, Any] = {}
-        for col in columns:
-            if col == "_uuid":
-                text, plain = key, key
-            else:
-                type_ = m.column_type(table, col)
-                value = m.rows[table][key][col]
-                text = vs.format_bare(value) if bare else vs.format_value(type_, value)
-                plain = vs.to_plain(value)
-            ctx.out.append(text if bare else f"{col:<20}: {text}")  # ovs-vsctl's layouts
-            record[col] = plain
-        records.append(record)
+    for key in keys:
+        row = m.rows[table][key]
+        values = [key if col == "_uuid" else row[col] for col in columns]
+        out.rows.append(list(zip(types, values, strict=True)))
+        records.append({col: vs.to_plain(v) for col, v in zip(columns, values, strict=True)})
+    ctx.table = out
     ctx.data.append(records)
 
 

@@ -8,6 +8,8 @@ from typing import Any
 from ovs_runtime.db.database import Database, open_database
 from ovs_runtime.db.schema import load_schema
 
+_SCHEMA = load_schema()
+
 
 def new_db(path: Path) -> Database:
     db = open_database(load_schema(), str(path))
@@ -17,6 +19,11 @@ def new_db(path: Path) -> Database:
 
 def uuid_of(result: dict[str, Any]) -> str:
     return str(result["uuid"][1])
+
+
+def coltype(table: str, column: str) -> Any:
+    """A column's ``ovs.db.types.Type`` in the packaged schema."""
+    return _SCHEMA.tables[table].columns[column].type
 
 
 def errors(results: list[Any]) -> list[dict[str, Any]]:

@@ -10,12 +10,11 @@ from ovs_runtime.cli import apply as apply_cmd
 from ovs_runtime.cli import value_syntax as vs
 from ovs_runtime.cli.main import UsageError, parse_argv
 from ovs_runtime.db.schema import load_schema
+from tests.unit.db_helpers import coltype
 
 SCHEMA = load_schema()
 
 
-def coltype(table: str, column: str) -> vs.Type:
-    return SCHEMA.tables[table].columns[column].type
 
 
 @pytest.mark.parametrize(
@@ -142,6 +141,11 @@ def test_argv_chaining_and_options() -> None:
         (["--may-exist", "del-br", "b"], "does not accept --may-exist"),
         (["show", "--", "--", "show"], "empty command"),
         (["--bogus", "show"], "unknown option"),
+        (["--format=yaml", "list", "Port"], "expected one of list, table, csv, html or json"),
+        (["--data", "xml", "list", "Port"], "expected one of string, bare, json"),
+        (["--data"], "--data needs a value"),
+        (["--no-headings=yes", "list", "Port"], "--no-headings takes no value"),
+        (["list", "Port", "--", "--oneline", "list-br"], "--oneline is a global option"),
     ],
 )
 def test_argv_errors(argv: list[str], message: str) -> None:
