@@ -105,9 +105,15 @@ def cmd_init(ctx: CommandContext, args: list[str]) -> None:
     ctx.model.root()
 
 
-@command("add-br", 1, 1, "add-br BRIDGE", ("may-exist",))
+@command("add-br", 1, 3, "add-br BRIDGE", ("may-exist",))
 def cmd_add_br(ctx: CommandContext, args: list[str]) -> None:
     m, name = ctx.model, args[0]
+    if len(args) > 1:
+        raise ModelError(
+            f"cannot create {name} as a fake bridge (add-br BRIDGE PARENT VLAN): ovs-runtime "
+            "has no fake bridges; add an internal port with a tag to the parent instead "
+            f"(add-port PARENT {name} tag=VLAN -- set Interface {name} type=internal)"
+        )
     if bridge_key(m, name, must_exist=False) is not None:
         if ctx.opts.get("may-exist"):
             return
@@ -149,6 +155,28 @@ def cmd_list_br(ctx: CommandContext, args: list[str]) -> None:
 def cmd_br_exists(ctx: CommandContext, args: list[str]) -> None:
     if bridge_key(ctx.model, args[0], must_exist=False) is None:
         raise ExitStatus(2)
+
+
+@command("br-to-vlan", 1, 1, "br-to-vlan BRIDGE", writes=False)
+def cmd_br_to_vlan(ctx: CommandContext, args: list[str]) -> None:
+    """A real bridge's VLAN is 0, as ovs-vsctl prints (there are no fake bridges)."""
+    bridge_key(ctx.model, args[0])
+    ctx.emit("0", 0)
+
+
+@command("br-to-parent", 1, 1, "br-to-parent BRIDGE", writes=False)
+def cmd_br_to_parent(ctx: CommandContext, args: list[str]) -> None:
+    """A real bridge is its own parent, as ovs-vsctl prints."""
+    key = bridge_key(ctx.model, args[0])
+    assert key is not None
+    name = _bridge_name(ctx.model, key)
+    ctx.emit(name, name)
+
+
+@command("comment", 0, 1000, "comment [ARG]...", writes=False)
+def cmd_comment(ctx: CommandContext, args: list[str]) -> None:
+    """Does nothing itself. When the command line changes the database, the whole line,
+    this command's words included, is the transaction's comment, which the daemon logs."""
 
 
 @command("set-fail-mode", 2, 2, "set-fail-mode BRIDGE standalone|secure")

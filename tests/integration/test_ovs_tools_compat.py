@@ -337,10 +337,12 @@ def test_table_styles_print_as_ovs_vsctl_prints_them(daemon: DaemonProcess) -> N
         *("--oneline", "list-br", "--", "get", "Port", "p1", "external_ids"),
         *("--", "--columns=name", "list", "Bridge", "br0", "--", "list-ports", "br0"),
         *("--", "br-exists", "br0"),  # no output: a blank line
+        *("--", "br-to-vlan", "br0", "--", "br-to-parent", "br0", "--", "comment", "a", "b"),
     )
     ours = ovsr_ok(daemon, *args)
     assert ours == vsctl(daemon, *args, wait=False)
     assert ours.splitlines()[1] == r'{k="a,b", path="c:\\\\d", q="x\\"y<&>"}'
+    assert ours.splitlines()[-4:] == ["", "0", "br0", ""]
     assert checked == 36
 
 

@@ -15,8 +15,6 @@ from tests.unit.db_helpers import coltype
 SCHEMA = load_schema()
 
 
-
-
 @pytest.mark.parametrize(
     "text,expected",
     [
@@ -198,3 +196,22 @@ def test_desired_state_normalisation() -> None:
 def test_desired_state_errors(doc: dict[str, Any], message: str) -> None:
     with pytest.raises(apply_cmd.ApplyError, match=message):
         apply_cmd.parse_desired(doc, SCHEMA)
+
+
+def test_a_fake_bridge_is_refused_with_what_to_do_instead() -> None:
+    from ovs_runtime.cli.bridge_commands import cmd_add_br
+    from ovs_runtime.cli.command_registry import CommandContext
+    from ovs_runtime.cli.model import Model, ModelError
+
+    model = Model(
+        SCHEMA,
+        {t: [] for t in SCHEMA.tables}
+        | {
+            "Open_vSwitch": [
+                {"_uuid": ["uuid", "00000000-0000-0000-0000-000000000001"], "bridges": ["set", []]}
+            ]
+        },
+    )
+    with pytest.raises(ModelError, match=r"no fake bridges; add an internal port with a tag"):
+        cmd_add_br(CommandContext(model), ["fake0", "br0", "10"])
+    assert not model.changed()
