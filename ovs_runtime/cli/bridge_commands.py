@@ -105,14 +105,17 @@ def cmd_init(ctx: CommandContext, args: list[str]) -> None:
     ctx.model.root()
 
 
-@command("add-br", 1, 3, "add-br BRIDGE", ("may-exist",))
+@command("add-br", 1, 3, "add-br BRIDGE [PARENT VLAN]", ("may-exist",))
 def cmd_add_br(ctx: CommandContext, args: list[str]) -> None:
     m, name = ctx.model, args[0]
-    if len(args) > 1:
+    if len(args) == 2:
+        raise ModelError("'add-br' takes exactly 1 or 3 arguments")
+    if len(args) == 3:
+        parent, vlan = args[1], args[2]
         raise ModelError(
-            f"cannot create {name} as a fake bridge (add-br BRIDGE PARENT VLAN): ovs-runtime "
-            "has no fake bridges; add an internal port with a tag to the parent instead "
-            f"(add-port PARENT {name} tag=VLAN -- set Interface {name} type=internal)"
+            f"cannot create {name} as a fake bridge of {parent} on VLAN {vlan}: ovs-runtime "
+            "has no fake bridges; add an internal port with that tag to the parent instead "
+            f"(add-port {parent} {name} tag={vlan} -- set Interface {name} type=internal)"
         )
     if bridge_key(m, name, must_exist=False) is not None:
         if ctx.opts.get("may-exist"):

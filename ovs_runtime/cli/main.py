@@ -1,8 +1,8 @@
 """``ovsr``: the command line.
 
     ovsr [--db unix:PATH] [--timeout SECS] [--no-wait] [--format list|table|csv|html|json]
-         [--data string|bare|json] [--no-headings] [--bare] [--oneline] [--dry-run]
-         COMMAND [ARG...] [-- [OPTION...] COMMAND [ARG...]]...
+         [--data string|bare|json] [--no-headings] [--bare] [--pretty] [--oneline]
+         [--dry-run] COMMAND [ARG...] [-- [OPTION...] COMMAND [ARG...]]...
 
 Commands chained with ``--`` run as one atomic transaction, as with ovs-vsctl. Unless
 ``--no-wait`` is given, ``ovsr`` waits until the daemon reports the change live
@@ -114,10 +114,15 @@ COMMAND_OPTIONS = {
 }
 
 
+SHORT_WITH_VALUE = ("-f", "-d", "-t")
+
+
 def _split_option(token: str) -> tuple[str, str | None]:
     if token.startswith("--") and "=" in token:
         name, value = token.split("=", 1)
         return name, value
+    if token[:2] in SHORT_WITH_VALUE and len(token) > 2:  # -ftable, as getopt reads it
+        return token[:2], token[2:]
     return token, None
 
 
@@ -219,7 +224,9 @@ def _set_flag(opts: GlobalOptions, name: str) -> None:
     elif name == "--dry-run":
         opts.dry_run = True
     elif name == "--bare":  # as ovs-vsctl: --format=list --data=bare --no-headings
-        opts.format = opts.style.format = "list"
+        if opts.format != "json":  # (ovsr's JSON stays JSON, whatever the option order)
+            opts.format = "list"
+        opts.style.format = "list"
         opts.style.data = "bare"
         opts.style.headings = False
     elif name == "--no-headings":
@@ -587,6 +594,8 @@ def main(argv: list[str] | None = None) -> int:
                 data, lines = run_flow_command(client, inv.name, inv.args, inv.opts, opts.wait)
                 if opts.format == "json":
                     print(json.dumps(data, indent=2, sort_keys=True))
+                elif opts.oneline:
+                    print(table_output.one_line(lines))
                 elif lines:
                     print("\n".join(lines))
                 return 0
@@ -594,6 +603,8 @@ def main(argv: list[str] | None = None) -> int:
                 data, lines = run_inspect(client, invocations[0].name, invocations[0].args)
                 if opts.format == "json":
                     print(json.dumps(data, indent=2, sort_keys=True))
+                elif opts.oneline:
+                    print(table_output.one_line(lines))
                 else:
                     print("\n".join(lines))
                 return 0

@@ -8,10 +8,12 @@ prints it as ovs-vsctl does with the same options:
   rows), ``table`` (aligned columns under a dashed rule), ``csv`` or ``html``. ovsr's own
   ``--format json`` (one object per row) is handled by the caller, not here.
 - ``--data``: ``string`` (values as ``ovs-vsctl get`` prints them), ``bare`` (no quotes
-  or brackets) or ``json`` (RFC 7047 wire form, compact, as OVS writes it).
+  or brackets) or ``json`` (RFC 7047 wire form, compact, as OVS writes it; real numbers,
+  found only in ovsr's own Flow_Rule table, are Python's shortest form, not ``%.15g``).
 - ``--no-headings``; ``--bare`` is ``--format=list --data=bare --no-headings``.
 
-Every table after the first in one run is preceded by a blank line, except in HTML.
+Every table after the first in one run is preceded by a blank line, except in HTML. A
+table without rows prints its headings (``list``: nothing at all).
 """
 
 from __future__ import annotations
@@ -89,19 +91,24 @@ def render(table: Table, style: TableStyle) -> list[str]:
 
 
 def _aligned(headings: list[str], texts: list[list[str]], with_headings: bool) -> list[str]:
-    # (ovs-vsctl counts a heading's width only when it prints the headings)
+    # Widths are in bytes of UTF-8, as ovs-vsctl counts them (``strlen``); a heading
+    # counts only when it is printed.
     widths = [
-        max([len(heading) if with_headings else 0, *(len(row[x]) for row in texts)])
+        max([_bytes(heading) if with_headings else 0, *(_bytes(row[x]) for row in texts)])
         for x, heading in enumerate(headings)
     ]
 
     def line(cells: list[str]) -> str:
         # ovs-vsctl pads every cell to its column's width; the line ends at its text.
-        padded = (f"{cell:<{width}}" for cell, width in zip(cells, widths, strict=True))
-        return " ".join(padded).rstrip(" ")
+        pairs = zip(cells, widths, strict=True)
+        return " ".join(cell + " " * (width - _bytes(cell)) for cell, width in pairs).rstrip(" ")
 
     lines = [line(headings), line(["-" * width for width in widths])] if with_headings else []
     return lines + [line(row) for row in texts]
+
+
+def _bytes(text: str) -> int:
+    return len(text.encode())
 
 
 def _csv_cell(text: str) -> str:

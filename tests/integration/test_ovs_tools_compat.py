@@ -343,6 +343,28 @@ def test_table_styles_print_as_ovs_vsctl_prints_them(daemon: DaemonProcess) -> N
     assert ours == vsctl(daemon, *args, wait=False)
     assert ours.splitlines()[1] == r'{k="a,b", path="c:\\\\d", q="x\\"y<&>"}'
     assert ours.splitlines()[-4:] == ["", "0", "br0", ""]
+    # Several rows, one value not ASCII (widths count UTF-8 bytes), and an empty table:
+    # the same lines, in ovsr's order (by name) rather than ovs-vsctl's hash order.
+    ovsr_ok(daemon, "set", "Port", "br0", "external_ids:who=h\u00e9")
+    for args in (
+        ("--format=table", "--data=bare", "--columns=name,tag,external_ids", "list", "Port"),
+        ("--format=csv", "--columns=name,external_ids", "list", "Port"),
+        ("--format=table", "--columns=name", "find", "Port", "tag=99"),
+        ("--format=csv", "--columns=name", "find", "Port", "tag=99"),
+        ("--format=html", "--columns=name", "find", "Port", "tag=99"),
+    ):
+        ours_lines, theirs_lines = (
+            out.splitlines() for out in (ovsr_ok(daemon, *args), vsctl(daemon, *args, wait=False))
+        )
+        head = 2 if "--format=table" in args else 1
+        assert ours_lines[:head] == theirs_lines[:head], args
+        assert sorted(ours_lines[head:]) == sorted(theirs_lines[head:]), args
+    # --oneline also holds for the flow and inspection commands.
+    ovsr_ok(daemon, "add-flow", "br0", "priority=5,udp,actions=drop")
+    ovsr_ok(daemon, "add-flow", "br0", "priority=6,tcp,actions=drop")
+    lines = ovsr_ok(daemon, "dump-flows", "br0").splitlines()
+    assert len(lines) >= 2
+    assert ovsr_ok(daemon, "--oneline", "dump-flows", "br0") == "\\n".join(lines) + "\n"
     assert checked == 36
 
 

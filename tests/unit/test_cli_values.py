@@ -128,7 +128,7 @@ def test_argv_chaining_and_options() -> None:
     [
         ([], "missing command"),
         (["frob"], "unknown command"),
-        (["add-br"], "takes 1 argument"),
+        (["add-br"], "takes 1 to 3 arguments"),
         (["--timeout", "0", "show"], "greater than 0"),
         (["--timeout", "soon", "show"], "number of seconds"),
         (["--timeout", "nan", "show"], "greater than 0 and at most 86400"),
@@ -212,6 +212,8 @@ def test_a_fake_bridge_is_refused_with_what_to_do_instead() -> None:
             ]
         },
     )
-    with pytest.raises(ModelError, match=r"no fake bridges; add an internal port with a tag"):
+    with pytest.raises(ModelError, match=r"add-port br0 fake0 tag=10 -- set Interface fake0"):
         cmd_add_br(CommandContext(model), ["fake0", "br0", "10"])
+    with pytest.raises(ModelError, match=r"'add-br' takes exactly 1 or 3 arguments"):
+        cmd_add_br(CommandContext(model), ["fake0", "br0"])
     assert not model.changed()

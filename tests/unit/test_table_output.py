@@ -57,6 +57,44 @@ def test_table_aligns_columns_and_ends_lines_at_their_text() -> None:
     assert render(table, TableStyle(format="table", headings=False)) == ["br0 []", "p1  5"]
 
 
+def test_widths_count_bytes_of_utf8_as_ovs_vsctl_does() -> None:
+    name = coltype("Port", "name")
+    table = Table(
+        ["name", "tag"], [[(name, "h\u00e9llo"), (None, "x")], [(name, "a"), (None, "y")]]
+    )
+    # "héllo" is 6 bytes: "a" is padded to 6, and the rule under "name" is 6 dashes.
+    assert render(table, TableStyle(format="table", data="bare")) == [
+        "name   tag",
+        "------ ---",
+        "h\u00e9llo x",
+        "a      y",
+    ]
+
+
+@pytest.mark.parametrize(
+    "style,expected",
+    [
+        (TableStyle(), []),
+        (TableStyle(format="table"), ["name tag", "---- ---"]),
+        (TableStyle(format="table", headings=False), []),
+        (TableStyle(format="csv"), ["name,tag"]),
+        (
+            TableStyle(format="html"),
+            [
+                "<table border=1>",
+                "  <tr>",
+                "    <th>name</th>",
+                "    <th>tag</th>",
+                "  </tr>",
+                "</table>",
+            ],
+        ),
+    ],
+)
+def test_a_table_without_rows_prints_its_headings(style: TableStyle, expected: list[str]) -> None:
+    assert render(Table(["name", "tag"]), style) == expected
+
+
 def test_csv_quotes_cells_with_commas_quotes_or_newlines() -> None:
     lines = render(ports_table(), TableStyle(format="csv", data="string"))
     assert lines[0] == "_uuid,name,tag,external_ids,interfaces"
@@ -109,6 +147,8 @@ def test_one_line_escapes_newlines_and_backslashes() -> None:
         (["--bare", "--format=table", "list", "Port"], ("table", "table", "bare", False)),
         (["-f", "csv", "-d", "json", "--no-headings", "list", "P"], ("csv", "csv", "json", False)),
         (["--format", "json", "list", "Port"], ("json", "list", "string", True)),
+        (["--format=json", "--bare", "list", "Port"], ("json", "list", "bare", False)),
+        (["-ftable", "-dbare", "list", "Port"], ("table", "table", "bare", True)),
     ],
 )
 def test_style_options_combine_in_order(argv: list[str], expected: tuple[object, ...]) -> None:
