@@ -132,7 +132,7 @@ def select_rows(
         else:
             rest.append(clause)
     equal.sort(key=lambda entry: entry[0])
-    selected = list(rows)
+    selected: Iterable[tuple[uuid.UUID, Row]] = rows
     for _not_string, column, wanted in equal:
         values = wanted.values
         selected = [(u, r) for u, r in selected if r[column].values == values]
@@ -140,7 +140,7 @@ def select_rows(
             return selected
     if rest:
         selected = [(u, r) for u, r in selected if matches_all(rest, r)]
-    return selected
+    return selected if isinstance(selected, list) else list(selected)
 
 
 def uuid_lookup(clauses: list[Clause]) -> uuid.UUID | None:

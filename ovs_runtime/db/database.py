@@ -24,9 +24,9 @@ from ovs_runtime.db.datum import (
     Datum,
     Row,
     datum_from_json,
-    datum_json,
     default_datum,
     default_row,
+    stored_json,
     uuid_datum,
 )
 from ovs_runtime.db.errors import OvsdbError
@@ -63,7 +63,7 @@ def _row_from_stored(table: TableSchema, row_uuid: uuid.UUID, data: dict[str, An
 
 def _stored_form(table: TableSchema, row: Row) -> dict[str, Any]:
     data = {
-        name: datum_json(datum)
+        name: stored_json(datum)
         for name, datum in row.items()
         if name in table.columns
         and table.columns[name].persistent

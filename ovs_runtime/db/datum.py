@@ -181,6 +181,22 @@ _printed: list[tuple[dict[Any, Any], list[str]]] = []
 KEPT_PRINTS = 2
 
 
+def stored_json(datum: Datum) -> Any:
+    """``datum_json`` for storage: a large UUID set (a bridge's flow_rules) comes as its
+    JSON text, built with one join instead of one ``["uuid", text]`` pair per member
+    (which the storage would then serialize one by one)."""
+    values = datum.values
+    if len(values) < LARGE_SET or datum.type.is_map():
+        return datum_json(datum)
+    if datum.type.key.type is not ovs.db.types.UuidType:
+        return datum_json(datum)
+    return JsonText('["set",[["uuid","' + '"],["uuid","'.join(_sorted_texts(values)) + '"]]]')
+
+
+class JsonText(str):
+    """A value already serialized as JSON, which the storage writes as it is."""
+
+
 def _uuid_set_json(values: dict[Any, Any]) -> list[list[str]]:
     """The ``["uuid", text]`` pairs of a set, in UUID order."""
     return [["uuid", text] for text in _sorted_texts(values)]

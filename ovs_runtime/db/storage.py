@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ovs_runtime.db import wal_check
+from ovs_runtime.db.datum import JsonText
 from ovs_runtime.db.schema import DbSchema
 
 log = logging.getLogger(__name__)
@@ -41,6 +42,19 @@ class StoredDatabase:
 
 # One row change for ``Storage.commit``: (table, uuid, row JSON or None for a delete).
 RowWrite = tuple[str, uuid.UUID, dict[str, Any] | None]
+
+
+def row_text(data: dict[str, Any]) -> str:
+    """A row's JSON text; values that are ``JsonText`` (a large UUID set, serialized by
+    ``datum.stored_json``) go in as they are."""
+    if not any(isinstance(value, JsonText) for value in data.values()):
+        return json.dumps(data, sort_keys=True)
+    members = (
+        f"{json.dumps(name)}: "
+        + (value if isinstance(value, JsonText) else json.dumps(value, sort_keys=True))
+        for name, value in sorted(data.items())
+    )
+    return "{" + ", ".join(members) + "}"
 
 
 class Storage:
@@ -125,7 +139,7 @@ class Storage:
             if data is None:
                 deleted.append((table, str(row_uuid)))
             else:
-                written.append((table, str(row_uuid), json.dumps(data, sort_keys=True)))
+                written.append((table, str(row_uuid), row_text(data)))
         conn.executemany("DELETE FROM rows WHERE tbl = ? AND uuid = ?", deleted)
         conn.executemany("INSERT OR REPLACE INTO rows VALUES (?, ?, ?)", written)
 

@@ -7,7 +7,7 @@ succeeds; an aborted or failed transaction simply drops its view (all-or-nothing
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
 from ovs_runtime.db.datum import Row
 
@@ -35,8 +35,15 @@ class TxnView:
     def exists(self, table: str, row_uuid: uuid.UUID) -> bool:
         return self.get(table, row_uuid) is not None
 
-    def rows(self, table: str) -> Iterator[tuple[uuid.UUID, Row]]:
+    def rows(self, table: str) -> Iterable[tuple[uuid.UUID, Row]]:
         changed = self.changes[table]
+        if not changed:
+            return self.committed[table].items()  # (iterated in C: 100,000 Flow_Rule rows)
+        return self._merged_rows(table, changed)
+
+    def _merged_rows(
+        self, table: str, changed: dict[uuid.UUID, Row | None]
+    ) -> Iterator[tuple[uuid.UUID, Row]]:
         for row_uuid, row in self.committed[table].items():
             if not changed or row_uuid not in changed:  # (no UUID hashing when unchanged)
                 yield row_uuid, row

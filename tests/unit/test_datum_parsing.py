@@ -21,9 +21,11 @@ from ovs_runtime.db.datum import (
     default_datum,
     entries_not_in,
     row_to_json,
+    stored_json,
 )
 from ovs_runtime.db.errors import OvsdbError
-from tests.unit.db_helpers import add_bridge_ops, errors, new_db
+from ovs_runtime.db.storage import row_text
+from tests.unit.db_helpers import add_bridge_ops, errors, new_db, select
 
 
 def column_type(json: object) -> ovs.db.types.Type:
@@ -171,3 +173,60 @@ def test_rows_print_as_the_ovs_library_prints_them(tmp_path: Path) -> None:
             assert row_to_json(row, some) == {n: want[n] for n in some if n in want}
             checked += 1
     assert checked >= 8
+
+
+@pytest.mark.parametrize("size", [0, 1, 1023, 1024, 3000])
+def test_stored_uuid_sets_are_the_json_of_the_set(size: int) -> None:
+    """Large UUID sets go to storage as pre-built text: the same JSON, whatever its size."""
+    import json
+
+    rng = random.Random(size)
+    type_ = Type(BaseType(ovs.db.types.UuidType), n_min=0, n_max=sys.maxsize)
+    atoms = {
+        Atom(ovs.db.types.UuidType, uuid.UUID(int=rng.getrandbits(128))): None for _ in range(size)
+    }
+    datum = Datum(type_, atoms)
+    row = {
+        "flow_rules": stored_json(datum),
+        "name": "br0",
+        "_version": ["uuid", str(uuid.UUID(int=1))],
+    }
+    assert json.loads(row_text(row)) == {
+        "flow_rules": datum.to_json(),
+        "name": "br0",
+        "_version": ["uuid", str(uuid.UUID(int=1))],
+    }
+
+
+def test_a_bridge_with_thousands_of_rules_survives_a_restart(tmp_path: Path) -> None:
+    from ovs_runtime.db.database import open_database
+    from ovs_runtime.db.schema import load_schema
+
+    db = new_db(tmp_path)
+    db.transact(add_bridge_ops("br0"))
+    inserts = [
+        {
+            "op": "insert",
+            "table": "Flow_Rule",
+            "uuid-name": f"r{n}",
+            "row": {"priority": n, "match": "ip", "actions": "drop"},
+        }
+        for n in range(1500)
+    ]
+    mutate = {
+        "op": "mutate",
+        "table": "Bridge",
+        "where": [["name", "==", "br0"]],
+        "mutations": [
+            ["flow_rules", "insert", ["set", [["named-uuid", f"r{n}"] for n in range(1500)]]]
+        ],
+    }
+    assert not errors(db.transact([*inserts, mutate]))
+    one_more = dict(mutate, mutations=[["flow_rules", "delete", ["set", []]]])
+    assert not errors(db.transact([one_more]))
+    before = select(db, "Bridge", columns=["flow_rules", "ports"])
+    db.close()
+    reopened = open_database(load_schema(), str(tmp_path))
+    after = select(reopened, "Bridge", columns=["flow_rules", "ports"])
+    reopened.close()
+    assert after == before and len(after[0]["flow_rules"][1]) == 1500
