@@ -3,11 +3,13 @@ userspace datapath, (3) Open vSwitch 3.1's userspace netdev datapath, in one run
 
     python -m bench.l2_forwarding [--runs 3] [--seconds 5]
 
-Measures TCP Gbit/s (iperf3) and delivered 64-byte-frame UDP packets/s (iperf3 -u with
-18-byte payloads: 14 + 20 + 8 + 18 = 60 bytes + FCS = 64 on the wire), reports the
-median of ``--runs`` and ratios. Open vSwitch's netdev datapath needs transmit
-checksum offload off on the namespace-side veths to pass TCP (measured), so it gets
-that; ovs-runtime and the direct pair run with offloads at their defaults.
+Measures TCP Gbit/s (iperf3), delivered 64-byte-frame UDP packets/s between two
+applications (iperf3 -u with 18-byte payloads: 14 + 20 + 8 + 18 = 60 bytes + FCS = 64 on
+the wire), and the 64-byte forwarding capacity (``frame_blaster``: trafgen on one core,
+frames delivered to the far namespace); reports the median of ``--runs`` and ratios.
+Open vSwitch's netdev datapath needs transmit checksum offload off on the namespace-side
+veths to pass TCP (measured), so it gets that; ovs-runtime and the direct pair run with
+offloads at their defaults.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from pathlib import Path
 
 from pyroute2 import IPRoute, NetNS
 
+from bench import frame_blaster
 from bench.ovs_netdev import OvsNetdev
 from tests.daemon_process import DaemonProcess
 from tests.netns_lab import NetnsLab
@@ -131,6 +134,12 @@ PATHS: dict[str, Callable[[str, Path], object]] = {
 
 
 Measure = Callable[[NetnsLab, bool, int], float]
+Capacity = Callable[[NetnsLab, int], float]
+
+
+def capacity(lab: NetnsLab, seconds: int) -> float:
+    """64-byte frames per second delivered from a to b with trafgen sending."""
+    return frame_blaster.delivered_pps(lab, seconds, f"{NET}1", f"{NET}2")
 
 
 def compare(
@@ -140,35 +149,47 @@ def compare(
     prefix: str,
     title: str,
     measure: Measure = iperf,
+    blast: Capacity | None = None,
 ) -> None:
-    """Each path, ``runs`` times in turn: TCP and 64-byte UDP; then the medians and
-    their ratios to Open vSwitch. ``measure(lab, udp, seconds)`` runs one iperf3."""
+    """Each path, ``runs`` times in turn: TCP and 64-byte UDP (and with ``blast`` the
+    64-byte capacity); then the medians and their ratios to Open vSwitch.
+    ``measure(lab, udp, seconds)`` runs one iperf3."""
     results: dict[str, dict[str, list[float]]] = {}
     with tempfile.TemporaryDirectory(prefix=f"ovsr-{prefix}-") as tmp:
         for run in range(runs):
             for number, (label, factory) in enumerate(paths.items()):
                 with factory(f"{prefix}{run}", Path(tmp) / f"{run}-{number}") as lab:  # type: ignore[attr-defined]
                     assert isinstance(lab, NetnsLab)
-                    tcp = measure(lab, False, seconds)
-                    pps = measure(lab, True, seconds)
-                entry = results.setdefault(label, {"tcp": [], "pps": []})
-                entry["tcp"].append(tcp)
-                entry["pps"].append(pps)
-                print(
-                    f"run {run + 1}: {label:<26} TCP {tcp:6.2f} Gbit/s   64-byte UDP "
-                    f"{pps / 1000:7.1f} kpps",
-                    flush=True,
+                    figures = {
+                        "tcp": measure(lab, False, seconds),
+                        "pps": measure(lab, True, seconds),
+                    }
+                    if blast is not None:
+                        figures["cap"] = blast(lab, seconds)
+                entry = results.setdefault(label, {})
+                for metric, value in figures.items():
+                    entry.setdefault(metric, []).append(value)
+                line = (
+                    f"run {run + 1}: {label:<26} TCP {figures['tcp']:6.2f} Gbit/s   64-byte UDP "
+                    f"{figures['pps'] / 1000:7.1f} kpps"
                 )
+                if "cap" in figures:
+                    line += f"   64-byte capacity {figures['cap'] / 1000:7.1f} kpps"
+                print(line, flush=True)
     med = {k: {m: statistics.median(v) for m, v in d.items()} for k, d in results.items()}
     ovs = med["Open vSwitch 3.1 netdev"]
     print()
     print(f"medians of {runs} runs, {seconds} s each{title}")
-    print(f"{'path':<26} {'TCP Gbit/s':>10} {'vs OVS':>7} {'64B kpps':>9} {'vs OVS':>7}")
+    head = f"{'path':<26} {'TCP Gbit/s':>10} {'vs OVS':>7} {'64B kpps':>9} {'vs OVS':>7}"
+    print(head + (f" {'64B capacity kpps':>18} {'vs OVS':>7}" if blast is not None else ""))
     for label, m in med.items():
-        print(
+        row = (
             f"{label:<26} {m['tcp']:>10.2f} {m['tcp'] / ovs['tcp']:>6.2f}x "
             f"{m['pps'] / 1000:>9.1f} {m['pps'] / ovs['pps']:>6.2f}x"
         )
+        if blast is not None:
+            row += f" {m['cap'] / 1000:>18.1f} {m['cap'] / ovs['cap']:>6.2f}x"
+        print(row)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -176,7 +197,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--seconds", type=int, default=5)
     args = parser.parse_args(argv)
-    compare(PATHS, args.runs, args.seconds, "bn", "")
+    compare(PATHS, args.runs, args.seconds, "bn", "", blast=capacity)
     return 0
 
 

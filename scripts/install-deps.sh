@@ -8,6 +8,8 @@ packages=(
   python3 python3-venv python3-setuptools python3-openvswitch python3-pyroute2 python3-yaml python3-systemd
   # tests and demo: real OVS tools to check compatibility and benchmark against
   openvswitch-switch iproute2 iputils-ping tcpdump iperf3 ethtool shellcheck procps
+  # make bench: trafgen offers 64-byte frames at full speed (the switch's capacity)
+  netsniff-ng
   # packages: build and lint the .deb and .rpm, verify the systemd unit
   debhelper dh-python pybuild-plugin-pyproject python3-all dpkg-dev fakeroot lintian
   rpm rpmlint systemd
