@@ -140,9 +140,11 @@ def open_vswitch(prefix: str, work: Path, flows: Path) -> Iterator[LoadedSwitch]
         loaded = timed(lambda: flow_tool("add-flows", [str(flows)]))
         time.sleep(1)
         pid = int((ovs.dir / "ovs-vswitchd.pid").read_text().strip())
-        yield LoadedSwitch(
-            lab, loaded, rss_kib(pid), flow_tool, lambda name: ovs.vsctl("add-port", bridge, name)
-        )
+
+        def add_port(name: str) -> None:
+            ovs.vsctl("add-port", bridge, name)
+
+        yield LoadedSwitch(lab, loaded, rss_kib(pid), flow_tool, add_port)
     finally:
         ovs.stop()
         lab.cleanup()

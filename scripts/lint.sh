@@ -4,7 +4,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 VPY=.venv/bin/python
 $VPY -m ruff check ovs_runtime lab fleet tests bench roles scripts
-$VPY -m mypy ovs_runtime lab fleet
+$VPY -m mypy ovs_runtime lab fleet bench
 mapfile -t scripts < <(git ls-files '*.sh' .ci/run)
 shellcheck "${scripts[@]}"
 # Roles and playbooks: yamllint, and ansible-lint's production profile.

@@ -176,7 +176,7 @@ class RawPort:
 
     def drain(self, settle: float = 0.15) -> list[bytes]:
         time.sleep(settle)
-        frames = []
+        frames: list[bytes] = []
         while True:
             try:
                 data, anc, _flags, addr = self.sock.recvmsg(65535, socket.CMSG_SPACE(20))
