@@ -6,13 +6,18 @@ host ``a`` to host ``b``'s MAC and address, port 9, where a socket that never re
 takes them (a full socket drops what arrives: the frames go as far as ``b``'s UDP
 layer), from a transmit ring, on one core it binds itself to. The
 figure is how many frames per second ``b``'s interface received (its ``rx_packets``,
-read with pyroute2), after a second of warm-up. Unlike iperf3's, this figure does not
-depend on how the scheduler shares two cores between a sender, a receiver and the
-switch: the generator has a core, the switch has the other.
+read with pyroute2), after a second of warm-up: the forwarding rate at the maximum
+offered load (RFC 2889's term; not RFC 2544's zero-loss throughput). Unlike iperf3's,
+this figure does not depend on a receiving application's share of the CPUs: trafgen
+binds itself to one core, and the scheduler runs the switch on the other (neither
+switch is pinned). The kernel's receive into the switch's socket runs on the
+generator's core, the switch's transmit and the far namespace's receive on the
+switch's.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -72,37 +77,57 @@ def udp_frame(src_mac: str, dst_mac: str, src_ip: str, dst_ip: str) -> str:
 
 def delivered_pps(lab: NetnsLab, seconds: int, src_ip: str, dst_ip: str) -> float:
     """Frames per second that reached ``b`` while ``a`` sent at full speed."""
-    lab.run("b", "ping", "-c", "1", "-W", "1", src_ip)  # the switch learns where b is
-    # A socket that never reads: datagrams end in its full buffer, not in ICMP errors
-    # (whose route look-ups would cost more than the forwarding being measured).
-    sink = lab.popen("b", sys.executable, "-c", SINK.format(address=dst_ip, port=UDP_DISCARD))
+    if not lab.ping("b", src_ip, count=1):  # the switch learns where b is
+        raise RuntimeError(f"b cannot reach {src_ip}: nothing to measure")
     src_mac, _ = _link(lab, "a")
     dst_mac, _ = _link(lab, "b")
-    with tempfile.NamedTemporaryFile("w", suffix=".cfg", delete=False) as conf:
-        conf.write(udp_frame(src_mac, dst_mac, src_ip, dst_ip))
-    # trafgen signals its whole process group when it stops: give it one of its own.
-    generator = subprocess.Popen(
-        [
-            *("nsenter", f"--net=/run/netns/{lab.hosts['a'].ns}"),
-            *("trafgen", "--in", conf.name, "--out", "eth0", "--cpus", "1", "--no-sock-mem"),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        start_new_session=True,
-    )
-    try:
+    with contextlib.ExitStack() as cleanup:
+        # A socket that never reads: datagrams end in its full buffer, not in ICMP errors
+        # (whose route look-ups would cost more than the forwarding being measured).
+        sink = lab.popen("b", sys.executable, "-c", SINK.format(address=dst_ip, port=UDP_DISCARD))
+        cleanup.callback(_stop, sink, signal.SIGKILL)
+        with tempfile.NamedTemporaryFile("w", suffix=".cfg", delete=False) as conf:
+            conf.write(udp_frame(src_mac, dst_mac, src_ip, dst_ip))
+        cleanup.callback(Path(conf.name).unlink, missing_ok=True)
+        # trafgen signals its whole process group when it stops: give it one of its own.
+        generator = subprocess.Popen(
+            [
+                *("nsenter", f"--net=/run/netns/{lab.hosts['a'].ns}"),
+                *("trafgen", "--in", conf.name, "--out", "eth0", "--cpus", "1", "--no-sock-mem"),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
+        )
+        cleanup.callback(_stop, generator, signal.SIGKILL, group=True)  # if still running
         time.sleep(WARM_UP)
         _, before = _link(lab, "b")
         started = time.monotonic()
         time.sleep(seconds)
         _, after = _link(lab, "b")
         elapsed = time.monotonic() - started
-    finally:
-        os.killpg(generator.pid, signal.SIGINT)
-        _, errors = generator.communicate(timeout=10)
-        Path(conf.name).unlink()
-        sink.kill()
-        sink.wait()
-    if generator.returncode not in (0, -signal.SIGINT):
-        raise RuntimeError(f"trafgen failed ({generator.returncode}): {errors.decode()[-300:]}")
+        _stop(generator, signal.SIGINT, group=True)
+        if generator.returncode not in (0, -signal.SIGINT):
+            errors = generator.stderr.read() if generator.stderr else b""
+            raise RuntimeError(f"trafgen failed ({generator.returncode}): {errors.decode()[-300:]}")
     return (after - before) / elapsed
+
+
+def _stop(
+    process: subprocess.Popen[bytes] | subprocess.Popen[str], sig: int, group: bool = False
+) -> None:
+    """Signal a process (or its whole group) unless it has ended, and reap it; a process
+    that ignores the signal for 10 s is killed."""
+    if process.poll() is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        if group:
+            os.killpg(process.pid, sig)
+        else:
+            process.send_signal(sig)
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL) if group else process.kill()
+        process.wait()

@@ -222,8 +222,15 @@ def test_a_bridge_with_thousands_of_rules_survives_a_restart(tmp_path: Path) -> 
         ],
     }
     assert not errors(db.transact([*inserts, mutate]))
-    one_more = dict(mutate, mutations=[["flow_rules", "delete", ["set", []]]])
-    assert not errors(db.transact([one_more]))
+    # One rule more and one fewer: the stored text is then built by difference from the
+    # one printed before.
+    first = select(db, "Bridge", columns=["flow_rules"])[0]["flow_rules"][1][0]
+    swap = [
+        {"op": "insert", "table": "Flow_Rule", "uuid-name": "extra", "row": {"priority": 9}},
+        dict(mutate, mutations=[["flow_rules", "insert", ["named-uuid", "extra"]]]),
+        dict(mutate, mutations=[["flow_rules", "delete", first]]),
+    ]
+    assert not errors(db.transact(swap))
     before = select(db, "Bridge", columns=["flow_rules", "ports"])
     db.close()
     reopened = open_database(load_schema(), str(tmp_path))
