@@ -120,14 +120,19 @@ def _stop(
     that ignores the signal for 10 s is killed."""
     if process.poll() is not None:
         return
+    _signal(process, sig, group)
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        _signal(process, signal.SIGKILL, group)
+        process.wait()
+
+
+def _signal(
+    process: subprocess.Popen[bytes] | subprocess.Popen[str], sig: int, group: bool
+) -> None:
     with contextlib.suppress(ProcessLookupError):
         if group:
             os.killpg(process.pid, sig)
         else:
             process.send_signal(sig)
-    try:
-        process.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL) if group else process.kill()
-        process.wait()

@@ -3,6 +3,7 @@ means or letting a bad value through (no root)."""
 
 from __future__ import annotations
 
+import json
 import random
 import sys
 import uuid
@@ -63,14 +64,19 @@ def test_defaults_are_built_once_per_type() -> None:
     assert default_datum(required).to_json() == 0
 
 
-@pytest.mark.parametrize("size", [0, 1, 2, 300])
-def test_uuid_sets_print_as_the_ovs_library_prints_them(size: int) -> None:
+def random_uuid_set(size: int) -> Datum:
+    """A set of ``size`` random UUIDs (seeded by its size)."""
     rng = random.Random(size)
     type_ = Type(BaseType(ovs.db.types.UuidType), n_min=0, n_max=sys.maxsize)
     atoms = {
         Atom(ovs.db.types.UuidType, uuid.UUID(int=rng.getrandbits(128))): None for _ in range(size)
     }
-    datum = Datum(type_, atoms)
+    return Datum(type_, atoms)
+
+
+@pytest.mark.parametrize("size", [0, 1, 2, 300])
+def test_uuid_sets_print_as_the_ovs_library_prints_them(size: int) -> None:
+    datum = random_uuid_set(size)
     assert datum_json(datum) == datum.to_json()
 
 
@@ -178,14 +184,7 @@ def test_rows_print_as_the_ovs_library_prints_them(tmp_path: Path) -> None:
 @pytest.mark.parametrize("size", [0, 1, 1023, 1024, 3000])
 def test_stored_uuid_sets_are_the_json_of_the_set(size: int) -> None:
     """Large UUID sets go to storage as pre-built text: the same JSON, whatever its size."""
-    import json
-
-    rng = random.Random(size)
-    type_ = Type(BaseType(ovs.db.types.UuidType), n_min=0, n_max=sys.maxsize)
-    atoms = {
-        Atom(ovs.db.types.UuidType, uuid.UUID(int=rng.getrandbits(128))): None for _ in range(size)
-    }
-    datum = Datum(type_, atoms)
+    datum = random_uuid_set(size)
     row = {
         "flow_rules": stored_json(datum),
         "name": "br0",
