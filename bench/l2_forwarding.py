@@ -15,6 +15,7 @@ offloads at their defaults.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import statistics
 import sys
@@ -61,6 +62,25 @@ def iperf(
     finally:
         server.kill()
         server.wait()
+
+
+def udp_counters(lab: NetnsLab, host: str) -> tuple[int, int]:
+    """The host's UDP datagrams queued to sockets, and those dropped because the
+    socket's receive buffer was full (``/proc/net/snmp``'s ``Udp`` line)."""
+    lines = lab.run(host, "cat", "/proc/net/snmp", check=True).stdout.splitlines()
+    names, values = (line.split()[1:] for line in lines if line.startswith("Udp:"))
+    udp = dict(zip(names, map(int, values), strict=True))
+    return udp["InDatagrams"], udp["RcvbufErrors"]
+
+
+def socket_drop_share(lab: NetnsLab, host: str, run: Callable[[], float]) -> tuple[float, float]:
+    """``run()``'s figure, and the percentage of the UDP datagrams that reached ``host``'s
+    sockets meanwhile which were dropped there, the buffer being full."""
+    read_before, dropped_before = udp_counters(lab, host)
+    figure = run()
+    read_after, dropped_after = udp_counters(lab, host)
+    read, dropped = read_after - read_before, dropped_after - dropped_before
+    return figure, 100.0 * dropped / max(1, read + dropped)
 
 
 def two_hosts(prefix: str) -> NetnsLab:
@@ -150,20 +170,22 @@ def compare(
     title: str,
     measure: Measure = iperf,
     blast: Capacity | None = None,
+    receiver: str = "b",
 ) -> None:
     """Each path, ``runs`` times in turn: TCP and 64-byte UDP (and with ``blast`` the
     64-byte capacity); then the medians and their ratios to Open vSwitch.
-    ``measure(lab, udp, seconds)`` runs one iperf3."""
+    ``measure(lab, udp, seconds)`` runs one iperf3; ``receiver`` is its server's host,
+    whose socket-buffer drops are reported beside the 64-byte figure."""
     results: dict[str, dict[str, list[float]]] = {}
     with tempfile.TemporaryDirectory(prefix=f"ovsr-{prefix}-") as tmp:
         for run in range(runs):
             for number, (label, factory) in enumerate(paths.items()):
                 with factory(f"{prefix}{run}", Path(tmp) / f"{run}-{number}") as lab:  # type: ignore[attr-defined]
                     assert isinstance(lab, NetnsLab)
-                    figures = {
-                        "tcp": measure(lab, False, seconds),
-                        "pps": measure(lab, True, seconds),
-                    }
+                    figures = {"tcp": measure(lab, False, seconds)}
+                    figures["pps"], figures["drop"] = socket_drop_share(
+                        lab, receiver, functools.partial(measure, lab, True, seconds)
+                    )
                     if blast is not None:
                         figures["cap"] = blast(lab, seconds)
                 entry = results.setdefault(label, {})
@@ -171,7 +193,8 @@ def compare(
                     entry.setdefault(metric, []).append(value)
                 line = (
                     f"run {run + 1}: {label:<26} TCP {figures['tcp']:6.2f} Gbit/s   64-byte UDP "
-                    f"{figures['pps'] / 1000:7.1f} kpps"
+                    f"{figures['pps'] / 1000:7.1f} kpps ({figures['drop']:2.0f}% of what reached "
+                    "the receiving socket dropped there)"
                 )
                 if "cap" in figures:
                     line += f"   64-byte capacity {figures['cap'] / 1000:7.1f} kpps"
@@ -180,12 +203,15 @@ def compare(
     ovs = med["Open vSwitch 3.1 netdev"]
     print()
     print(f"medians of {runs} runs, {seconds} s each{title}")
-    head = f"{'path':<26} {'TCP Gbit/s':>10} {'vs OVS':>7} {'64B kpps':>9} {'vs OVS':>7}"
+    head = (
+        f"{'path':<26} {'TCP Gbit/s':>10} {'vs OVS':>7} {'64B kpps':>9} {'vs OVS':>7} "
+        f"{'socket drops':>12}"
+    )
     print(head + (f" {'64B capacity kpps':>18} {'vs OVS':>7}" if blast is not None else ""))
     for label, m in med.items():
         row = (
             f"{label:<26} {m['tcp']:>10.2f} {m['tcp'] / ovs['tcp']:>6.2f}x "
-            f"{m['pps'] / 1000:>9.1f} {m['pps'] / ovs['pps']:>6.2f}x"
+            f"{m['pps'] / 1000:>9.1f} {m['pps'] / ovs['pps']:>6.2f}x {m['drop']:>11.0f}%"
         )
         if blast is not None:
             row += f" {m['cap'] / 1000:>18.1f} {m['cap'] / ovs['cap']:>6.2f}x"

@@ -143,7 +143,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--seconds", type=int, default=5)
     args = parser.parse_args(argv)
-    compare(SWITCHES, args.runs, args.seconds, "bx", ", VM to VM over VXLAN", measure=iperf)
+    title = ", VM to VM over VXLAN"
+    compare(SWITCHES, args.runs, args.seconds, "bx", title, measure=iperf, receiver="vmb")
     return 0
 
 
