@@ -10,9 +10,10 @@ classifier holds them, in three masks), beneath which standalone mode's
 the delivered packets/s are the median of ``--runs``. Also reported: how long loading
 the file took (``ovsr add-flows`` / ``ovs-ofctl add-flows``), each daemon's resident
 memory afterwards, then how long ``dump-flows`` of the full table takes (output to a
-pipe), one more ``add-flow`` into it, an ovs-vsctl-style ``add-port`` of a port with
-no device (``ovsr`` / ``ovs-vsctl``, both waiting until the daemon has applied it), and
-``del-flows`` of the whole table. Open vSwitch runs its userspace (netdev) datapath.
+pipe), one more ``add-flow`` into it, a ``del-flows`` whose filter selects that one rule
+(each switch tests every rule against it), an ovs-vsctl-style ``add-port`` of a port
+with no device (``ovsr`` / ``ovs-vsctl``, both waiting until the daemon has applied it),
+and ``del-flows`` of the whole table. Open vSwitch runs its userspace (netdev) datapath.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from tests.daemon_process import DaemonProcess
 from tests.netns_lab import NetnsLab
 
 ONE_MORE_RULE = "priority=5,udp,nw_src=203.0.113.251,tp_dst=9,actions=drop"
+ONE_RULE_FILTER = "udp,nw_src=203.0.113.251"  # selects that rule alone (the file's stop at .249)
 
 
 @dataclass
@@ -170,6 +172,7 @@ def main(argv: list[str] | None = None) -> int:
                     rates = [pps(switch.lab, args.seconds) for _ in range(args.runs)]
                     dump = timed(lambda: switch.flow_tool("dump-flows", []))
                     add_one = timed(lambda: switch.flow_tool("add-flow", [ONE_MORE_RULE]))
+                    del_one = timed(lambda: switch.flow_tool("del-flows", [ONE_RULE_FILTER]))
                     add_port = timed(lambda: switch.add_port("bfnodev"))
                     delete = timed(lambda: switch.flow_tool("del-flows", []))
                 m = table[(label, count)] = {
@@ -178,6 +181,7 @@ def main(argv: list[str] | None = None) -> int:
                     "rss_mib": switch.rss_kib / 1024,
                     "dump_s": dump,
                     "add_one_s": add_one,
+                    "del_one_s": del_one,
                     "add_port_s": add_port,
                     "delete_s": delete,
                 }
@@ -186,14 +190,15 @@ def main(argv: list[str] | None = None) -> int:
                     f"(runs: {', '.join(f'{r / 1000:.1f}' for r in rates)}), add-flows "
                     f"{m['load_s']:6.2f} s, RSS {m['rss_mib']:6.1f} MiB, dump-flows "
                     f"{dump:5.2f} s, one more add-flow "
-                    f"{add_one:5.2f} s, add-port {add_port:5.2f} s, del-flows {delete:6.2f} s",
+                    f"{add_one:5.2f} s, del-flows of it by match {del_one:5.2f} s, add-port "
+                    f"{add_port:5.2f} s, del-flows {delete:6.2f} s",
                     flush=True,
                 )
     print()
     print(f"medians of {args.runs} runs, {args.seconds} s each; 64-byte UDP, 4 streams")
     header = f"{'rules':>7} {'switch':<24} {'kpps':>8} {'vs fewest':>10} {'vs OVS':>7}"
     header += f" {'add-flows s':>11} {'RSS MiB':>8} {'dump s':>7} {'+1 rule s':>9}"
-    print(f"{header} {'add-port s':>10} {'del-flows s':>11}")
+    print(f"{header} {'-1 by match s':>13} {'add-port s':>10} {'del-flows s':>11}")
     for count in counts:
         for label in SWITCHES:
             m = table[(label, count)]
@@ -202,8 +207,8 @@ def main(argv: list[str] | None = None) -> int:
             print(
                 f"{count:>7} {label:<24} {m['pps'] / 1000:>8.1f} {m['pps'] / base:>9.2f}x "
                 f"{m['pps'] / ovs:>6.2f}x {m['load_s']:>11.2f} {m['rss_mib']:>8.1f} "
-                f"{m['dump_s']:>7.2f} {m['add_one_s']:>9.2f} {m['add_port_s']:>10.2f} "
-                f"{m['delete_s']:>11.2f}"
+                f"{m['dump_s']:>7.2f} {m['add_one_s']:>9.2f} {m['del_one_s']:>13.2f} "
+                f"{m['add_port_s']:>10.2f} {m['delete_s']:>11.2f}"
             )
     return 0
 

@@ -43,6 +43,7 @@ FLOW_COMMANDS = {
 OFFLINE_COMMANDS = {"check-flows"}  # need no daemon
 FLOW_OPTIONS = {"del-flows": {"--strict"}, "mod-flows": {"--strict"}, "replace-flows": {"--check"}}
 ROW_COLUMNS = COLUMNS  # the rule columns of a Flow_Rule row
+NO_RULES = [["_uuid", "==", ["uuid", str(uuid.UUID(int=0))]]]  # a condition no rule meets
 
 
 class FlowCommandError(Exception):
@@ -366,12 +367,11 @@ def run_flow_command(
     """Returns (data for --format json, text lines)."""
     strict = bool(opts.get("strict"))
     comment = " ".join([name, *args])
-    no_rules = [["_uuid", "==", ["uuid", str(uuid.UUID(int=0))]]]
     if name == "trace":
-        view = load(client, args[0], rule_where=no_rules)
+        view = load(client, args[0], rule_where=NO_RULES)
         return trace(client, view, args[1])
     if name == "add-flow":
-        ports = load(client, args[0], rule_where=no_rules)
+        ports = load(client, args[0], rule_where=NO_RULES)
         rule = flow_syntax.parse_rule(args[1], ports.resolve_port)
         same = [
             ["table", "==", rule.table],
@@ -382,10 +382,12 @@ def run_flow_command(
         return data, []
     if name == "del-flows" and not strict and (len(args) == 1 or not args[1].strip()):
         # Every rule: no need to read 100,000 rows only to name them all again.
-        view = load(client, args[0], rule_where=no_rules)
+        view = load(client, args[0], rule_where=NO_RULES)
         held = write(client, view, [], [], {}, wait, comment, clear=True)[0]["rows"][0]
         count = len(_set(held["flow_rules"]))
         return {"bridge": view.name, "deleted": count}, [f"{view.name}: {count} rule(s) deleted"]
+    if name in ("mod-flows", "del-flows", "dump-flows"):
+        return _filtered_command(client, name, args, strict, wait, comment)
     view = load(client, args[0])
     if name == "add-flows":
         rules = flow_syntax.parse_file(_read_file(args[1]), view.resolve_port, args[1])
@@ -408,12 +410,31 @@ def run_flow_command(
             f"{view.name}: {data['added']} added, {data['changed']} changed, "
             f"{data['removed']} removed, {data['unchanged']} unchanged"
         ]
+    raise FlowCommandError(f"unknown flow command {name}")
+
+
+def _filtered_command(
+    client: OvsdbClient, name: str, args: list[str], strict: bool, wait: bool, comment: str
+) -> tuple[Any, list[str]]:
+    """mod-flows, del-flows and dump-flows: the rules a filter selects, then the change
+    or the listing."""
+    view = load(client, args[0], rule_where=NO_RULES)
+    text = args[1] if len(args) > 1 else ""
+    rule = None
     if name == "mod-flows":
-        rule = flow_syntax.parse_rule(args[1], view.resolve_port)
+        rule = flow_syntax.parse_rule(text, view.resolve_port)
         flt = FlowFilter(
-            rule.match, table=rule.table if "table=" in args[1] else None, priority=rule.priority
+            rule.match, table=rule.table if "table=" in text else None, priority=rule.priority
         )
+    else:
+        flt = flow_syntax.parse_filter(text, view.resolve_port)
+    chosen = select_in_daemon(client, view, flt, strict)
+    if chosen is None:  # a daemon without ovsr/select-flows: read and test every rule
+        view = load(client, args[0])
         chosen = _selected(view, flt, strict)
+    if name == "dump-flows":
+        return dump(client, view, flt, chosen)
+    if rule is not None:
         updates = {}
         for u in chosen:
             old = view.rule(u)
@@ -422,7 +443,7 @@ def run_flow_command(
                 old.priority,
                 old.match,
                 rule.actions,
-                rule.cookie if "cookie=" in args[1] else old.cookie,
+                rule.cookie if "cookie=" in text else old.cookie,
                 old.idle_timeout,
                 old.hard_timeout,
             )
@@ -430,17 +451,30 @@ def run_flow_command(
         return {"bridge": view.name, "modified": len(updates)}, [
             f"{view.name}: {len(updates)} rule(s) modified"
         ]
-    if name == "del-flows":
-        flt = flow_syntax.parse_filter(args[1] if len(args) > 1 else "", view.resolve_port)
-        chosen = _selected(view, flt, strict)
-        write(client, view, [], chosen, {}, wait, comment)
-        return {"bridge": view.name, "deleted": len(chosen)}, [
-            f"{view.name}: {len(chosen)} rule(s) deleted"
-        ]
-    if name == "dump-flows":
-        flt = flow_syntax.parse_filter(args[1] if len(args) > 1 else "", view.resolve_port)
-        return dump(client, view, flt)
-    raise FlowCommandError(f"unknown flow command {name}")
+    write(client, view, [], chosen, {}, wait, comment)
+    return {"bridge": view.name, "deleted": len(chosen)}, [
+        f"{view.name}: {len(chosen)} rule(s) deleted"
+    ]
+
+
+def select_in_daemon(
+    client: OvsdbClient, view: BridgeRules, flt: FlowFilter, strict: bool
+) -> list[str] | None:
+    """The UUIDs of the rules ``flt`` selects, chosen by the daemon from the rules it
+    holds parsed (``ovsr/select-flows``), with their rows added to ``view``; None when
+    the daemon cannot choose (an older daemon, or a filter it reads differently)."""
+    try:
+        result = client.call(
+            "ovsr/select-flows", [view.name, flow_syntax.format_filter(flt), strict]
+        )
+    except ClientError:
+        return None
+    chosen = []
+    for row in _rows(result):
+        row_uuid = row["_uuid"][1]
+        view.rows[row_uuid] = row
+        chosen.append(row_uuid)
+    return chosen
 
 
 def check_flows(args: list[str]) -> tuple[Any, list[str]]:
@@ -482,13 +516,17 @@ def _new(view: BridgeRules, insert: list[FlowRule]) -> int:
     return sum(1 for r in insert if _text_identity(r) not in identities)
 
 
-def dump(client: OvsdbClient, view: BridgeRules, flt: FlowFilter) -> tuple[Any, list[str]]:
+def dump(
+    client: OvsdbClient, view: BridgeRules, flt: FlowFilter, chosen: list[str]
+) -> tuple[Any, list[str]]:
+    """The ``chosen`` rules (those ``flt`` selects) with their counters, and the implicit
+    default rule of a standalone bridge if ``flt`` selects it."""
     try:
         stats = {s["uuid"]: s for s in client.call("ovsr/flow-stats", [view.name])}
     except ClientError:  # no datapath (--datapath none): rules without counters
         stats = {}
     rows: list[tuple[dict[str, Any], Any, str | None]] = [
-        (view.rows[u], stats.get(u, {}), u) for u in _selected(view, flt, strict=False)
+        (view.rows[u], stats.get(u, {}), u) for u in chosen
     ]
     implicit = stats.get(None)
     if implicit is not None:

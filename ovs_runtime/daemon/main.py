@@ -36,6 +36,7 @@ from ovs_runtime.bridge.tunnel_config import check_tunnels
 from ovs_runtime.bridge.unsupported_features import check_unsupported_features
 from ovs_runtime.daemon import config as daemon_config
 from ovs_runtime.daemon import run_lock, systemd_notify
+from ovs_runtime.daemon.flow_selection import select_flows
 from ovs_runtime.daemon.heap import HeapKeeper
 from ovs_runtime.daemon.managers import ManagerListeners, manager_check
 from ovs_runtime.datapath.fd_store import FdStore
@@ -354,6 +355,9 @@ class Daemon:
         server.extra_methods["ovsr/bond-set-active"] = bond_set_active
         server.extra_methods["ovsr/flow-stats"] = flow_stats
         server.extra_methods["ovsr/trace"] = trace
+        server.extra_methods["ovsr/select-flows"] = lambda params: select_flows(
+            server.db.tables, params
+        )
         server.extra_methods["ovsr/dpif-show"] = lambda params: need_datapath().describe()
 
     async def _watchdog(self, interval: float) -> None:

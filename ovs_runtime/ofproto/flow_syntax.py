@@ -81,6 +81,19 @@ class FlowFilter:
         return self.match.covers(rule.match)
 
 
+def format_filter(flt: FlowFilter) -> str:
+    """The filter as text ``parse_filter`` reads back to an equal filter, ports named."""
+    parts = [] if flt.table is None else [f"table={flt.table}"]
+    if flt.priority is not None:
+        parts.append(f"priority={flt.priority}")
+    if flt.cookie is not None:
+        parts.append(f"cookie={flt.cookie[0]:#x}/{flt.cookie[1]:#x}")
+    if flt.out_port is not None:
+        parts.append(f"out_port={flt.out_port}")
+    match = flow_match.format_match(flt.match)
+    return ",".join([*parts, match] if match else parts)
+
+
 def _outputs(actions: tuple[Action, ...]) -> set[str]:
     return {a[1] for a in actions if a[0] == "output"}
 
