@@ -85,7 +85,7 @@ def delivered_pps(lab: NetnsLab, seconds: int, src_ip: str, dst_ip: str) -> floa
         # A socket that never reads: datagrams end in its full buffer, not in ICMP errors
         # (whose route look-ups would cost more than the forwarding being measured).
         sink = lab.popen("b", sys.executable, "-c", SINK.format(address=dst_ip, port=UDP_DISCARD))
-        cleanup.callback(_stop, sink, signal.SIGKILL)
+        cleanup.callback(stop_process, sink, signal.SIGKILL)
         with tempfile.NamedTemporaryFile("w", suffix=".cfg", delete=False) as conf:
             conf.write(udp_frame(src_mac, dst_mac, src_ip, dst_ip))
         cleanup.callback(Path(conf.name).unlink, missing_ok=True)
@@ -99,21 +99,21 @@ def delivered_pps(lab: NetnsLab, seconds: int, src_ip: str, dst_ip: str) -> floa
             stderr=subprocess.PIPE,
             start_new_session=True,
         )
-        cleanup.callback(_stop, generator, signal.SIGKILL, group=True)  # if still running
+        cleanup.callback(stop_process, generator, signal.SIGKILL, group=True)  # if still running
         time.sleep(WARM_UP)
         _, before = _link(lab, "b")
         started = time.monotonic()
         time.sleep(seconds)
         _, after = _link(lab, "b")
         elapsed = time.monotonic() - started
-        _stop(generator, signal.SIGINT, group=True)
+        stop_process(generator, signal.SIGINT, group=True)
         if generator.returncode not in (0, -signal.SIGINT):
             errors = generator.stderr.read() if generator.stderr else b""
             raise RuntimeError(f"trafgen failed ({generator.returncode}): {errors.decode()[-300:]}")
     return (after - before) / elapsed
 
 
-def _stop(
+def stop_process(
     process: subprocess.Popen[bytes] | subprocess.Popen[str], sig: int, group: bool = False
 ) -> None:
     """Signal a process (or its whole group) unless it has ended, and reap it; a process

@@ -29,6 +29,7 @@ from pyroute2 import IPRoute, NetNS
 
 from bench import frame_blaster
 from bench.ovs_netdev import OvsNetdev
+from bench.round_trip import round_trip_us
 from tests.daemon_process import DaemonProcess
 from tests.netns_lab import NetnsLab
 
@@ -155,11 +156,18 @@ PATHS: dict[str, Callable[[str, Path], object]] = {
 
 Measure = Callable[[NetnsLab, bool, int], float]
 Capacity = Callable[[NetnsLab, int], float]
+Latency = Callable[[NetnsLab], tuple[float, float]]
+ROUND_TRIPS = 5000
 
 
 def capacity(lab: NetnsLab, seconds: int) -> float:
     """64-byte frames per second delivered from a to b with trafgen sending."""
     return frame_blaster.delivered_pps(lab, seconds, f"{NET}1", f"{NET}2")
+
+
+def latency(lab: NetnsLab) -> tuple[float, float]:
+    """Median and 99th-percentile UDP round trip a -> b -> a, in microseconds."""
+    return round_trip_us(lab, ROUND_TRIPS, "a", "b", f"{NET}2")
 
 
 def compare(
@@ -171,9 +179,11 @@ def compare(
     measure: Measure = iperf,
     blast: Capacity | None = None,
     receiver: str = "b",
+    rtt: Latency | None = None,
 ) -> None:
     """Each path, ``runs`` times in turn: TCP and 64-byte UDP (and with ``blast`` the
-    64-byte capacity); then the medians and their ratios to Open vSwitch.
+    64-byte capacity, with ``rtt`` the round-trip latency); then the medians and their
+    ratios to Open vSwitch.
     ``measure(lab, udp, seconds)`` runs one iperf3; ``receiver`` is its server's host,
     whose socket-buffer drops are reported beside the 64-byte figure."""
     results: dict[str, dict[str, list[float]]] = {}
@@ -188,6 +198,8 @@ def compare(
                     )
                     if blast is not None:
                         figures["cap"] = blast(lab, seconds)
+                    if rtt is not None:
+                        figures["rtt"], figures["p99"] = rtt(lab)
                 entry = results.setdefault(label, {})
                 for metric, value in figures.items():
                     entry.setdefault(metric, []).append(value)
@@ -198,6 +210,8 @@ def compare(
                 )
                 if "cap" in figures:
                     line += f"   64-byte capacity {figures['cap'] / 1000:7.1f} kpps"
+                if "rtt" in figures:
+                    line += f"   round trip {figures['rtt']:5.0f} us (p99 {figures['p99']:5.0f})"
                 print(line, flush=True)
     med = {k: {m: statistics.median(v) for m, v in d.items()} for k, d in results.items()}
     ovs = med["Open vSwitch 3.1 netdev"]
@@ -207,7 +221,8 @@ def compare(
         f"{'path':<26} {'TCP Gbit/s':>10} {'vs OVS':>7} {'64B kpps':>9} {'vs OVS':>7} "
         f"{'socket drops':>12}"
     )
-    print(head + (f" {'64B capacity kpps':>18} {'vs OVS':>7}" if blast is not None else ""))
+    head += f" {'64B capacity kpps':>18} {'vs OVS':>7}" if blast is not None else ""
+    print(head + (f" {'RTT us':>7} {'vs OVS':>7} {'p99 us':>7}" if rtt is not None else ""))
     for label, m in med.items():
         row = (
             f"{label:<26} {m['tcp']:>10.2f} {m['tcp'] / ovs['tcp']:>6.2f}x "
@@ -215,6 +230,8 @@ def compare(
         )
         if blast is not None:
             row += f" {m['cap'] / 1000:>18.1f} {m['cap'] / ovs['cap']:>6.2f}x"
+        if rtt is not None:
+            row += f" {m['rtt']:>7.0f} {m['rtt'] / ovs['rtt']:>6.2f}x {m['p99']:>7.0f}"
         print(row)
 
 
@@ -223,7 +240,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--seconds", type=int, default=5)
     args = parser.parse_args(argv)
-    compare(PATHS, args.runs, args.seconds, "bn", "", blast=capacity)
+    compare(PATHS, args.runs, args.seconds, "bn", "", blast=capacity, rtt=latency)
     return 0
 
 
