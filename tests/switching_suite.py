@@ -42,7 +42,7 @@ class Harness(Protocol):
         self, ports: dict[str, dict[str, Any]], bridge: dict[str, Any] | None = None
     ) -> None:
         """Ports a..d with Port columns (tag, trunks, vlan_mode, protected), and the
-        bridge's columns (flood_vlans)."""
+        bridge's columns (flood_vlans, other_config)."""
 
     def send(self, port: str, raw: bytes) -> None: ...
 
@@ -201,6 +201,37 @@ def check_flood_vlans(h: Harness) -> None:
     assert got["a"] == [((), b"hello again")], got
 
 
+STP_BPDU = bytes.fromhex("0180c2000000")
+LLDP = bytes.fromhex("0180c200000e")
+CDP = bytes.fromhex("01000ccccccc")
+
+
+def check_reserved_destinations(h: Harness) -> None:
+    """Frames to addresses a bridge must never forward (STP, LLDP, Cisco's CDP...) are
+    dropped and teach nothing; with ``other_config:forward-bpdu=true`` they flood like
+    any multicast. Their neighbours in the address space (01:80:c2:00:00:10) always do."""
+    ports = {"a": {}, "b": {}, "c": {}, "d": {}}
+    h.configure(ports, {"other_config": {}})
+    h.received()
+    for dst, body in ((STP_BPDU, b"stp"), (LLDP, b"lldp"), (CDP, b"cdp")):
+        h.send("a", frame(dst, mac(1), body))
+    h.send("a", frame(bytes.fromhex("0180c2000010"), mac(1), b"not reserved"))
+    got = payloads(h)
+    assert got["b"] == got["c"] == got["d"] == [((), b"not reserved")], got
+    h.send("c", frame(STP_BPDU, mac(5), b"a bpdu from mac 5"))
+    h.send("a", frame(mac(5), mac(1), b"to mac 5"))
+    got = payloads(h)
+    # Still unknown, so flooded: had the BPDU taught mac 5, only c would get it.
+    assert got["b"] == got["c"] == got["d"] == [((), b"to mac 5")], got
+    h.configure(ports, {"other_config": {"forward-bpdu": "true"}})
+    h.received()
+    h.send("a", frame(STP_BPDU, mac(1), b"stp forwarded"))
+    h.send("d", frame(LLDP, mac(4), b"lldp forwarded"))
+    got = {port: sorted(frames) for port, frames in payloads(h).items()}  # two inputs
+    assert got["b"] == got["c"] == [((), b"lldp forwarded"), ((), b"stp forwarded")], got
+    assert got["a"] == [((), b"lldp forwarded")] and got["d"] == [((), b"stp forwarded")], got
+
+
 SCENARIOS = [
     check_learning_and_flooding,
     check_access_isolation,
@@ -210,6 +241,7 @@ SCENARIOS = [
     check_priority_tag_over_a_tag_is_dropped,
     check_protected_ports,
     check_flood_vlans,
+    check_reserved_destinations,
 ]
 # Scenarios where ovs-runtime differs from Open vSwitch on purpose (each says why).
 STRICTER_THAN_OVS = [check_priority_tag_over_a_tag_is_dropped]

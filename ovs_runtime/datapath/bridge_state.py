@@ -113,7 +113,8 @@ class BridgeState:
     # -- configuration ----------------------------------------------------------------
 
     def configure(self, other_config: dict[str, str]) -> list[str]:
-        """Apply ``mac-aging-time`` and ``mac-table-size``; returns problems to log."""
+        """Apply ``mac-aging-time``, ``mac-table-size`` and ``forward-bpdu``; returns
+        problems to log."""
         problems = []
         aging, size = DEFAULT_AGING, DEFAULT_SIZE
         try:
@@ -136,6 +137,13 @@ class BridgeState:
                 f"positive integer; using {DEFAULT_SIZE}"
             )
             size = DEFAULT_SIZE
+        forward_bpdu = other_config.get("forward-bpdu", "false").lower()
+        if forward_bpdu not in ("true", "false"):
+            problems.append(
+                f"bridge {self.name}: other_config:forward-bpdu must be true or false, "
+                f"not {other_config['forward-bpdu']!r}; using false"
+            )
+        self.normal.set_forward_bpdu(forward_bpdu == "true")
         table = self.normal.mac_table
         if (table.aging, table.max_entries) != (aging, size):
             table.configure(aging, size)

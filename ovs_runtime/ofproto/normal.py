@@ -18,7 +18,12 @@ from dataclasses import dataclass, field
 
 from ovs_runtime.ofproto.mac_table import MacTable
 from ovs_runtime.ofproto.vlan import DROP, PortVlan
-from ovs_runtime.packet.ethernet import VLAN_TPIDS, L2Header, is_multicast
+from ovs_runtime.packet.ethernet import (
+    RESERVED_DESTINATIONS,
+    VLAN_TPIDS,
+    L2Header,
+    is_multicast,
+)
 
 Outputs = tuple[tuple[int, int | None], ...]
 
@@ -37,6 +42,7 @@ class NormalBridge:
     last_drop: str = ""  # the reason of the latest DROP, for the pipeline and its trace
     bundle_of: dict[int, int] = field(default_factory=dict)  # bond member -> the bond
     bond_backups: set[int] = field(default_factory=set)  # members whose frames are dropped
+    forward_bpdu: bool = False  # forward frames to reserved addresses (other_config)
 
     def _drop(self, reason: str) -> None:
         self.drops[reason] += 1
@@ -68,6 +74,14 @@ class NormalBridge:
         if vlans != self.flood_vlans:
             self.flood_vlans = frozenset(vlans)
             self.mac_table.forget_vlans(self.flood_vlans)
+            self.config_generation += 1
+            self.mac_table.generation += 1
+
+    def set_forward_bpdu(self, forward: bool) -> None:
+        """``other_config:forward-bpdu``: whether frames to reserved addresses (STP,
+        LACP, LLDP...) are switched like any multicast instead of dropped."""
+        if forward != self.forward_bpdu:
+            self.forward_bpdu = forward
             self.config_generation += 1
             self.mac_table.generation += 1
 
@@ -130,6 +144,10 @@ class NormalBridge:
             in_port = self.bundle_of[in_port]
         vlan = self.input_vlan(in_port, hdr)
         if vlan == DROP:
+            return DROP, ()
+        if hdr.dst in RESERVED_DESTINATIONS and not self.forward_bpdu:
+            # As OVS: a bridge never forwards these (nor learns from them), unless told to.
+            self._drop("reserved-destination")
             return DROP, ()
         learning = vlan not in self.flood_vlans
         if not is_multicast(hdr.src):

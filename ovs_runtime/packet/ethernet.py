@@ -40,6 +40,28 @@ def is_multicast(mac: bytes) -> bool:
     return bool(mac[0] & 1)
 
 
+def _macs(*values: int) -> frozenset[bytes]:
+    return frozenset(value.to_bytes(6, "big") for value in values)
+
+
+# Destinations a bridge must never forward, the set Open vSwitch's NORMAL drops unless
+# the bridge has other_config:forward-bpdu=true: IEEE 802.1D's reserved block
+# 01:80:c2:00:00:00-0f (STP, pause, LACP and the other slow protocols, 802.1X, LLDP...),
+# Extreme's EDP and EAPS, and Cisco's ISL, CDP/VTP/DTP/PAgP/UDLD, PVST+, Uplink Fast and
+# CFM addresses.
+RESERVED_DESTINATIONS = _macs(
+    *range(0x0180C2000000, 0x0180C2000010),
+    0x00E02B000000,
+    0x00E02B000004,
+    0x00E02B000006,
+    0x01000C000000,
+    0x01000CCCCCCC,
+    0x01000CCCCCCD,
+    0x01000CCDCDCD,
+    *range(0x01000CCCCCC0, 0x01000CCCCCC8),
+)
+
+
 def parse_l2(frame: bytes) -> L2Header:
     n = len(frame)
     if n < ETH_MIN_FRAME:

@@ -44,6 +44,8 @@ class OvsHarness(VethHarness):
     ) -> None:
         flood_vlans = ",".join(str(v) for v in (bridge or {}).get("flood_vlans", ()))
         args = ["--", "set", "Bridge", self.bridge, f"flood_vlans=[{flood_vlans}]"]
+        forward_bpdu = (bridge or {}).get("other_config", {}).get("forward-bpdu", "false")
+        args += ["--", "set", "Bridge", self.bridge, f"other_config:forward-bpdu={forward_bpdu}"]
         for name, config in ports.items():
             port = self.ports[name]
             args += ["--", "clear", "Port", port, "tag", "trunks", "vlan_mode"]

@@ -28,7 +28,9 @@ class MemoryHarness:
         self, ports: dict[str, dict[str, Any]], bridge: dict[str, Any] | None = None
     ) -> None:
         if bridge is not None:
-            self.dp.configure_bridge("br0", {}, frozenset(bridge.get("flood_vlans", ())))
+            self.dp.configure_bridge(
+                "br0", bridge.get("other_config", {}), frozenset(bridge.get("flood_vlans", ()))
+            )
         for n, (name, cfg) in enumerate(sorted(ports.items()), 1):
             spec = PortSpec(
                 uuid.uuid4(),
@@ -127,3 +129,25 @@ def test_flood_vlans_learn_nothing_even_from_cached_decisions() -> None:
         h.now += REFRESH_INTERVAL + 1
     table = h.dp.bridges["br0"].normal.mac_table
     assert {vlan for vlan, _mac in table.entries} == {20}, table.entries
+
+
+def test_reserved_destinations_are_counted_and_a_bad_forward_bpdu_is_named(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    h = MemoryHarness()
+    h.configure({"a": {}, "b": {}})
+    bpdu = switching_suite.frame(switching_suite.STP_BPDU, switching_suite.mac(1), b"stp")
+    for _ in range(3):  # the second and third are cache hits, counted all the same
+        h.send("a", bpdu)
+    assert h.received()["b"] == []
+    assert h.dp.bridges["br0"].cache.hits >= 2
+    assert h.dp.bridges["br0"].normal.drops["reserved-destination"] == 3
+    assert h.netdevs["a"].stats.rx_dropped == 3
+    with caplog.at_level("WARNING"):
+        h.dp.configure_bridge("br0", {"forward-bpdu": "yes"})
+    assert "other_config:forward-bpdu must be true or false, not 'yes'; using false" in caplog.text
+    h.send("a", bpdu)
+    assert h.received()["b"] == [], "a value that is not true forwards nothing"
+    h.dp.configure_bridge("br0", {"forward-bpdu": "TRUE"})
+    h.send("a", bpdu)
+    assert h.received()["b"] == [bpdu], "the cached drop was revalidated"
