@@ -13,13 +13,18 @@ active member's carrier goes down another takes over.
   for a member makes the bond read its carrier at once, and it is read every 100 ms
   besides) or ``miimon``, with ``bond-miimon-interval`` (ms, default 200) as how often
   the carrier is read, and no notifications.
-- ``lacp``: only ``off`` (or empty); ``bond_fake_iface``: only ``false``.
+- ``lacp``: ``off`` (the default), ``active`` or ``passive`` (``datapath.lacp``), with
+  ``other_config:lacp-time`` (``slow``, the default, or ``fast``),
+  ``lacp-fallback-ab`` (``false``, the default, or ``true``), ``lacp-system-id`` (a
+  MAC; the bridge's by default) and ``lacp-system-priority`` (1 to 65535; 65534 by
+  default, as OVS gives a bond). ``bond_fake_iface``: only ``false``.
 
 ``check_bonds`` is the commit check; ``bond_from_row`` reads a stored port.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,6 +34,9 @@ DEFAULT_MODE = "active-backup"
 DETECT_MODES = {"carrier", "miimon"}
 CARRIER_POLL_MS = 100  # how often carrier detection reads each member's link state
 DEFAULT_MIIMON_MS = 200
+LACP_MODES = ("off", "active", "passive")
+DEFAULT_LACP_SYSTEM_PRIORITY = 65534  # OVS's for a port with several interfaces
+MAC_PATTERN = re.compile(r"[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}")
 
 
 class BondConfigError(ValueError):
@@ -43,6 +51,21 @@ class BondSpec:
     primary: str | None = None
     poll_ms: int = CARRIER_POLL_MS
     notified: bool = True  # carrier mode: link notifications wake it (miimon: polls only)
+    lacp: str = "off"  # off, active or passive
+    lacp_fast: bool = False
+    lacp_fallback_ab: bool = False
+    lacp_system_id: str | None = None  # a MAC; None: the bridge's
+    lacp_system_priority: int = DEFAULT_LACP_SYSTEM_PRIORITY
+
+    def lacp_settings(self) -> tuple[Any, ...]:
+        """What a running bond cannot change in place (its LACP is rebuilt instead)."""
+        return (
+            self.lacp,
+            self.lacp_fast,
+            self.lacp_fallback_ab,
+            self.lacp_system_id,
+            self.lacp_system_priority,
+        )
 
 
 def bond_from_row(row: Any, what: str) -> BondSpec:
@@ -76,11 +99,8 @@ def bond_spec(
             "ovs-runtime (balance-slb and balance-tcp are not); use bond_mode=active-backup"
         )
     lacp = lacp or "off"
-    if lacp != "off":
-        raise BondConfigError(
-            f"{what}: lacp={lacp}: LACP is not implemented by ovs-runtime; only lacp=off "
-            "(an active-backup bond needs no cooperation from the upstream switch)"
-        )
+    if lacp not in LACP_MODES:
+        raise BondConfigError(f"{what}: lacp={lacp}: must be active, passive or off")
     if fake_iface:
         raise BondConfigError(
             f"{what}: bond_fake_iface=true: fake bond interfaces are not implemented; only false"
@@ -112,7 +132,44 @@ def bond_spec(
         config.get("bond-primary"),
         poll_ms,
         notified=detect == "carrier",
+        lacp=lacp,
+        **_lacp_options(what, config),
     )
+
+
+def _lacp_options(what: str, config: dict[str, str]) -> dict[str, Any]:
+    """The LACP keys of a bond port's other_config, checked (used when lacp is on)."""
+    time_text = config.get("lacp-time", "slow")
+    if time_text not in ("fast", "slow"):
+        raise BondConfigError(f"{what}: other_config:lacp-time={time_text}: must be fast or slow")
+    fallback = config.get("lacp-fallback-ab", "false")
+    if fallback not in ("true", "false"):
+        raise BondConfigError(
+            f"{what}: other_config:lacp-fallback-ab={fallback}: must be true or false"
+        )
+    system_id = config.get("lacp-system-id")
+    if system_id is not None and (
+        not MAC_PATTERN.fullmatch(system_id) or int(system_id.replace(":", ""), 16) == 0
+    ):
+        raise BondConfigError(
+            f"{what}: other_config:lacp-system-id={system_id}: must be a non-zero Ethernet "
+            "address such as 02:00:00:00:00:01"
+        )
+    priority_text = config.get("lacp-system-priority", str(DEFAULT_LACP_SYSTEM_PRIORITY))
+    try:
+        priority = int(priority_text)
+        if not 1 <= priority <= 65535:
+            raise ValueError
+    except ValueError:
+        raise BondConfigError(
+            f"{what}: other_config:lacp-system-priority={priority_text}: must be 1 to 65535"
+        ) from None
+    return {
+        "lacp_fast": time_text == "fast",
+        "lacp_fallback_ab": fallback == "true",
+        "lacp_system_id": system_id.lower() if system_id else None,
+        "lacp_system_priority": priority,
+    }
 
 
 BOND_COLUMNS = ("bond_mode", "lacp", "bond_fake_iface", "bond_updelay", "bond_downdelay")

@@ -68,6 +68,7 @@ STATUS_COLUMNS = frozenset(
         "mac_in_use",
         "datapath_id",
         "bond_active_slave",
+        "lacp_current",
     }
 )
 
@@ -594,6 +595,7 @@ def _status_row(state: InterfaceState) -> dict[str, Any]:
         "mtu": optional(state.mtu),
         "ifindex": optional(state.ifindex),
         "mac_in_use": optional(state.mac_in_use),
+        "lacp_current": optional(state.lacp_current),
         "statistics": ["map", sorted([k, v] for k, v in state.statistics.items())],
         "status": ["map", sorted([k, v] for k, v in state.status.items())],
     }

@@ -1,6 +1,6 @@
 """Commands that ask the running datapath rather than the database (like ovs-appctl):
-``fdb-show``, ``fdb-flush``, ``dpif-show``, ``qos-show``, ``bond-show`` and
-``bond-set-active``."""
+``fdb-show``, ``fdb-flush``, ``dpif-show``, ``qos-show``, ``bond-show``,
+``bond-set-active`` and ``lacp-show``."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ INSPECT_COMMANDS = {
     "qos-show": (1, 1, "qos-show PORT"),
     "bond-show": (0, 1, "bond-show [PORT]"),
     "bond-set-active": (2, 2, "bond-set-active PORT MEMBER"),
+    "lacp-show": (0, 1, "lacp-show [PORT]"),
 }
 
 
@@ -45,6 +46,8 @@ def run_inspect(client: OvsdbClient, name: str, args: list[str]) -> tuple[Any, l
         return result, lines
     if name in ("bond-show", "bond-set-active"):
         return result, _bond_lines(result)
+    if name == "lacp-show":
+        return result, _lacp_lines(result)
     if name == "confirm":
         return result, [f"confirmed {result['confirmed']}: the change stays"]
     return result, _dpif_lines(result)
@@ -60,7 +63,7 @@ def _bond_lines(bonds: dict[str, Any]) -> list[str]:
             f"bond_mode: {bond['bond_mode']}",
             f"updelay: {bond['updelay']} ms",
             f"downdelay: {bond['downdelay']} ms",
-            "lacp_status: off",
+            f"lacp_status: {bond.get('lacp_status', 'off')}",
             f"active-backup primary: {bond['primary'] or '<none>'}",
             f"active member mac: {bond['active_member_mac'] or '00:00:00:00:00:00'}"
             f"({active or 'none'})",
@@ -75,6 +78,43 @@ def _bond_lines(bonds: dict[str, Any]) -> list[str]:
                 lines.append(f"  error: {info['error']}")
         lines.append("")
     return lines or ["no bonds"]
+
+
+def _lacp_lines(bonds: dict[str, Any]) -> list[str]:
+    """As ``ovs-appctl lacp/show`` prints them."""
+    lines: list[str] = []
+    for name, lacp in sorted(bonds.items()):
+        lines += [
+            f"---- {name} ----",
+            f"  status: {lacp['mode']} {lacp['status']}",
+            f"  sys_id: {lacp['system_id']}",
+            f"  sys_priority: {lacp['system_priority']}",
+            f"  aggregation key: {lacp['aggregation_key']}",
+            f"  lacp_time: {lacp['lacp_time']}",
+            f"  fallback to active-backup: {'true' if lacp['fallback_ab'] else 'false'}",
+        ]
+        for member, info in lacp["members"].items():
+            attached = "attached" if info["attached"] else "detached"
+            lines += [
+                "",
+                f"member: {member}: {info['status']} {attached}",
+                f"  port_id: {info['port_id']}",
+                f"  port_priority: {info['port_priority']}",
+                f"  may_enable: {'true' if info['may_enable'] else 'false'}",
+                f"  actor state: {' '.join(info['actor_state'])}",
+                "",
+                f"  partner sys_id: {info['partner_system_id']}",
+                f"  partner sys_priority: {info['partner_system_priority']}",
+                f"  partner port_id: {info['partner_port_id']}",
+                f"  partner port_priority: {info['partner_port_priority']}",
+                f"  partner key: {info['partner_key']}",
+                f"  partner state: {' '.join(info['partner_state'])}",
+                f"  PDUs received: {info['rx_pdus']}, sent: {info['tx_pdus']}, "
+                f"malformed: {info['rx_errors']}"
+                + (f" (last: {info['last_error']})" if info["last_error"] else ""),
+            ]
+        lines.append("")
+    return lines or ["no bonds run LACP"]
 
 
 def _dpif_lines(data: dict[str, Any]) -> list[str]:

@@ -302,6 +302,14 @@ class Daemon:
             except KeyError as exc:
                 raise RpcError("unknown port", str(exc.args[0])) from None
 
+        def lacp_show(params: list[Any]) -> Any:
+            if len(params) > 1 or not all(isinstance(p, str) for p in params):
+                raise RpcError("syntax error", "expected [] or [bond port name]")
+            try:
+                return need_datapath().lacp_show(params[0] if params else None)
+            except KeyError as exc:
+                raise RpcError("unknown port", str(exc.args[0])) from None
+
         def bond_set_active(params: list[Any]) -> Any:
             if len(params) != 2 or not all(isinstance(p, str) for p in params):
                 raise RpcError("syntax error", "expected [bond port name, member name]")
@@ -353,6 +361,7 @@ class Daemon:
         server.extra_methods["ovsr/qos-show"] = qos_show
         server.extra_methods["ovsr/bond-show"] = bond_show
         server.extra_methods["ovsr/bond-set-active"] = bond_set_active
+        server.extra_methods["ovsr/lacp-show"] = lacp_show
         server.extra_methods["ovsr/flow-stats"] = flow_stats
         server.extra_methods["ovsr/trace"] = trace
         server.extra_methods["ovsr/select-flows"] = lambda params: select_flows(

@@ -19,6 +19,13 @@ As in OVS's ``active-backup`` mode:
 - after a change of active member, a RARP "learning packet" for every MAC the bridge
   learned elsewhere goes out of the new active member, so upstream switches move those
   MACs to the new link at once rather than when they next send.
+
+With ``lacp=active`` or ``passive`` (``datapath.lacp``) a member must also be in the
+aggregate LACP negotiated (attached, and in sync at the other end) to be enabled. The
+bond still transmits on one active member, but receives on every enabled member: the
+other end spreads its traffic over the whole aggregate, as 802.1AX lets it. With
+nothing negotiated, no member is enabled unless ``lacp-fallback-ab`` is true, which
+makes the bond plain active-backup until LACP speaks.
 """
 
 from __future__ import annotations
@@ -28,7 +35,9 @@ from typing import TYPE_CHECKING, Any
 
 from ovs_runtime.bridge.bond_config import BondSpec
 from ovs_runtime.datapath import vnet_header
+from ovs_runtime.datapath.lacp import BondLacp, LacpSettings, MemberLacp
 from ovs_runtime.netdev import link
+from ovs_runtime.packet import lacpdu
 from ovs_runtime.packet.announce import rarp_announcement
 
 if TYPE_CHECKING:
@@ -43,6 +52,7 @@ class BondMember:
     enabled: bool = False
     carrier_since: float | None = None  # when the carrier last differed from ``enabled``
     vanished: bool = False  # its device is gone (not merely down): disabled at once
+    lacp: MemberLacp | None = None
 
     @property
     def name(self) -> str:
@@ -68,6 +78,52 @@ class BondState:
     learning_packets: int = 0
     events: list[str] = field(default_factory=list)  # for the daemon's log
     preferred_mac: str | None = None  # the stored active member's MAC, kept at start
+    lacp: BondLacp | None = None
+    usable_ofports: frozenset[int] = frozenset()  # members NORMAL takes frames from
+    announced: BondMember | None = None  # the member learning packets last went out of
+
+    def start_lacp(self, system: bytes) -> None:
+        """LACP as the spec asks (nothing when lacp=off); ``system``: the bridge's MAC,
+        unless ``lacp-system-id`` names another."""
+        spec = self.spec
+        if spec.lacp == "off":
+            self.lacp = None
+            return
+        if spec.lacp_system_id:
+            system = bytes.fromhex(spec.lacp_system_id.replace(":", ""))
+        settings = LacpSettings(
+            spec.lacp == "active",
+            spec.lacp_fast,
+            system,
+            spec.lacp_system_priority,
+            spec.lacp_fallback_ab,
+        )
+        for member in self.members:
+            member.lacp = MemberLacp(member.name, port=member.handle.ofport)
+        self.lacp = BondLacp(settings, [m.lacp for m in self.members if m.lacp])
+
+    def usable(self, member: BondMember) -> bool:
+        """Enabled, and (with LACP) in the negotiated aggregate."""
+        if not member.enabled:
+            return False
+        return self.lacp is None or member.lacp is None or self.lacp.may_enable(member.lacp)
+
+    def lacp_received(self, member: BondMember, frame: bytes, now: float) -> None:
+        if self.lacp is not None and member.lacp is not None:
+            if self.lacp.receive(member.lacp, frame, now):
+                self.last_poll = float("-inf")  # choose again on the next loop iteration
+
+    def lacp_frames(self, now: float) -> list[tuple[BondMember, bytes]]:
+        """The LACPDUs due now, as frames from each member's own MAC."""
+        if self.lacp is None:
+            return []
+        by_state = {id(m.lacp): m for m in self.members}
+        frames = []
+        for state, pdu in self.lacp.transmissions(now):
+            member = by_state[id(state)]
+            mac = member.mac() or "00:00:00:00:00:00"
+            frames.append((member, lacpdu.encode(bytes.fromhex(mac.replace(":", "")), pdu)))
+        return frames
 
     def due(self, now: float) -> bool:
         return now - self.last_poll >= self.spec.poll_ms / 1000.0
@@ -92,6 +148,11 @@ class BondState:
                 self.events.append(
                     f"bond {self.port.name}: member {member.name} {'enabled' if up else 'disabled'}"
                 )
+        if self.lacp is not None:
+            for member in self.members:
+                if member.lacp is not None:
+                    self.lacp.set_carrier(member.lacp, member.carrier())
+            self.lacp.expire(now)
         if not any(m.enabled for m in self.members):
             # Nothing else would carry traffic: skip updelay (the stored active first).
             stored = [
@@ -105,17 +166,20 @@ class BondState:
                         "member is, so without waiting for updelay)"
                     )
                     break
-        return self._choose()
+        usable = frozenset(m.handle.ofport for m in self.members if self.usable(m))
+        changed = usable != self.usable_ofports
+        self.usable_ofports = usable
+        return self._choose() or changed
 
     def _choose(self) -> bool:
         """As OVS: an enabled primary; else the active member while it is enabled; else
         the member stored as active (a restart keeps it); else the first enabled."""
-        enabled = [m for m in self.members if m.enabled]
+        enabled = [m for m in self.members if self.usable(m)]
         primary = next((m for m in enabled if m.name == self.spec.primary), None)
         stored = [m for m in enabled if self.preferred_mac and m.mac() == self.preferred_mac]
         if primary is not None:
             chosen: BondMember | None = primary
-        elif self.active is not None and self.active.enabled:
+        elif self.active is not None and self.usable(self.active):
             chosen = self.active
         else:
             chosen = stored[0] if stored else (enabled[0] if enabled else None)
@@ -148,11 +212,12 @@ class BondState:
         if member is None:
             names = ", ".join(m.name for m in self.members)
             raise KeyError(f"bond {self.port.name} has no member {name} (members: {names})")
-        if not member.enabled:
-            raise ValueError(f"bond {self.port.name}: member {name} is disabled (no carrier)")
+        if not self.usable(member):
+            why = "no carrier" if not member.enabled else "not in the LACP aggregate"
+            raise ValueError(f"bond {self.port.name}: member {name} is disabled ({why})")
         primary = self.spec.primary
         if primary not in (None, name) and any(
-            m.enabled and m.name == primary for m in self.members
+            self.usable(m) and m.name == primary for m in self.members
         ):
             raise ValueError(
                 f"bond {self.port.name}: primary {primary} is enabled and takes traffic back "
@@ -168,7 +233,10 @@ class BondState:
             self.failovers += 1
 
     def backup_ofports(self) -> set[int]:
-        """Member port numbers whose frames NORMAL drops: all but the active one."""
+        """Member port numbers whose frames NORMAL drops: all but the active one; with
+        LACP negotiated, those outside the aggregate (the other end uses them all)."""
+        if self.lacp is not None and self.lacp.negotiated:
+            return {m.handle.ofport for m in self.members if not self.usable(m)}
         return {m.handle.ofport for m in self.members if m is not self.active}
 
     def learning_frames(self, entries: list[tuple[int, bytes, int]]) -> list[tuple[bytes, bytes]]:
@@ -196,10 +264,15 @@ class BondState:
             "active_member_mac": self.active_mac(),
             "failovers": self.failovers,
             "learning_packets": self.learning_packets,
+            "lacp": self.spec.lacp,
+            "lacp_status": (
+                "off" if self.lacp is None else self.lacp.describe()["status"]
+            ),
             "members": {
                 m.name: {
                     "ofport": m.handle.ofport,
-                    "enabled": m.enabled,
+                    "enabled": self.usable(m),
+                    "lacp_current": None if m.lacp is None else m.lacp.status == "current",
                     "carrier": m.carrier(),
                     "active": m is active,
                     "error": m.handle.error,

@@ -30,6 +30,7 @@ class InterfaceState:
     mac_in_use: str | None = None
     statistics: dict[str, int] = field(default_factory=dict)
     status: dict[str, str] = field(default_factory=dict)  # Interface.status (tunnels)
+    lacp_current: bool | None = None  # an LACP bond member's: is its partner's PDU fresh?
 
 
 class DatapathProvider(Protocol):

@@ -68,6 +68,7 @@ from ovs_runtime.packet.ethernet import (
     pop_vlan,
     push_vlan,
 )
+from ovs_runtime.packet.lacpdu import is_lacpdu
 from ovs_runtime.packet.offload import OffloadError, complete_frame
 from ovs_runtime.packet.rewrite import rewrite
 
@@ -251,12 +252,19 @@ class UserspaceDatapath:
         netflow = bridge.netflow
         ipfix = bridge.ipfix
         nd_guard = handle.nd_guard
+        bond_port = handle.member_of
+        lacp_bond = bond_port.bond if bond_port is not None else None
+        if lacp_bond is not None and lacp_bond.lacp is None:
+            lacp_bond = None
         hits = 0
         # Frames for a single output, unchanged, are gathered per port and handed over
         # in one call at the end (or before anything else is sent, to keep order).
         pending: dict[PortHandle, list[tuple[bytes, bytes]]] = {}
         for packet in packets:
             header, frame = packet
+            if lacp_bond is not None and is_lacpdu(frame):  # LACP's own, never switched
+                self._lacp_received(lacp_bond, handle, frame, now)
+                continue
             if nd_guard is not None:  # Neighbour Discovery is checked frame by frame
                 nd_drop = nd_violation(nd_guard, frame)
                 if nd_drop:
@@ -322,6 +330,12 @@ class UserspaceDatapath:
         cache.hits += hits
         if pending:
             self._send_pending(pending)
+
+    @staticmethod
+    def _lacp_received(bond: BondState, handle: PortHandle, frame: bytes, now: float) -> None:
+        member = next((m for m in bond.members if m.handle is handle), None)
+        if member is not None:
+            bond.lacp_received(member, frame, now)
 
     def _send_pending(self, pending: dict[PortHandle, list[tuple[bytes, bytes]]]) -> None:
         for out, queue in pending.items():
@@ -574,6 +588,16 @@ class UserspaceDatapath:
         if bond.poll(now):
             self._failed_over(bond, now)
         self._log_bond_events(bond)
+        for member, frame in bond.lacp_frames(now):
+            netdev = member.handle.netdev
+            if netdev is None:
+                continue
+            try:
+                netdev.send(vnet_header.EMPTY, frame)
+            except NetdevGone as exc:
+                self._port_failed(member.handle, str(exc))
+                continue
+            self.dirty.add(netdev)
 
     @staticmethod
     def _log_bond_events(bond: BondState) -> None:
@@ -590,8 +614,9 @@ class UserspaceDatapath:
         state.normal.set_bond(bond.port.ofport, members, bond.backup_ofports())
         self._log_bond_events(bond)
         netdev = bond.port.netdev
-        if netdev is None:
+        if netdev is None or bond.announced is bond.active:
             return
+        bond.announced = bond.active
         table = state.normal.mac_table
         entries = [
             (vid, mac, entry.port)
@@ -730,11 +755,25 @@ class UserspaceDatapath:
                 self._attach(member.handle)
             if member.handle.error:
                 errors.append(member.handle.error)
+        bond.start_lacp(self._bridge_mac(state, members))
         self.bonds.append(bond)
         self._watch_links()
         bond.poll(self.clock())
         self._failed_over(bond, self.clock())  # (NORMAL learns the members either way)
         return errors[0] if errors else None
+
+    @staticmethod
+    def _bridge_mac(state: BridgeState, members: list[BondMember]) -> bytes:
+        """The bridge's MAC (its local port's), else the first member's: LACP's
+        system ID."""
+        local = state.ports.get(state.name)
+        candidates = [local.netdev] if local is not None and local.netdev is not None else []
+        candidates += [m.handle.netdev for m in members if m.handle.netdev is not None]
+        for netdev in candidates:
+            mac = netdev.status().mac
+            if mac and mac != "00:00:00:00:00:00":
+                return bytes.fromhex(mac.replace(":", ""))
+        return bytes.fromhex("020000000001")
 
     def _remove_bond(self, state: BridgeState, bond_port: PortHandle) -> None:
         bond = bond_port.bond
@@ -762,7 +801,12 @@ class UserspaceDatapath:
             handle = state.ports.get(port.name)
             kind = port.interfaces[0].type if port.interfaces else ""
             if handle is not None and handle.bond is not None:
-                if handle.spec.interfaces == port.interfaces and len(port.interfaces) > 1:
+                old_lacp = (handle.spec.bond or BondSpec()).lacp_settings()
+                if (
+                    handle.spec.interfaces == port.interfaces
+                    and len(port.interfaces) > 1
+                    and (port.bond or BondSpec()).lacp_settings() == old_lacp
+                ):
                     return self._update_bond(state, handle, port)
                 self.remove_port(bridge, port.name)
                 return self.add_port(bridge, port, ofport, member_ofports)
@@ -875,6 +919,7 @@ class UserspaceDatapath:
                         mac_in_use=status.mac,
                         statistics=netdev.stats.as_dict(),
                         status=status.extra,
+                        lacp_current=_lacp_current(handle),
                     )
         return states
 
@@ -889,6 +934,16 @@ class UserspaceDatapath:
         if port is not None:
             if port not in bonds:
                 raise KeyError(f"no bond named {port}")
+            return {port: bonds[port]}
+        return bonds
+
+    def lacp_show(self, port: str | None) -> dict[str, Any]:
+        """Every LACP bond's negotiation (or one bond's), as ``ovs-appctl lacp/show``."""
+        with self.lock:
+            bonds = {b.port.name: b.lacp.describe() for b in self.bonds if b.lacp is not None}
+        if port is not None:
+            if port not in bonds:
+                raise KeyError(f"no bond named {port} runs LACP")
             return {port: bonds[port]}
         return bonds
 
@@ -1258,3 +1313,12 @@ def _retag(header: bytes, frame: bytes, op: int, vid: int) -> tuple[bytes, bytes
         return vnet_header.shifted(header, 4), push_vlan(frame, vid)
     tci = (frame[14] << 8) | frame[15]
     return header, frame[:14] + struct.pack("!H", (tci & 0xF000) | vid) + frame[16:]
+
+
+def _lacp_current(handle: PortHandle) -> bool | None:
+    """``Interface.lacp_current`` of a member of an LACP bond (None for others)."""
+    bond = handle.member_of.bond if handle.member_of is not None else None
+    if bond is None or bond.lacp is None:
+        return None
+    member = next((m for m in bond.members if m.handle is handle), None)
+    return None if member is None or member.lacp is None else member.lacp.status == "current"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.integration.switch_fixtures import lab, switch  # noqa: F401  (fixtures)
+from tests.integration.switch_fixtures import lab, ovs, switch  # noqa: F401  (fixtures)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

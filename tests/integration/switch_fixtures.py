@@ -1,5 +1,6 @@
 """Fixtures for real-traffic switching tests: a daemon running the userspace datapath,
-and namespaces wired to it. Everything is removed afterwards, even on failure."""
+namespaces wired to it, and Open vSwitch itself to compare with. Everything is removed
+afterwards, even on failure."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from typing import Any
 import pytest
 import yaml
 
+from bench.ovs_netdev import OvsNetdev
 from tests.daemon_process import DaemonProcess
 from tests.netns_lab import NetnsLab, RawPort, unique_prefix
 
@@ -33,6 +35,17 @@ def switch(tmp_path: Path) -> Iterator[DaemonProcess]:
     finally:
         proc.stop()
         print(proc.log()[-3000:])
+
+
+@pytest.fixture
+def ovs(tmp_path: Path) -> Iterator[OvsNetdev]:
+    """Open vSwitch 3.1 (ovsdb-server and ovs-vswitchd in a private directory)."""
+    switch = OvsNetdev(tmp_path / "ovs")
+    try:
+        switch.start()
+        yield switch
+    finally:
+        switch.stop()
 
 
 def wait_attached(daemon: DaemonProcess, names: list[str], timeout: float = 10.0) -> None:

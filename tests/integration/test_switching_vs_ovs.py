@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -60,16 +58,6 @@ class OvsHarness(VethHarness):
                 args += ["--", "set", "Port", port, f"vlan_mode={config['vlan_mode']}"]
         self.ovs.vsctl(*args)  # (waits until ovs-vswitchd has applied it)
         self.ovs.appctl("fdb/flush", self.bridge)
-
-
-@pytest.fixture
-def ovs(tmp_path: Path) -> Iterator[OvsNetdev]:
-    switch = OvsNetdev(tmp_path / "ovs")
-    try:
-        switch.start()
-        yield switch
-    finally:
-        switch.stop()
 
 
 SHARED = [s for s in switching_suite.SCENARIOS if s not in switching_suite.STRICTER_THAN_OVS]

@@ -359,7 +359,22 @@ def test_a_bond_is_read_from_the_database(tmp_path: Path) -> None:
     [
         ({"bond_mode": "balance-slb"}, "bond_mode=balance-slb: only active-backup"),
         ({"bond_mode": "balance-tcp"}, "bond_mode=balance-tcp: only active-backup"),
-        ({"lacp": "active"}, "lacp=active: LACP is not implemented"),
+        (
+            {"lacp": "active", "other_config": ["map", [["lacp-time", "medium"]]]},
+            "other_config:lacp-time=medium: must be fast or slow",
+        ),
+        (
+            {"other_config": ["map", [["lacp-fallback-ab", "yes"]]]},
+            "other_config:lacp-fallback-ab=yes: must be true or false",
+        ),
+        (
+            {"other_config": ["map", [["lacp-system-id", "00:00:00:00:00:00"]]]},
+            "lacp-system-id=00:00:00:00:00:00: must be a non-zero Ethernet address",
+        ),
+        (
+            {"other_config": ["map", [["lacp-system-priority", "0"]]]},
+            "other_config:lacp-system-priority=0: must be 1 to 65535",
+        ),
         ({"bond_fake_iface": True}, "bond_fake_iface=true"),
         ({"bond_updelay": -1}, "bond_updelay=-1: must be 0 to 3600000 milliseconds"),
         (
