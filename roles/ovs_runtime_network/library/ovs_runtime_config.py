@@ -68,6 +68,16 @@ EXAMPLES = r"""
             bond_updelay: 200
             other_config: {move-addresses: "true", bond-primary: eth1}
     confirm_timeout: 60
+
+- name: An LACP bond to a switch's port-channel, active-backup until the switch speaks
+  ovs_runtime_config:
+    bridges:
+      br0:
+        ports:
+          bond0:
+            interfaces: [eth1, eth2]
+            lacp: active
+            other_config: {lacp-time: fast, lacp-fallback-ab: "true"}
 """
 
 RETURN = r"""
