@@ -57,15 +57,6 @@ class BondSpec:
     lacp_system_id: str | None = None  # a MAC; None: the bridge's
     lacp_system_priority: int = DEFAULT_LACP_SYSTEM_PRIORITY
 
-    def lacp_settings(self) -> tuple[Any, ...]:
-        """What a running bond cannot change in place (its LACP is rebuilt instead)."""
-        return (
-            self.lacp,
-            self.lacp_fast,
-            self.lacp_fallback_ab,
-            self.lacp_system_id,
-            self.lacp_system_priority,
-        )
 
 
 def bond_from_row(row: Any, what: str) -> BondSpec:
@@ -133,12 +124,13 @@ def bond_spec(
         poll_ms,
         notified=detect == "carrier",
         lacp=lacp,
-        **_lacp_options(what, config),
+        **(_lacp_options(what, config) if lacp != "off" else {}),
     )
 
 
 def _lacp_options(what: str, config: dict[str, str]) -> dict[str, Any]:
-    """The LACP keys of a bond port's other_config, checked (used when lacp is on)."""
+    """The LACP keys of a bond port's other_config, checked. With lacp=off they are
+    ignored, as OVS ignores them, so a stray key never blocks a port's changes."""
     time_text = config.get("lacp-time", "slow")
     if time_text not in ("fast", "slow"):
         raise BondConfigError(f"{what}: other_config:lacp-time={time_text}: must be fast or slow")

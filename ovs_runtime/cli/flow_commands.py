@@ -467,8 +467,10 @@ def select_in_daemon(
         result = client.call(
             "ovsr/select-flows", [view.name, flow_syntax.format_filter(flt), strict]
         )
-    except ClientError:
-        return None
+    except ClientError as exc:
+        if str(exc).startswith("ovsr/select-flows failed:"):  # the daemon's answer: no
+            return None
+        raise  # the connection failed: reading every rule would fail the same way
     chosen = []
     for row in _rows(result):
         row_uuid = row["_uuid"][1]

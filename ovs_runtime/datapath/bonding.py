@@ -79,28 +79,41 @@ class BondState:
     events: list[str] = field(default_factory=list)  # for the daemon's log
     preferred_mac: str | None = None  # the stored active member's MAC, kept at start
     lacp: BondLacp | None = None
-    usable_ofports: frozenset[int] = frozenset()  # members NORMAL takes frames from
+    bridge_mac: bytes = bytes(6)  # LACP's system ID unless lacp-system-id names another
+    # What NORMAL was last told: the members it takes frames from, and those it drops.
+    admitted: tuple[frozenset[int], frozenset[int]] = (frozenset(), frozenset())
     announced: BondMember | None = None  # the member learning packets last went out of
 
-    def start_lacp(self, system: bytes) -> None:
-        """LACP as the spec asks (nothing when lacp=off); ``system``: the bridge's MAC,
-        unless ``lacp-system-id`` names another."""
+    def start_lacp(self, bridge_mac: bytes) -> None:
+        """LACP as the spec asks (nothing when lacp=off)."""
+        self.bridge_mac = bridge_mac
+        self._configure_lacp()
+
+    def _lacp_settings(self) -> LacpSettings:
         spec = self.spec
-        if spec.lacp == "off":
-            self.lacp = None
-            return
+        system = self.bridge_mac
         if spec.lacp_system_id:
             system = bytes.fromhex(spec.lacp_system_id.replace(":", ""))
-        settings = LacpSettings(
+        return LacpSettings(
             spec.lacp == "active",
             spec.lacp_fast,
             system,
             spec.lacp_system_priority,
             spec.lacp_fallback_ab,
         )
-        for member in self.members:
-            member.lacp = MemberLacp(member.name, port=member.handle.ofport)
-        self.lacp = BondLacp(settings, [m.lacp for m in self.members if m.lacp])
+
+    def _configure_lacp(self) -> None:
+        """Start, stop or re-set LACP in place: what members heard is kept."""
+        if self.spec.lacp == "off":
+            self.lacp = None
+            for member in self.members:
+                member.lacp = None
+        elif self.lacp is None:
+            for member in self.members:
+                member.lacp = MemberLacp(member.name, port=member.handle.ofport)
+            self.lacp = BondLacp(self._lacp_settings(), [m.lacp for m in self.members if m.lacp])
+        else:
+            self.lacp.configure(self._lacp_settings())
 
     def usable(self, member: BondMember) -> bool:
         """Enabled, and (with LACP) in the negotiated aggregate."""
@@ -126,7 +139,10 @@ class BondState:
         return frames
 
     def due(self, now: float) -> bool:
-        return now - self.last_poll >= self.spec.poll_ms / 1000.0
+        if now - self.last_poll >= self.spec.poll_ms / 1000.0:
+            return True
+        # LACP's timers do not wait for a slow miimon poll.
+        return self.lacp is not None and self.lacp.next_event() <= now
 
     def poll(self, now: float) -> bool:
         """Read every member's carrier, apply the delays and choose the active member;
@@ -151,7 +167,7 @@ class BondState:
         if self.lacp is not None:
             for member in self.members:
                 if member.lacp is not None:
-                    self.lacp.set_carrier(member.lacp, member.carrier())
+                    self.lacp.set_carrier(member.lacp, member.carrier(), now)
             self.lacp.expire(now)
         if not any(m.enabled for m in self.members):
             # Nothing else would carry traffic: skip updelay (the stored active first).
@@ -166,10 +182,15 @@ class BondState:
                         "member is, so without waiting for updelay)"
                     )
                     break
+        return self._choose() | self._admission_changed()
+
+    def _admission_changed(self) -> bool:
+        """Did the members NORMAL takes frames from, or drops frames from, change?"""
         usable = frozenset(m.handle.ofport for m in self.members if self.usable(m))
-        changed = usable != self.usable_ofports
-        self.usable_ofports = usable
-        return self._choose() or changed
+        admitted = (usable, frozenset(self.backup_ofports()))
+        changed = admitted != self.admitted
+        self.admitted = admitted
+        return changed
 
     def _choose(self) -> bool:
         """As OVS: an enabled primary; else the active member while it is enabled; else
@@ -200,10 +221,11 @@ class BondState:
         return True
 
     def reconfigure(self, spec: BondSpec) -> bool:
-        """New settings; a new primary takes over at once if enabled. True when the
-        active member changed."""
+        """New settings, LACP's included, in place; a new primary takes over at once if
+        enabled. True when the active member, or what NORMAL admits, changed."""
         self.spec = spec
-        return self._choose()
+        self._configure_lacp()
+        return self._choose() | self._admission_changed()
 
     def set_active(self, name: str) -> None:
         """Make member ``name`` active now (``ovs-appctl bond/set-active-member``); it

@@ -9,11 +9,15 @@ then ``defaulted`` (forgotten). As in OVS:
   30 s, and at once when what the partner believes of it is wrong.
 - ``other_config:lacp-time=fast`` asks the partner for PDUs every second (and times out
   in 3 s); ``slow`` (the default) every 30 s (90 s).
-- The lead is the member whose port has the best priority, taken from the system with
-  the better priority; the members whose partner is the same system and aggregator key
-  as the lead's are attached (in sync) and, once the partner reports them in sync too,
-  may carry traffic. A member cabled to another switch, or to another aggregator, stays
-  out.
+- The lead is a member the partner has in sync if there is one, then the one whose
+  link has the best priority, taken from the system with the better priority; the
+  members whose partner is the same system and aggregator key as the lead's are
+  attached (in sync) and, once the partner reports them in sync too, may carry
+  traffic. A member cabled to another switch, or to another aggregator, or looped back
+  to this one, stays out.
+- Expired information is kept three fast intervals (3 s), whatever ``lacp-time``, then
+  forgotten; a member that loses its carrier expires at once.
+- A PDU goes out whenever what this end would say of itself changes.
 - With nothing negotiated, no member may carry traffic, unless
   ``other_config:lacp-fallback-ab=true``: then the bond runs as active-backup.
 
@@ -68,6 +72,7 @@ class MemberLacp:
     attached: bool = False
     rx_deadline: float | None = None
     next_tx: float = 0.0  # when the next PDU is due (0: at once)
+    sent_actor: LacpInfo | None = None  # what the last PDU said of this end
     rx_pdus: int = 0
     tx_pdus: int = 0
     rx_errors: int = 0
@@ -130,16 +135,31 @@ class BondLacp:
             member.next_tx = now  # the partner has us wrong: tell it at once
         return changed
 
-    def set_carrier(self, member: MemberLacp, carrier: bool) -> bool:
+    def set_carrier(self, member: MemberLacp, carrier: bool, now: float) -> bool:
         """A member's carrier; losing it expires what it heard. True on a change."""
         if carrier == member.carrier:
             return False
         member.carrier = carrier
         if not carrier and member.status == CURRENT:
-            self._expire(member, None)
+            self._expire(member, now)
         member.next_tx = 0.0
         self.update_attached()
         return True
+
+    def configure(self, settings: LacpSettings) -> None:
+        """New settings in place (what was heard is kept); every member tells its
+        partner at once."""
+        if settings != self.settings:
+            self.settings = settings
+            for member in self.members:
+                member.next_tx = 0.0
+            self.update_attached()
+
+    def next_event(self) -> float:
+        """When a PDU falls due or a partner's information times out (inf: never)."""
+        times = [m.rx_deadline for m in self.members if m.rx_deadline is not None]
+        times += [m.next_tx for m in self.members if m.carrier]
+        return min(times, default=float("inf"))
 
     def expire(self, now: float) -> bool:
         """Time out members that heard nothing for three intervals; True on a change."""
@@ -152,35 +172,48 @@ class BondLacp:
             self.update_attached()
         return changed
 
-    def _expire(self, member: MemberLacp, now: float | None) -> None:
+    def _expire(self, member: MemberLacp, now: float) -> None:
         member.next_tx = 0.0
         if member.status == CURRENT:
             member.status = EXPIRED_STATUS
-            # As 802.1AX: ask for fast PDUs, and no longer count the partner in sync.
+            # As 802.1AX and OVS: ask for fast PDUs, no longer count the partner in
+            # sync, and give it three fast intervals before forgetting it.
             member.partner = replace(member.partner, state=(member.partner.state | TIMEOUT) & ~SYNC)
-            member.rx_deadline = None if now is None else now + RX_MULTIPLIER * self.interval
+            member.rx_deadline = now + RX_MULTIPLIER * FAST_INTERVAL
         else:
             member.status = DEFAULTED_STATUS
             member.partner = LacpInfo()
             member.rx_deadline = None
 
-    def _priority(self, member: MemberLacp) -> tuple[int, int]:
-        """The member's port priority and number, from the system with the better
-        system priority (its choice of links wins)."""
+    def _priority(self, member: MemberLacp) -> tuple[int, bytes, int, int]:
+        """As OVS's member priority: the better system's priority and ID, then its
+        port priority and number for this link (the better system's choice wins)."""
         ours = (self.settings.system_priority, self.settings.system)
         theirs = (member.partner.system_priority, member.partner.system)
         if ours <= theirs:
-            return member.port_priority, member.port
-        return member.partner.port_priority, member.partner.port
+            return (*ours, member.port_priority, member.port)
+        return (*theirs, member.partner.port_priority, member.partner.port)
+
+    def _lead_rank(self, member: MemberLacp) -> tuple[bool, tuple[int, bytes, int, int]]:
+        """Lower is better: a member whose partner has it in sync first, then priority."""
+        return (not member.partner.state & SYNC, self._priority(member))
+
+    def _looped(self, member: MemberLacp) -> bool:
+        """The member hears this very aggregator: a cable looped back to the bond."""
+        partner = member.partner
+        return (partner.system, partner.key) == (self.settings.system, self.key)
 
     def update_attached(self) -> None:
         heard = [
             m
             for m in self.members
-            if m.carrier and m.status != DEFAULTED_STATUS and m.partner.state & AGGREGATION
+            if m.carrier
+            and m.status != DEFAULTED_STATUS
+            and m.partner.state & AGGREGATION
+            and not self._looped(m)
         ]
         self.negotiated = any(m.status != DEFAULTED_STATUS for m in self.members)
-        lead = min(heard, key=self._priority, default=None)
+        lead = min(heard, key=self._lead_rank, default=None)
         for member in self.members:
             was = member.attached
             if lead is not None:
@@ -204,11 +237,15 @@ class BondLacp:
         """The PDUs due now, one per member at most."""
         due = []
         for member in self.members:
-            if not member.carrier or now < member.next_tx:
+            if not member.carrier:
                 continue
             if not self.settings.active and member.status == DEFAULTED_STATUS:
                 continue  # passive: speak only when spoken to
-            due.append((member, Lacpdu(self.actor_info(member), member.partner)))
+            actor = self.actor_info(member)
+            if now < member.next_tx and actor == member.sent_actor:
+                continue  # not due, and nothing new to say
+            due.append((member, Lacpdu(actor, member.partner)))
+            member.sent_actor = actor
             member.tx_pdus += 1
             fast = member.partner.state & TIMEOUT
             member.next_tx = now + (FAST_INTERVAL if fast else SLOW_INTERVAL)

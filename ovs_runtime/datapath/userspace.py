@@ -73,6 +73,7 @@ from ovs_runtime.packet.offload import OffloadError, complete_frame
 from ovs_runtime.packet.rewrite import rewrite
 
 log = logging.getLogger(__name__)
+SLOW_PROTOCOLS = b"\x88\x09"  # the EtherType of LACP, Marker, OAM...
 
 BATCH = 64
 FLOW_MAINTENANCE_INTERVAL = 1.0  # rule counters and timeouts are this fresh
@@ -262,8 +263,14 @@ class UserspaceDatapath:
         pending: dict[PortHandle, list[tuple[bytes, bytes]]] = {}
         for packet in packets:
             header, frame = packet
-            if lacp_bond is not None and is_lacpdu(frame):  # LACP's own, never switched
-                self._lacp_received(lacp_bond, handle, frame, now)
+            if lacp_bond is not None and frame[12:14] == SLOW_PROTOCOLS:
+                # The bond's own, never switched (nor decided, so never cached): LACPDUs
+                # go to LACP; Marker, OAM and the rest are dropped and counted, as OVS.
+                if is_lacpdu(frame):
+                    self._lacp_received(lacp_bond, handle, frame, now)
+                else:
+                    normal.drops["slow-protocol"] += 1
+                    handle.netdev.stats.rx_dropped += 1  # type: ignore[union-attr]
                 continue
             if nd_guard is not None:  # Neighbour Discovery is checked frame by frame
                 nd_drop = nd_violation(nd_guard, frame)
@@ -613,6 +620,8 @@ class UserspaceDatapath:
         members = {m.handle.ofport for m in bond.members}
         state.normal.set_bond(bond.port.ofport, members, bond.backup_ofports())
         self._log_bond_events(bond)
+        if bond.active is None:
+            bond.announced = None  # whichever member comes back announces the MACs
         netdev = bond.port.netdev
         if netdev is None or bond.announced is bond.active:
             return
@@ -801,12 +810,7 @@ class UserspaceDatapath:
             handle = state.ports.get(port.name)
             kind = port.interfaces[0].type if port.interfaces else ""
             if handle is not None and handle.bond is not None:
-                old_lacp = (handle.spec.bond or BondSpec()).lacp_settings()
-                if (
-                    handle.spec.interfaces == port.interfaces
-                    and len(port.interfaces) > 1
-                    and (port.bond or BondSpec()).lacp_settings() == old_lacp
-                ):
+                if handle.spec.interfaces == port.interfaces and len(port.interfaces) > 1:
                     return self._update_bond(state, handle, port)
                 self.remove_port(bridge, port.name)
                 return self.add_port(bridge, port, ofport, member_ofports)

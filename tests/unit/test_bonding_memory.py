@@ -364,15 +364,15 @@ def test_a_bond_is_read_from_the_database(tmp_path: Path) -> None:
             "other_config:lacp-time=medium: must be fast or slow",
         ),
         (
-            {"other_config": ["map", [["lacp-fallback-ab", "yes"]]]},
+            {"lacp": "passive", "other_config": ["map", [["lacp-fallback-ab", "yes"]]]},
             "other_config:lacp-fallback-ab=yes: must be true or false",
         ),
         (
-            {"other_config": ["map", [["lacp-system-id", "00:00:00:00:00:00"]]]},
+            {"lacp": "passive", "other_config": ["map", [["lacp-system-id", "00:00:00:00:00:00"]]]},
             "lacp-system-id=00:00:00:00:00:00: must be a non-zero Ethernet address",
         ),
         (
-            {"other_config": ["map", [["lacp-system-priority", "0"]]]},
+            {"lacp": "passive", "other_config": ["map", [["lacp-system-priority", "0"]]]},
             "other_config:lacp-system-priority=0: must be 1 to 65535",
         ),
         ({"bond_fake_iface": True}, "bond_fake_iface=true"),
@@ -511,3 +511,9 @@ def test_a_datapath_that_cannot_open_link_notifications_still_runs_its_bonds() -
     now[0] += 0.2
     dp.run_once()
     assert dp.bond_show("bond0")["bond0"]["active_member"] == "m2"  # the poll still works
+
+
+def test_lacp_keys_are_ignored_on_a_bond_without_lacp(tmp_path: Path) -> None:
+    """As OVS: a stray LACP key on a port that does not run LACP blocks nothing."""
+    db = db_with_bond(tmp_path)
+    assert not bond_update(db, {"other_config": ["map", [["lacp-time", "medium"]]]})

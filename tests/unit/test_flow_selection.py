@@ -27,7 +27,7 @@ from ovs_runtime.ofproto.flow_syntax import (
 )
 from tests.unit.db_helpers import add_bridge_ops, errors, new_db
 
-PORTS = ("p1", "p2", "uplink")
+PORTS = ("p1", "p2", "uplink", "vm-7")
 FILTERS = (
     "",
     "ip",
@@ -38,6 +38,8 @@ FILTERS = (
     "udp,nw_dst=203.0.113.0/25,tp_dst=53",
     "in_port=p1",
     "in_port=2",
+    "in_port=vm-7",
+    "out_port=vm-7",
     "table=1",
     "table=1,ip",
     "priority=20,ip",
@@ -53,6 +55,7 @@ FILTERS = (
 
 
 def resolve(text: str) -> str:
+    """As ovsr's: a port's name first, then an OpenFlow port number."""
     numbers = {str(n): name for n, name in enumerate(PORTS, 1)}
     if text in PORTS:
         return text
@@ -80,7 +83,9 @@ def random_rule(rng: random.Random) -> str:
     )
     head = f"table={rng.choice((0, 0, 1))},priority={rng.choice((10, 20, 30))}"
     head += f",cookie={rng.choice((0x5, 0x10, 0x115, 0x20)):#x}"
-    actions = rng.choice(("drop", "NORMAL", "output:uplink", "output:p2", "output:p1,NORMAL"))
+    actions = rng.choice(
+        ("drop", "NORMAL", "output:uplink", "output:p2", "output:p1,NORMAL", "output:vm-7")
+    )
     return f"{head},{match},actions={actions}" if match else f"{head},actions={actions}"
 
 
@@ -158,6 +163,7 @@ def test_filters_choose_some_rules_but_not_all(tables: dict[str, Any]) -> None:
         (["nosuch", "ip", False], "no bridge named nosuch"),
         (["br0", "tcp,tp_dst=http", False], "filter 'tcp,tp_dst=http'"),
         (["br0", "ip,actions=drop", False], "takes no actions="),
+        (["br0", "in_port=nosuch", False], "bridge br0 has no port 'nosuch'"),
     ),
 )
 def test_bad_requests_are_refused_with_what_is_expected(
@@ -245,3 +251,20 @@ def test_commands_change_and_show_the_same_with_and_without_the_daemons_choice(
         assert rules_held(fast.db) == rules_held(slow.db), (name, args)
     assert fast.selections == len(COMMANDS)
     assert len(rules_held(fast.db)) < 200, "the deletions deleted something"
+
+
+class BrokenClient(InProcessClient):
+    """The connection fails while the daemon is asked to choose."""
+
+    def call(self, method: str, params: list[Any]) -> Any:
+        if method == "ovsr/select-flows":
+            raise ClientError("lost the connection to unix:/run/db.sock: reset by peer")
+        return super().call(method, params)
+
+
+def test_a_failed_connection_is_reported_not_answered_by_reading_every_rule(
+    tmp_path: Path,
+) -> None:
+    client = BrokenClient(loaded_db(tmp_path / "db"), daemon_selects=True)
+    with pytest.raises(ClientError, match="lost the connection"):
+        run_flow_command(client, "del-flows", ["br0", "udp"], {}, False)  # type: ignore[arg-type]

@@ -27,7 +27,7 @@ def end(system: bytes, active: bool = True, fast: bool = True, fallback: bool = 
     members = [MemberLacp(f"{system.hex()[-2:]}-{n}", port=n) for n in (1, 2)]
     bond = BondLacp(LacpSettings(active, fast, system, 65534, fallback), members)
     for member in members:
-        bond.set_carrier(member, True)
+        bond.set_carrier(member, True, 0.0)
     return bond
 
 
@@ -121,7 +121,7 @@ def test_silence_expires_then_defaults_the_partner() -> None:
 def test_losing_carrier_expires_at_once_and_the_other_member_carries_on() -> None:
     a, b = end(A_SYSTEM), end(B_SYSTEM)
     run(a, b, 0.0, 2.0, BOTH)
-    a.set_carrier(a.members[0], False)
+    a.set_carrier(a.members[0], False, 2.0)
     assert a.members[0].status == EXPIRED_STATUS and not a.may_enable(a.members[0])
     assert a.may_enable(a.members[1])
     assert all(m is not a.members[0] for m, _ in a.transmissions(100.0)), "no carrier, no PDU"
