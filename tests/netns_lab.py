@@ -46,6 +46,7 @@ class NetnsLab:
         self.prefix = prefix  # keep short: interface names are at most 15 characters
         self.hosts: dict[str, Host] = {}
         self.links: list[str] = []
+        self.moved: list[tuple[str, str]] = []  # (host, device) moved into a host's namespace
 
     def add_host(
         self, name: str, ip: str | None = None, prefixlen: int = 24, disable_ipv6: bool = True
@@ -150,7 +151,19 @@ class NetnsLab:
             if found:
                 ipr.link("del", index=found[0])
 
+    def moved_into(self, host: str, device: str) -> None:
+        """``device`` now lives in ``host``'s namespace: delete it there at cleanup
+        (a persistent TAP would otherwise come back to ours when the namespace goes)."""
+        self.moved.append((host, device))
+
     def cleanup(self) -> None:
+        for host_name, device in self.moved:
+            host = self.hosts.get(host_name)
+            with contextlib.suppress(Exception), NetNS(host.ns if host else "") as nsr:
+                found = nsr.link_lookup(ifname=device)
+                if found:
+                    nsr.link("del", index=found[0])
+        self.moved.clear()
         for host in self.hosts.values():
             with contextlib.suppress(Exception):
                 netns.remove(host.ns)

@@ -159,21 +159,29 @@ def test_patch_internal_and_tap_ports(switch: DaemonProcess, lab: NetnsLab, tmp_
             f"{pre}tp": {"type": "tap"},
         },
     )
-    assert lab.ping("h1", f"{NET}2"), "patch ports do not join the bridges"
-    # The internal port gives the host stack (this namespace) a port on the bridge:
-    # move it into its own namespace to give it an address without touching ours.
-    lab.add_namespace("nsi")
-    lab.add_namespace("nst")
-    with IPRoute() as ipr:
-        for name, ns in ((f"{pre}in", lab.hosts["nsi"].ns), (f"{pre}tp", lab.hosts["nst"].ns)):
-            ipr.link("set", index=ipr.link_lookup(ifname=name)[0], net_ns_fd=ns)
-    for host, ifname, addr in (("nsi", f"{pre}in", f"{NET}50"), ("nst", f"{pre}tp", f"{NET}60")):
-        with NetNS(lab.hosts[host].ns) as nsr:
-            idx = nsr.link_lookup(ifname=ifname)[0]
-            nsr.link("set", index=idx, state="up")
-            nsr.addr("add", index=idx, address=addr, prefixlen=24)
-    assert lab.ping("h1", f"{NET}50"), "internal port unreachable"
-    assert lab.ping("h1", f"{NET}60"), "TAP port moved into a namespace unreachable"
+    try:
+        assert lab.ping("h1", f"{NET}2"), "patch ports do not join the bridges"
+        # The internal port gives the host stack (this namespace) a port on the bridge:
+        # move it into its own namespace to give it an address without touching ours.
+        lab.add_namespace("nsi")
+        lab.add_namespace("nst")
+        with IPRoute() as ipr:
+            for name, host in ((f"{pre}in", "nsi"), (f"{pre}tp", "nst")):
+                index = ipr.link_lookup(ifname=name)[0]
+                ipr.link("set", index=index, net_ns_fd=lab.hosts[host].ns)
+                lab.moved_into(host, name)
+        addresses = (("nsi", f"{pre}in", f"{NET}50"), ("nst", f"{pre}tp", f"{NET}60"))
+        for host, ifname, addr in addresses:
+            with NetNS(lab.hosts[host].ns) as nsr:
+                idx = nsr.link_lookup(ifname=ifname)[0]
+                nsr.link("set", index=idx, state="up")
+                nsr.addr("add", index=idx, address=addr, prefixlen=24)
+        assert lab.ping("h1", f"{NET}50"), "internal port unreachable"
+        assert lab.ping("h1", f"{NET}60"), "TAP port moved into a namespace unreachable"
+    finally:
+        # The daemon owns the persistent TAP and re-creates it if it vanishes while the
+        # port exists: removing the port is what makes it go (wherever it is now).
+        switch.ovsr("del-port", "br1", f"{pre}tp")
 
 
 def test_deleted_device_reattaches(switch: DaemonProcess, lab: NetnsLab, tmp_path: Path) -> None:
