@@ -158,8 +158,12 @@ class BondLacp:
     def next_event(self) -> float:
         """When a PDU falls due or a partner's information times out (inf: never)."""
         times = [m.rx_deadline for m in self.members if m.rx_deadline is not None]
-        times += [m.next_tx for m in self.members if m.carrier]
+        times += [m.next_tx for m in self.members if self._may_send(m)]
         return min(times, default=float("inf"))
+
+    def _may_send(self, member: MemberLacp) -> bool:
+        """A carrier, and (passive) a partner that spoke first."""
+        return member.carrier and (self.settings.active or member.status != DEFAULTED_STATUS)
 
     def expire(self, now: float) -> bool:
         """Time out members that heard nothing for three intervals; True on a change."""
@@ -237,10 +241,8 @@ class BondLacp:
         """The PDUs due now, one per member at most."""
         due = []
         for member in self.members:
-            if not member.carrier:
-                continue
-            if not self.settings.active and member.status == DEFAULTED_STATUS:
-                continue  # passive: speak only when spoken to
+            if not self._may_send(member):
+                continue  # no carrier; or passive, and not spoken to
             actor = self.actor_info(member)
             if now < member.next_tx and actor == member.sent_actor:
                 continue  # not due, and nothing new to say

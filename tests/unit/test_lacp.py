@@ -173,3 +173,14 @@ def test_the_codec_agrees_with_scapy() -> None:
     assert (layer.partner_key, layer.partner_port_priority, layer.partner_state) == (9, 128, 0x3F)
     assert layer.collector_max_delay == 5
     assert lacpdu.decode(bytes(Ether(raw))) == pdu
+
+
+def test_a_silent_passive_end_asks_for_no_polling() -> None:
+    """A passive bond that has heard nothing has nothing due: the datapath must not
+    poll it on every loop iteration."""
+    c = end(A_SYSTEM, active=False)
+    assert c.transmissions(0.0) == []
+    assert c.next_event() == float("inf")
+    a = end(A_SYSTEM)
+    a.transmissions(0.0)
+    assert a.next_event() == 30.0, "an active end: its next PDU"
