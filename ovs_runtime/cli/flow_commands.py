@@ -524,7 +524,8 @@ def dump(
     """The ``chosen`` rules (those ``flt`` selects) with their counters, and the implicit
     default rule of a standalone bridge if ``flt`` selects it."""
     try:
-        stats = {s["uuid"]: s for s in client.call("ovsr/flow-stats", [view.name])}
+        # The chosen rules' counters only (a daemon that predates that sends them all).
+        stats = {s["uuid"]: s for s in client.call("ovsr/flow-stats", [view.name, chosen])}
     except ClientError:  # no datapath (--datapath none): rules without counters
         stats = {}
     rows: list[tuple[dict[str, Any], Any, str | None]] = [

@@ -16,6 +16,7 @@ import logging
 import os
 import signal
 import sys
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -324,7 +325,16 @@ class Daemon:
         def flow_stats(params: list[Any]) -> Any:
             bridge = bridge_arg(params, required=True)
             assert bridge is not None
-            return need_datapath().flow_statistics(bridge)
+            if len(params) == 1:
+                return need_datapath().flow_statistics(bridge)
+            usage = "expected [bridge] or [bridge, [rule UUID, ...]]"
+            if len(params) != 2 or not isinstance(params[1], list):
+                raise RpcError("syntax error", usage)
+            try:
+                only = {uuid.UUID(text) for text in params[1]}
+            except (TypeError, ValueError, AttributeError):
+                raise RpcError("syntax error", f"{usage}: not a UUID among them") from None
+            return need_datapath().flow_statistics(bridge, only)
 
         def trace(params: list[Any]) -> Any:
             bridge = bridge_arg(params, required=True)

@@ -8,6 +8,8 @@ runs everywhere; a switch-chip or kernel-bridge provider implements the same met
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import Collection
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -92,7 +94,9 @@ class DatapathProvider(Protocol):
         counters) and set its fail mode."""
         ...
 
-    def flow_statistics(self, bridge: str) -> list[dict[str, Any]]: ...
+    def flow_statistics(
+        self, bridge: str, only: Collection[uuid.UUID] | None = None
+    ) -> list[dict[str, Any]]: ...
     def configure_flow_export(
         self,
         bridge: str,

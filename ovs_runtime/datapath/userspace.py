@@ -19,7 +19,8 @@ import select
 import struct
 import threading
 import time
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Collection
 from typing import Any
 
 from ovs_runtime.bridge import qos_tc
@@ -1055,12 +1056,14 @@ class UserspaceDatapath:
                 state.cache.clear(now)  # exact-match keys follow "deep"
                 state.normal.invalidate()
 
-    def flow_statistics(self, bridge: str) -> list[dict[str, Any]]:
+    def flow_statistics(
+        self, bridge: str, only: Collection[uuid.UUID] | None = None
+    ) -> list[dict[str, Any]]:
         with self.lock:
             state = self.bridges[bridge]
             now = self.clock()
             state.cache.push_all(now)
-            return state.flows.statistics(now)
+            return state.flows.statistics(now, only)
 
     def expired_flows(self) -> list[tuple[str, str, str]]:
         """(bridge, rule UUID, idle|hard) for rules that timed out since the last call."""

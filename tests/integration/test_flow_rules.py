@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from ovs_runtime.cli.client import ClientError
 from ovs_runtime.ofproto import flow_key as fk
 from ovs_runtime.packet.synthesize import build_frame
 from tests.daemon_process import DaemonProcess
@@ -78,6 +79,15 @@ def test_acl_drops_one_host_and_the_rest_still_flows(
     assert lab.ping("h1", f"{NET}3") and lab.ping("h3", f"{NET}2"), "the rest flows"
     (acl,) = [r for r in dump(switch) if r["priority"] == 100]
     assert acl["n_packets"] >= 2 and acl["match"] == f"ip,nw_src={NET}1,nw_dst={NET}2"
+    # A filtered dump asks the datapath for the chosen rules' counters only.
+    (chosen,) = [r for r in dump(switch, f"ip,nw_src={NET}1") if not r["implicit"]]
+    assert chosen["uuid"] == acl["uuid"] and chosen["n_packets"] >= acl["n_packets"]
+    client = switch.client()
+    try:
+        with pytest.raises(ClientError, match="not a UUID among them"):
+            client.call("ovsr/flow-stats", ["br0", ["not-a-uuid"]])
+    finally:
+        client.close()
     ok(switch.ovsr("del-flows", "br0", f"ip,nw_src={NET}1"))
     assert lab.ping("h1", f"{NET}2")
 

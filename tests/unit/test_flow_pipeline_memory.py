@@ -500,3 +500,18 @@ def test_spoofed_advertisements_are_dropped_even_after_a_cached_honest_one() -> 
     assert {k: len(v) for k, v in h.got().items()} == {"b": 2, "c": 2, "d": 2}
     assert h.dp.bridges["br0"].normal.drops["port-security-nd"] == 2
     assert h.dp.trace("br0", spoofed, "a")["drop_reason"] == "port-security-nd"
+
+
+def test_statistics_of_chosen_rules_only() -> None:
+    """dump-flows of a few rules asks for their counters (and the implicit rule's)."""
+    h = FlowHarness()
+    first, second = h.flows(
+        "priority=10,udp,tp_dst=1 actions=output:b", "priority=10,udp,tp_dst=2 actions=output:c"
+    )
+    for _ in range(2):
+        h.send("a", h.udp("a", ip(2), dport=1))
+    chosen = h.dp.flow_statistics("br0", {first.uuid, uuid.uuid4()})
+    assert {s["uuid"] for s in chosen} == {str(first.uuid), None}, "a gone UUID is skipped"
+    assert next(s for s in chosen if s["uuid"] == str(first.uuid))["n_packets"] == 2
+    every = h.dp.flow_statistics("br0")
+    assert {s["uuid"] for s in every} == {str(first.uuid), str(second.uuid), None}
