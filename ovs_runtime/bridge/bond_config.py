@@ -24,10 +24,10 @@ active member's carrier goes down another takes over.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Any
 
+from ovs_runtime.bridge.device_settings import DeviceSettingError, check_mac
 from ovs_runtime.db.datum import as_map, scalar
 
 DEFAULT_MODE = "active-backup"
@@ -36,7 +36,6 @@ CARRIER_POLL_MS = 100  # how often carrier detection reads each member's link st
 DEFAULT_MIIMON_MS = 200
 LACP_MODES = ("off", "active", "passive")
 DEFAULT_LACP_SYSTEM_PRIORITY = 65534  # OVS's for a port with several interfaces
-MAC_PATTERN = re.compile(r"[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}")
 
 
 class BondConfigError(ValueError):
@@ -140,13 +139,14 @@ def _lacp_options(what: str, config: dict[str, str]) -> dict[str, Any]:
             f"{what}: other_config:lacp-fallback-ab={fallback}: must be true or false"
         )
     system_id = config.get("lacp-system-id")
-    if system_id is not None and (
-        not MAC_PATTERN.fullmatch(system_id) or int(system_id.replace(":", ""), 16) == 0
-    ):
-        raise BondConfigError(
-            f"{what}: other_config:lacp-system-id={system_id}: must be a non-zero Ethernet "
-            "address such as 02:00:00:00:00:01"
-        )
+    if system_id is not None:
+        try:
+            system_id = check_mac(system_id, "lacp-system-id")
+        except DeviceSettingError:
+            raise BondConfigError(
+                f"{what}: other_config:lacp-system-id={system_id}: must be a non-zero Ethernet "
+                "address, unicast, such as 02:00:00:00:00:01"
+            ) from None
     priority_text = config.get("lacp-system-priority", str(DEFAULT_LACP_SYSTEM_PRIORITY))
     try:
         priority = int(priority_text)
@@ -159,7 +159,7 @@ def _lacp_options(what: str, config: dict[str, str]) -> dict[str, Any]:
     return {
         "lacp_fast": time_text == "fast",
         "lacp_fallback_ab": fallback == "true",
-        "lacp_system_id": system_id.lower() if system_id else None,
+        "lacp_system_id": system_id,
         "lacp_system_priority": priority,
     }
 

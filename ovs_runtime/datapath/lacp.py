@@ -31,6 +31,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ovs_runtime.packet import lacpdu
+from ovs_runtime.packet.ethernet import mac_text
 from ovs_runtime.packet.lacpdu import (
     ACTIVITY,
     AGGREGATION,
@@ -260,7 +261,7 @@ class BondLacp:
             "mode": "active" if self.settings.active else "passive",
             "lacp_time": "fast" if self.settings.fast else "slow",
             "fallback_ab": self.settings.fallback_ab,
-            "system_id": _mac_text(self.settings.system),
+            "system_id": mac_text(self.settings.system),
             "system_priority": self.settings.system_priority,
             "aggregation_key": self.key,
             "members": {
@@ -271,7 +272,7 @@ class BondLacp:
                     "port_id": m.port,
                     "port_priority": m.port_priority,
                     "actor_state": lacpdu.state_names(self.actor_info(m).state),
-                    "partner_system_id": _mac_text(m.partner.system),
+                    "partner_system_id": mac_text(m.partner.system),
                     "partner_system_priority": m.partner.system_priority,
                     "partner_key": m.partner.key,
                     "partner_port_id": m.partner.port,
@@ -285,7 +286,3 @@ class BondLacp:
                 for m in self.members
             },
         }
-
-
-def _mac_text(mac: bytes) -> str:
-    return ":".join(f"{octet:02x}" for octet in mac)

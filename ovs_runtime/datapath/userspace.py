@@ -69,12 +69,11 @@ from ovs_runtime.packet.ethernet import (
     pop_vlan,
     push_vlan,
 )
-from ovs_runtime.packet.lacpdu import is_lacpdu
+from ovs_runtime.packet.lacpdu import SLOW_ETHERTYPE, is_lacpdu
 from ovs_runtime.packet.offload import OffloadError, complete_frame
 from ovs_runtime.packet.rewrite import rewrite
 
 log = logging.getLogger(__name__)
-SLOW_PROTOCOLS = b"\x88\x09"  # the EtherType of LACP, Marker, OAM...
 
 BATCH = 64
 FLOW_MAINTENANCE_INTERVAL = 1.0  # rule counters and timeouts are this fresh
@@ -264,7 +263,7 @@ class UserspaceDatapath:
         pending: dict[PortHandle, list[tuple[bytes, bytes]]] = {}
         for packet in packets:
             header, frame = packet
-            if lacp_bond is not None and frame[12:14] == SLOW_PROTOCOLS:
+            if lacp_bond is not None and frame[12:14] == SLOW_ETHERTYPE:
                 # The bond's own, never switched (nor decided, so never cached): LACPDUs
                 # go to LACP; Marker, OAM and the rest are dropped and counted, as OVS.
                 if is_lacpdu(frame):

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 SLOW_PROTOCOLS_MAC = bytes.fromhex("0180c2000002")
 ETH_TYPE_SLOW = 0x8809
+SLOW_ETHERTYPE = ETH_TYPE_SLOW.to_bytes(2, "big")  # as it sits at bytes 12-13 of a frame
 SUBTYPE_LACP = 1
 PDU_SIZE = 110  # after the Ethernet header
 
@@ -100,7 +101,7 @@ def encode(source_mac: bytes, pdu: Lacpdu) -> bytes:
 
 def is_lacpdu(frame: bytes) -> bool:
     """A slow-protocol frame with the LACP subtype (not yet checked any further)."""
-    return len(frame) > 14 and frame[12:14] == b"\x88\x09" and frame[14] == SUBTYPE_LACP
+    return len(frame) > 14 and frame[12:14] == SLOW_ETHERTYPE and frame[14] == SUBTYPE_LACP
 
 
 def decode(frame: bytes) -> Lacpdu:

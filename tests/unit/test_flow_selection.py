@@ -89,29 +89,32 @@ def random_rule(rng: random.Random) -> str:
     return f"{head},{match},actions={actions}" if match else f"{head},actions={actions}"
 
 
-@pytest.fixture
-def tables(tmp_path: Path) -> dict[str, Any]:
-    db = new_db(tmp_path / "db")
+def loaded_db(path: Path, count: int = 200, seed: int = 11) -> Database:
+    """A database with bridge br0 (ports ``PORTS``) holding ``count`` random rules."""
+    db = new_db(path)
     assert not errors(db.transact(add_bridge_ops("br0", PORTS)))
-    rng = random.Random(7)
-    rules = [parse_rule(random_rule(rng), resolve) for _ in range(300)]
+    rng = random.Random(seed)
     ops: list[dict[str, Any]] = []
-    for n, rule in enumerate(rules):
+    for n in range(count):
+        rule = parse_rule(random_rule(rng), resolve)
         ops.append(
             {"op": "insert", "table": "Flow_Rule", "uuid-name": f"r{n}", "row": flow_row(rule)}
         )
-    ops.append(
-        {
-            "op": "mutate",
-            "table": "Bridge",
-            "where": [["name", "==", "br0"]],
-            "mutations": [
-                ["flow_rules", "insert", ["set", [["named-uuid", f"r{n}"] for n in range(300)]]]
-            ],
-        }
-    )
+        ops.append(
+            {
+                "op": "mutate",
+                "table": "Bridge",
+                "where": [["name", "==", "br0"]],
+                "mutations": [["flow_rules", "insert", ["named-uuid", f"r{n}"]]],
+            }
+        )
     assert not errors(db.transact(ops))
-    return db.tables
+    return db
+
+
+@pytest.fixture
+def tables(tmp_path: Path) -> dict[str, Any]:
+    return loaded_db(tmp_path / "db", count=300, seed=7).tables
 
 
 def selected_by_ovsr(tables: dict[str, Any], flt: FlowFilter, strict: bool) -> list[str]:
@@ -191,28 +194,6 @@ class InProcessClient:
             self.selections += 1
             return select_flows(self.db.tables, params)
         raise ClientError(f"{method} failed: unknown method")
-
-
-def loaded_db(path: Path) -> Database:
-    db = new_db(path)
-    assert not errors(db.transact(add_bridge_ops("br0", PORTS)))
-    rng = random.Random(11)
-    ops: list[dict[str, Any]] = []
-    for n in range(200):
-        rule = parse_rule(random_rule(rng), resolve)
-        ops.append(
-            {"op": "insert", "table": "Flow_Rule", "uuid-name": f"r{n}", "row": flow_row(rule)}
-        )
-        ops.append(
-            {
-                "op": "mutate",
-                "table": "Bridge",
-                "where": [["name", "==", "br0"]],
-                "mutations": [["flow_rules", "insert", ["named-uuid", f"r{n}"]]],
-            }
-        )
-    assert not errors(db.transact(ops))
-    return db
 
 
 def rules_held(db: Database) -> list[tuple[Any, ...]]:
